@@ -1,0 +1,5 @@
+//! The consistency-model maths: parameterization, noise grid, noise sources and samplers.
+pub mod noise;
+pub mod param;
+pub mod sample;
+pub mod schedule;

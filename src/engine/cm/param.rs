@@ -1,0 +1,57 @@
+//! The consistency-model parameterization (paper Appendix C; cm_reference §a):
+//! f(x, σ) = c_skip(σ)·x + c_out(σ)·F(c_in(σ)·x, c_noise(σ)).
+
+use candle_core::{Result, Tensor};
+
+/// Scalings of the boundary-condition parameterization used by every CD/CT checkpoint.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Scalings {
+    pub c_skip: f64,
+    pub c_out: f64,
+    pub c_in: f64,
+}
+
+/// `c_skip = σd²/((σ−σmin)²+σd²)`, `c_out = (σ−σmin)·σd/√(σ²+σd²)`, `c_in = 1/√(σ²+σd²)`.
+/// Note the plain σ² inside c_out's root, exactly as the reference; c_skip(σmin)=1, c_out(σmin)=0.
+pub fn boundary_scalings(sigma: f64, sigma_data: f64, sigma_min: f64) -> Scalings {
+    let sd2 = sigma_data * sigma_data;
+    let root = (sigma * sigma + sd2).sqrt();
+    Scalings {
+        c_skip: sd2 / ((sigma - sigma_min).powi(2) + sd2),
+        c_out: (sigma - sigma_min) * sigma_data / root,
+        c_in: 1.0 / root,
+    }
+}
+
+/// The network's time input: `1000·0.25·ln(σ + 1e-44)` (the 1e-44 only guards ln 0).
+pub fn c_noise(sigma: f64) -> f64 {
+    250.0 * (sigma + 1e-44).ln()
+}
+
+/// The denoiser network F: takes `c_in·x`, the time input per sample and optional class labels.
+pub trait Network {
+    fn forward(&self, x: &Tensor, c_noise: &[f64], class_labels: Option<&Tensor>) -> Result<Tensor>;
+}
+
+/// A network wrapped with the boundary-condition scalings: the consistency function f(x, σ).
+pub struct ConsistencyFn<'a, N: Network + ?Sized> {
+    pub net: &'a N,
+    pub sigma_data: f64,
+    pub sigma_min: f64,
+    pub class_labels: Option<Tensor>,
+}
+
+impl<N: Network + ?Sized> ConsistencyFn<'_, N> {
+    /// f(x, σ) for one σ shared by the whole batch, unclamped.
+    pub fn call(&self, x: &Tensor, sigma: f64) -> Result<Tensor> {
+        let s = boundary_scalings(sigma, self.sigma_data, self.sigma_min);
+        let batch = x.dim(0)?;
+        let out = self.net.forward(&(x * s.c_in)?, &vec![c_noise(sigma); batch], self.class_labels.as_ref())?;
+        (x * s.c_skip)? + (out * s.c_out)?
+    }
+
+    /// The denoised estimate clamped to the data range, as every sampler step of the reference does.
+    pub fn denoise(&self, x: &Tensor, sigma: f64) -> Result<Tensor> {
+        self.call(x, sigma)?.clamp(-1f32, 1f32)
+    }
+}

@@ -1,0 +1,41 @@
+//! Sampling: one step (paper §3) and multistep (paper Algorithm 1), in the reference's `ts` convention
+//! (cm_reference §c.1, §c.2).
+
+use super::noise::NoiseSource;
+use super::param::{ConsistencyFn, Network};
+use candle_core::{Result, Tensor};
+use std::ops::ControlFlow;
+
+/// Called after each network evaluation with (step done, total steps); `Break` cancels the run.
+pub type OnStep<'a> = &'a mut dyn FnMut(usize, usize) -> ControlFlow<()>;
+
+/// One-step generation: x = clamp(f(σmax·z, σmax)). `z` is a standard-normal draw.
+pub fn sample_onestep<N: Network + ?Sized>(f: &ConsistencyFn<N>, z: &Tensor, sigma_max: f64) -> Result<Tensor> {
+    f.denoise(&(z * sigma_max)?, sigma_max)
+}
+
+/// Multistep consistency sampling (Algorithm 1) from an already-noised `x` at `sigmas[0]`:
+/// denoise, then re-noise to the next σ with `sqrt(σ_next² − σmin²)·z`, until the last σ. One network
+/// call per σ except the last; the last step's draw is still taken (×0 when the list ends at σmin), as
+/// the reference does, so replayed noise files line up. Returns None when cancelled.
+pub fn sample_multistep<N: Network + ?Sized>(
+    f: &ConsistencyFn<N>,
+    x: Tensor,
+    sigmas: &[f64],
+    sigma_max: f64,
+    noise: &mut dyn NoiseSource,
+    on_step: OnStep,
+) -> Result<Option<Tensor>> {
+    let mut x = x;
+    let steps = sigmas.len().saturating_sub(1);
+    for i in 0..steps {
+        let x0 = f.denoise(&x, sigmas[i])?;
+        let next = sigmas[i + 1].clamp(f.sigma_min, sigma_max);
+        let z = noise.next(x.dims())?.to_device(x.device())?;
+        x = (x0 + (z * (next * next - f.sigma_min * f.sigma_min).sqrt())?)?;
+        if on_step(i + 1, steps).is_break() {
+            return Ok(None);
+        }
+    }
+    Ok(Some(x.clamp(-1f32, 1f32)?))
+}

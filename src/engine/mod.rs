@@ -1,0 +1,30 @@
+//! The engine: tensors in, tensors out. No UI, no threads.
+//!
+//! | paper / reference                         | file                 |
+//! |-------------------------------------------|----------------------|
+//! | UNet architecture (cm_reference §f)       | `model/{config,blocks,unet}.rs` |
+//! | weight formats and names (§f.5)           | `model/load.rs`      |
+//! | presets per released checkpoint (§c.2)    | `model/spec.rs`      |
+//! | parameterization, c_noise (§a)            | `cm/param.rs`        |
+//! | Karras grid, ts lists (§b)                | `cm/schedule.rs`     |
+//! | one-step and Algorithm 1 (§c.1, §c.2)     | `cm/sample.rs`       |
+//! | seeded and replayed noise                 | `cm/noise.rs`        |
+//! | images ⇄ tensors                          | `image.rs`           |
+pub mod cm;
+pub mod error;
+pub mod generate;
+pub mod image;
+pub mod model;
+
+pub use error::{EngineError, Result};
+
+/// `cpu`, `cuda`, or `auto` (CUDA when built with it and a device is present, else CPU).
+pub fn select_device(name: &str) -> Result<candle_core::Device> {
+    use candle_core::Device;
+    match name {
+        "cpu" => Ok(Device::Cpu),
+        "cuda" => Ok(Device::new_cuda(0)?),
+        "auto" => Ok(Device::cuda_if_available(0).unwrap_or(Device::Cpu)),
+        other => Err(EngineError::InvalidInput(format!("unknown device `{other}` (cpu, cuda or auto)"))),
+    }
+}

@@ -1,0 +1,530 @@
+//! The one place that knows weight-file formats: OpenAI `.pt` (PyTorch zip pickles), the same weights as
+//! safetensors under openai names, diffusers `UNet2DModel` folders, and the project's own safetensors
+//! with its config in the metadata. Everything is checked against the expected weight list (names,
+//! shapes, dtypes) before any tensor data is read, so a wrong file fails with one line naming the problem.
+//!
+//! `.pt` files are read by candle's pickle interpreter, which only builds plain values and tensors from
+//! opcodes: it never imports modules or calls code named in the file.
+
+use super::config::{BlockKind, UNetConfig};
+use super::spec::{ModelConfig, SamplingConfig, guess_preset};
+use super::unet::UNet;
+use crate::engine::error::{EngineError, Result, WeightReport};
+use candle_core::{DType, Device, Tensor};
+use candle_nn::VarBuilder;
+use safetensors::SafeTensors;
+use std::collections::{BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+
+/// Metadata key under which the project's safetensors store their [`ModelConfig`] as JSON.
+pub const CONFIG_METADATA_KEY: &str = "cmpaint.config";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WeightFormat {
+    /// OpenAI `.pt` state dict (PyTorch zip pickle).
+    OpenAiPt,
+    /// Safetensors with openai tensor names and no project config.
+    OpenAiSafetensors,
+    /// diffusers `UNet2DModel` (`config.json` + `diffusion_pytorch_model.safetensors`).
+    Diffusers,
+    /// The project's own safetensors: openai names, config in the metadata.
+    Project,
+}
+
+impl std::fmt::Display for WeightFormat {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            WeightFormat::OpenAiPt => "OpenAI .pt (PyTorch pickle)",
+            WeightFormat::OpenAiSafetensors => "safetensors, openai names",
+            WeightFormat::Diffusers => "diffusers UNet2DModel",
+            WeightFormat::Project => "cmpaint safetensors",
+        })
+    }
+}
+
+/// Where the configuration came from, for `cmpaint info` and error messages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfigSource {
+    ConfigFile(PathBuf),
+    FileMetadata,
+    DiffusersConfig,
+    /// Inferred from tensor shapes; the schedule (and image size) from this preset.
+    InferredWithPreset(String),
+    /// Inferred from tensor shapes with the default schedule.
+    Inferred,
+}
+
+impl std::fmt::Display for ConfigSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ConfigSource::ConfigFile(p) => write!(f, "config file {}", p.display()),
+            ConfigSource::FileMetadata => write!(f, "the file's metadata"),
+            ConfigSource::DiffusersConfig => write!(f, "diffusers config.json"),
+            ConfigSource::InferredWithPreset(p) => write!(f, "inferred from tensor shapes; schedule of preset {p}"),
+            ConfigSource::Inferred => {
+                write!(f, "inferred from tensor shapes (image size guessed, 64 channels per head, N=40 schedule)")
+            }
+        }
+    }
+}
+
+/// A weight file opened and checked, before any tensor data is read.
+pub struct Checkpoint {
+    pub path: PathBuf,
+    pub format: WeightFormat,
+    pub config: ModelConfig,
+    pub config_source: ConfigSource,
+    /// Bytes of tensor data in the file (stored dtype).
+    pub stored_bytes: usize,
+    reader: Reader,
+    /// openai name → the stored tensor(s) it is made of (three for a diffusers qkv).
+    sources: HashMap<String, Vec<String>>,
+}
+
+enum Reader {
+    Pt(candle_core::pickle::PthTensors),
+    Safetensors(Vec<u8>),
+}
+
+struct StoredTensor {
+    shape: Vec<usize>,
+    dtype: String,
+}
+
+fn not_a_checkpoint(path: &Path, reason: impl Into<String>) -> EngineError {
+    EngineError::NotACheckpoint { path: path.to_path_buf(), reason: reason.into() }
+}
+
+fn bad_config(path: &Path, reason: impl Into<String>) -> EngineError {
+    EngineError::BadConfig { path: path.to_path_buf(), reason: reason.into() }
+}
+
+/// Reads a `--config` JSON file ([`ModelConfig`]).
+pub fn read_config_file(path: &Path) -> Result<ModelConfig> {
+    let text = std::fs::read_to_string(path).map_err(|e| bad_config(path, e.to_string()))?;
+    let cfg: ModelConfig = serde_json::from_str(&text).map_err(|e| bad_config(path, e.to_string()))?;
+    cfg.unet.validate().map_err(|e| bad_config(path, e))?;
+    Ok(cfg)
+}
+
+impl Checkpoint {
+    /// Opens a weight file or diffusers folder, settles its configuration (an explicit `config`
+    /// wins over anything the file says) and checks every weight's name, shape and dtype.
+    pub fn open(path: &Path, config: Option<(ModelConfig, PathBuf)>) -> Result<Self> {
+        if !path.exists() {
+            return Err(not_a_checkpoint(path, "no such file or folder"));
+        }
+        let (format, reader, stored, metadata_config, diffusers_config, stored_bytes) = if path.is_dir() {
+            let (weights, cfg) = diffusers_paths(path)?;
+            let (reader, stored, _, bytes) = read_safetensors(&weights)?;
+            let unet = read_diffusers_config(&cfg)?;
+            let sampling = read_diffusers_schedule(path);
+            (WeightFormat::Diffusers, reader, stored, None, Some((unet, sampling)), bytes)
+        } else {
+            let magic = read_magic(path)?;
+            if magic.starts_with(b"PK\x03\x04") {
+                let (reader, stored, bytes) = read_pt(path)?;
+                (WeightFormat::OpenAiPt, reader, stored, None, None, bytes)
+            } else if magic.first() == Some(&0x80) {
+                return Err(not_a_checkpoint(
+                    path,
+                    "a legacy (pre-1.6) torch.save file: re-save it with torch.save(..., _use_new_zipfile_serialization=True)",
+                ));
+            } else {
+                let (reader, stored, meta, bytes) = read_safetensors(path)?;
+                match meta {
+                    Some(cfg) => (WeightFormat::Project, reader, stored, Some(cfg), None, bytes),
+                    None => (WeightFormat::OpenAiSafetensors, reader, stored, None, None, bytes),
+                }
+            }
+        };
+
+        let file_name = path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+        let (config, config_source) = if let Some((cfg, cfg_path)) = config {
+            (cfg, ConfigSource::ConfigFile(cfg_path))
+        } else if let Some(text) = metadata_config {
+            let cfg: ModelConfig = serde_json::from_str(&text).map_err(|e| bad_config(path, e.to_string()))?;
+            (cfg, ConfigSource::FileMetadata)
+        } else if let Some((unet, sampling)) = diffusers_config {
+            let preset = guess_preset(&file_name, &unet);
+            let sampling = sampling.unwrap_or_else(|| preset.as_ref().map(|p| p.sampling.clone()).unwrap_or_default());
+            let name = preset.map(|p| p.name).unwrap_or_else(|| file_name.clone());
+            (ModelConfig { name, unet, sampling }, ConfigSource::DiffusersConfig)
+        } else {
+            let shapes: HashMap<String, Vec<usize>> = stored.iter().map(|(k, v)| (k.clone(), v.shape.clone())).collect();
+            let unet = UNetConfig::infer(&normalise_attention_shapes(shapes))
+                .map_err(|e| not_a_checkpoint(path, format!("not a consistency-model UNet: {e}")))?;
+            match guess_preset(&file_name, &unet) {
+                Some(p) if p.unet == UNetConfig { image_size: p.unet.image_size, ..unet.clone() } => {
+                    let source = ConfigSource::InferredWithPreset(p.name.clone());
+                    (p, source)
+                }
+                _ => {
+                    let name = path.file_stem().map(|s| s.to_string_lossy().to_string()).unwrap_or_default();
+                    (ModelConfig { name, unet, sampling: SamplingConfig::default() }, ConfigSource::Inferred)
+                }
+            }
+        };
+        config.unet.validate().map_err(|e| bad_config(path, e))?;
+
+        let sources = match format {
+            WeightFormat::Diffusers => diffusers_sources(&config.unet),
+            _ => config.unet.expected_weights().into_iter().map(|(n, _)| (n.clone(), vec![n])).collect(),
+        };
+        check_weights(&config.unet, &sources, &stored)?;
+        Ok(Self { path: path.to_path_buf(), format, config, config_source, stored_bytes, reader, sources })
+    }
+
+    /// Reads every weight, converts it to f32 on `device` and builds the network.
+    pub fn load(&self, device: &Device) -> Result<UNet> {
+        let vb = VarBuilder::from_tensors(self.load_tensors(device)?, DType::F32, device);
+        Ok(UNet::new(&self.config.unet, vb)?)
+    }
+
+    /// Every weight under its openai name, in f32 on `device`.
+    pub fn load_tensors(&self, device: &Device) -> Result<HashMap<String, Tensor>> {
+        let st = match &self.reader {
+            Reader::Safetensors(bytes) => {
+                Some(SafeTensors::deserialize(bytes).map_err(|e| not_a_checkpoint(&self.path, e.to_string()))?)
+            }
+            Reader::Pt(_) => None,
+        };
+        let read = |name: &str| -> Result<Tensor> {
+            match (&self.reader, &st) {
+                (_, Some(st)) => {
+                    use candle_core::safetensors::Load;
+                    let view = st.tensor(name).map_err(|e| not_a_checkpoint(&self.path, e.to_string()))?;
+                    Ok(view.load(&Device::Cpu)?)
+                }
+                (Reader::Pt(pth), None) => pth
+                    .get(name)
+                    .map_err(|e| not_a_checkpoint(&self.path, format!("cannot read `{name}`: {e}")))?
+                    .ok_or_else(|| not_a_checkpoint(&self.path, format!("`{name}` vanished while reading"))),
+                (Reader::Safetensors(_), None) => unreachable!("safetensors are deserialised above"),
+            }
+        };
+        let mut tensors = HashMap::new();
+        for (name, shape) in self.config.unet.expected_weights() {
+            let parts = self.sources[&name].iter().map(|s| read(s)).collect::<Result<Vec<_>>>()?;
+            let t = if parts.len() == 1 { parts.into_iter().next().expect("one part") } else { Tensor::cat(&parts, 0)? };
+            tensors.insert(name, t.reshape(shape)?.to_dtype(DType::F32)?.to_device(device)?);
+        }
+        Ok(tensors)
+    }
+
+    /// Bytes the weights take once loaded as f32.
+    pub fn f32_bytes(&self) -> usize {
+        self.config.unet.parameter_count() * 4
+    }
+}
+
+/// Memory a forward pass at `batch` needs beyond the weights, roughly: the skip activations kept for
+/// the decoder, a few working copies of the largest feature map, and the attention matrices.
+pub fn activation_bytes(cfg: &UNetConfig, batch: usize) -> usize {
+    let layout = cfg.layout();
+    let mut res = cfg.image_size;
+    let mut skips = cfg.model_channels * cfg.channel_mult[0] * res * res;
+    let mut largest = skips;
+    let mut attention = 0;
+    for block in &layout.input {
+        for spec in block {
+            match spec.kind {
+                BlockKind::Res { cout, resample: super::config::Resample::Down, .. } => {
+                    res /= 2;
+                    largest = largest.max(cout * res * res);
+                }
+                BlockKind::DownConv { .. } => res /= 2,
+                BlockKind::Res { cout, .. } => largest = largest.max(cout * res * res),
+                BlockKind::Attn { channels } => {
+                    attention = attention.max((channels / cfg.num_head_channels) * (res * res).pow(2))
+                }
+                BlockKind::UpConv { .. } => {}
+            }
+        }
+        if let Some(BlockKind::Res { cout, .. } | BlockKind::Attn { channels: cout }) = block.last().map(|b| b.kind) {
+            skips += cout * res * res;
+        } else if let Some(BlockKind::DownConv { channels }) = block.last().map(|b| b.kind) {
+            skips += channels * res * res;
+        }
+    }
+    batch * 4 * (skips + 6 * largest + 2 * attention)
+}
+
+fn read_magic(path: &Path) -> Result<Vec<u8>> {
+    use std::io::Read;
+    let mut f = std::fs::File::open(path).map_err(|e| not_a_checkpoint(path, e.to_string()))?;
+    let mut buf = vec![0u8; 8];
+    let n = f.read(&mut buf).map_err(|e| not_a_checkpoint(path, e.to_string()))?;
+    buf.truncate(n);
+    if n < 8 {
+        return Err(not_a_checkpoint(path, format!("only {n} bytes: not a weight file")));
+    }
+    Ok(buf)
+}
+
+fn dtype_name(d: DType) -> String {
+    format!("{d:?}").to_lowercase()
+}
+
+fn read_pt(path: &Path) -> Result<(Reader, HashMap<String, StoredTensor>, usize)> {
+    let pth = candle_core::pickle::PthTensors::new(path, None)
+        .map_err(|e| not_a_checkpoint(path, format!("truncated or corrupt PyTorch checkpoint ({e})")))?;
+    let mut stored = HashMap::new();
+    let mut bytes = 0;
+    for (name, info) in pth.tensor_infos() {
+        let shape = info.layout.dims().to_vec();
+        bytes += shape.iter().product::<usize>() * info.dtype.size_in_bytes();
+        stored.insert(name.clone(), StoredTensor { shape, dtype: dtype_name(info.dtype) });
+    }
+    if stored.is_empty() {
+        return Err(not_a_checkpoint(path, "a PyTorch file without a state dict of tensors"));
+    }
+    Ok((Reader::Pt(pth), stored, bytes))
+}
+
+#[allow(clippy::type_complexity)]
+fn read_safetensors(path: &Path) -> Result<(Reader, HashMap<String, StoredTensor>, Option<String>, usize)> {
+    let bytes = std::fs::read(path).map_err(|e| not_a_checkpoint(path, e.to_string()))?;
+    let st = SafeTensors::deserialize(&bytes).map_err(|e| {
+        not_a_checkpoint(path, format!("neither a PyTorch checkpoint nor a valid safetensors file ({e})"))
+    })?;
+    let (_, meta) = SafeTensors::read_metadata(&bytes).map_err(|e| not_a_checkpoint(path, e.to_string()))?;
+    let config = meta.metadata().as_ref().and_then(|m| m.get(CONFIG_METADATA_KEY).cloned());
+    let mut stored = HashMap::new();
+    let mut data = 0;
+    for (name, view) in st.iter() {
+        data += view.data().len();
+        stored.insert(name.to_string(), StoredTensor { shape: view.shape().to_vec(), dtype: format!("{:?}", view.dtype()).to_lowercase() });
+    }
+    drop(st);
+    Ok((Reader::Safetensors(bytes), stored, config, data))
+}
+
+/// Older guided-diffusion code saved attention 1×1 convs as 3-D `[O, I, 1]`; treat them as 4-D.
+fn normalise_attention_shapes(mut shapes: HashMap<String, Vec<usize>>) -> HashMap<String, Vec<usize>> {
+    for (name, shape) in shapes.iter_mut() {
+        if (name.ends_with("qkv.weight") || name.ends_with("proj_out.weight")) && shape.len() == 3 && shape[2] == 1 {
+            shape.push(1);
+        }
+    }
+    shapes
+}
+
+/// Compares what the file holds with what the model needs: names, shapes (element counts for the
+/// re-shaped attention weights) and dtypes.
+fn check_weights(cfg: &UNetConfig, sources: &HashMap<String, Vec<String>>, stored: &HashMap<String, StoredTensor>) -> Result<()> {
+    let mut report = WeightReport::default();
+    let mut used = BTreeSet::new();
+    for (name, shape) in cfg.expected_weights() {
+        let parts = &sources[&name];
+        let elems: usize = shape.iter().product::<usize>() / parts.len();
+        for part in parts {
+            used.insert(part.clone());
+            match stored.get(part) {
+                None => report.missing.push(part.clone()),
+                Some(t) => {
+                    let same = if parts.len() == 1 && part == &name {
+                        t.shape == shape || (t.shape.len() == 3 && [t.shape.clone(), vec![1]].concat() == shape)
+                    } else {
+                        t.shape.iter().product::<usize>() == elems
+                    };
+                    if !same {
+                        let mut expected = shape.clone();
+                        expected[0] /= parts.len();
+                        report.mismatched.push((part.clone(), expected, t.shape.clone()));
+                    }
+                }
+            }
+        }
+    }
+    report.unexpected = stored.keys().filter(|k| !used.contains(*k)).cloned().collect();
+    report.missing.sort();
+    report.unexpected.sort();
+    if !report.is_empty() {
+        return Err(EngineError::WeightMismatch(report));
+    }
+    for name in &used {
+        let dtype = &stored[name].dtype;
+        if !matches!(dtype.as_str(), "f32" | "f16" | "bf16" | "f64") {
+            return Err(EngineError::UnsupportedDtype { name: name.clone(), dtype: dtype.clone() });
+        }
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// diffusers
+
+fn diffusers_paths(dir: &Path) -> Result<(PathBuf, PathBuf)> {
+    for base in [dir.join("unet"), dir.to_path_buf()] {
+        let weights = base.join("diffusion_pytorch_model.safetensors");
+        let config = base.join("config.json");
+        if weights.is_file() && config.is_file() {
+            return Ok((weights, config));
+        }
+    }
+    Err(not_a_checkpoint(
+        dir,
+        "a folder, but not a diffusers model: expected config.json and diffusion_pytorch_model.safetensors (here or in unet/)",
+    ))
+}
+
+#[derive(serde::Deserialize)]
+struct DiffusersUNetConfig {
+    sample_size: usize,
+    #[serde(default = "three")]
+    in_channels: usize,
+    #[serde(default = "three")]
+    out_channels: usize,
+    layers_per_block: usize,
+    block_out_channels: Vec<usize>,
+    down_block_types: Vec<String>,
+    up_block_types: Vec<String>,
+    attention_head_dim: Option<usize>,
+    num_class_embeds: Option<usize>,
+    #[serde(default)]
+    resnet_time_scale_shift: Option<String>,
+    #[serde(default)]
+    norm_num_groups: Option<usize>,
+    #[serde(default)]
+    time_embedding_type: Option<String>,
+    #[serde(default)]
+    flip_sin_to_cos: Option<bool>,
+    #[serde(default)]
+    freq_shift: Option<f64>,
+}
+
+fn three() -> usize {
+    3
+}
+
+fn read_diffusers_config(path: &Path) -> Result<UNetConfig> {
+    let text = std::fs::read_to_string(path).map_err(|e| bad_config(path, e.to_string()))?;
+    let c: DiffusersUNetConfig = serde_json::from_str(&text).map_err(|e| bad_config(path, e.to_string()))?;
+    let unsupported = |what: String| bad_config(path, format!("unsupported UNet2DModel setting: {what}"));
+    if c.norm_num_groups.unwrap_or(32) != 32 {
+        return Err(unsupported(format!("norm_num_groups {}", c.norm_num_groups.unwrap_or(0))));
+    }
+    if c.time_embedding_type.as_deref().unwrap_or("positional") != "positional"
+        || !c.flip_sin_to_cos.unwrap_or(true)
+        || c.freq_shift.unwrap_or(0.0) != 0.0
+    {
+        return Err(unsupported("a time embedding other than positional, cos-first, shift 0".into()));
+    }
+    let mc = *c.block_out_channels.first().ok_or_else(|| bad_config(path, "empty block_out_channels"))?;
+    if c.block_out_channels.iter().any(|&b| mc == 0 || b % mc != 0) {
+        return Err(unsupported(format!("block_out_channels {:?} (not multiples of the first)", c.block_out_channels)));
+    }
+    let levels = c.block_out_channels.len();
+    if c.down_block_types.len() != levels || c.up_block_types.len() != levels {
+        return Err(bad_config(path, "down/up block type lists must have one entry per level"));
+    }
+    let updown = |t: &str| match t {
+        "ResnetDownsampleBlock2D" | "AttnDownsampleBlock2D" | "ResnetUpsampleBlock2D" | "AttnUpsampleBlock2D" => Ok(true),
+        "DownBlock2D" | "AttnDownBlock2D" | "UpBlock2D" | "AttnUpBlock2D" => Ok(false),
+        other => Err(unsupported(format!("block type {other}"))),
+    };
+    let kinds = c.down_block_types.iter().chain(&c.up_block_types).map(|t| updown(t)).collect::<Result<Vec<_>>>()?;
+    if kinds.iter().any(|&k| k != kinds[0]) {
+        return Err(unsupported("a mix of residual and conv resamplers".into()));
+    }
+    let attention_ds: Vec<usize> =
+        (0..levels).filter(|&i| c.down_block_types[i].starts_with("Attn")).map(|i| 1 << i).collect();
+    let mirrored = (0..levels).all(|i| c.up_block_types[levels - 1 - i].starts_with("Attn") == attention_ds.contains(&(1 << i)));
+    if !mirrored {
+        return Err(unsupported("attention in up blocks that does not mirror the down blocks".into()));
+    }
+    Ok(UNetConfig {
+        image_size: c.sample_size,
+        in_channels: c.in_channels,
+        out_channels: c.out_channels,
+        model_channels: mc,
+        channel_mult: c.block_out_channels.iter().map(|b| b / mc).collect(),
+        num_res_blocks: c.layers_per_block,
+        attention_ds,
+        num_head_channels: c.attention_head_dim.unwrap_or(64),
+        use_scale_shift_norm: c.resnet_time_scale_shift.as_deref() == Some("scale_shift"),
+        resblock_updown: kinds[0],
+        num_classes: c.num_class_embeds,
+    })
+}
+
+/// The scheduler's grid, when the folder is a whole pipeline with `scheduler/scheduler_config.json`.
+fn read_diffusers_schedule(dir: &Path) -> Option<SamplingConfig> {
+    #[derive(serde::Deserialize)]
+    struct Sched {
+        num_train_timesteps: usize,
+        sigma_min: Option<f64>,
+        sigma_max: Option<f64>,
+        sigma_data: Option<f64>,
+        rho: Option<f64>,
+    }
+    let candidates = [dir.join("scheduler/scheduler_config.json"), dir.join("../scheduler/scheduler_config.json")];
+    let text = candidates.iter().find_map(|p| std::fs::read_to_string(p).ok())?;
+    let s: Sched = serde_json::from_str(&text).ok()?;
+    let mut cfg = SamplingConfig::with_grid(s.num_train_timesteps, None);
+    cfg.sigma_min = s.sigma_min.unwrap_or(cfg.sigma_min);
+    cfg.sigma_max = s.sigma_max.unwrap_or(cfg.sigma_max);
+    cfg.sigma_data = s.sigma_data.unwrap_or(cfg.sigma_data);
+    cfg.rho = s.rho.unwrap_or(cfg.rho);
+    Some(cfg)
+}
+
+/// For every openai weight, the diffusers tensor(s) it comes from (cm_reference §f.5 mapping rules).
+pub fn diffusers_sources(cfg: &UNetConfig) -> HashMap<String, Vec<String>> {
+    let mut prefixes: Vec<(String, String, Option<BlockKind>)> = vec![
+        ("time_embed.0".into(), "time_embedding.linear_1".into(), None),
+        ("time_embed.2".into(), "time_embedding.linear_2".into(), None),
+        ("label_emb".into(), "class_embedding".into(), None),
+        ("input_blocks.0.0".into(), "conv_in".into(), None),
+        ("out.0".into(), "conv_norm_out".into(), None),
+        ("out.2".into(), "conv_out".into(), None),
+    ];
+    for spec in cfg.layout().all_blocks() {
+        prefixes.push((spec.openai.clone(), spec.diffusers.clone(), Some(spec.kind)));
+    }
+    let mut map = HashMap::new();
+    for (name, _) in cfg.expected_weights() {
+        let (op, dp, kind) = prefixes
+            .iter()
+            .filter(|(op, _, _)| name.starts_with(&format!("{op}.")))
+            .max_by_key(|(op, _, _)| op.len())
+            .expect("every weight belongs to a block");
+        let sub = &name[op.len() + 1..];
+        let (module, param) = sub.rsplit_once('.').unwrap_or(("", sub));
+        let targets: Vec<String> = match kind {
+            None => vec![dp.clone()],
+            Some(BlockKind::Res { .. }) => vec![format!(
+                "{dp}.{}",
+                match module {
+                    "in_layers.0" => "norm1",
+                    "in_layers.2" => "conv1",
+                    "emb_layers.1" => "time_emb_proj",
+                    "out_layers.0" => "norm2",
+                    "out_layers.3" => "conv2",
+                    "skip_connection" => "conv_shortcut",
+                    other => other,
+                }
+            )],
+            Some(BlockKind::Attn { .. }) => match module {
+                "norm" => vec![format!("{dp}.group_norm")],
+                "qkv" => ["to_q", "to_k", "to_v"].iter().map(|m| format!("{dp}.{m}")).collect(),
+                "proj_out" => vec![format!("{dp}.to_out.0")],
+                other => vec![format!("{dp}.{other}")],
+            },
+            Some(BlockKind::DownConv { .. } | BlockKind::UpConv { .. }) => vec![format!("{dp}.conv")],
+        };
+        map.insert(name.clone(), targets.into_iter().map(|t| format!("{t}.{param}")).collect());
+    }
+    map
+}
+
+/// Writes weights in the project's format: safetensors with openai names and the config as metadata.
+pub fn save_project(path: &Path, config: &ModelConfig, tensors: &HashMap<String, Tensor>) -> Result<()> {
+    let json = serde_json::to_string(config).map_err(|e| EngineError::InvalidInput(e.to_string()))?;
+    let metadata = HashMap::from([(CONFIG_METADATA_KEY.to_string(), json)]);
+    let mut sorted: Vec<(&String, &Tensor)> = tensors.iter().collect();
+    sorted.sort_by_key(|(k, _)| k.as_str());
+    safetensors::serialize_to_file(sorted, Some(metadata), path)
+        .map_err(|e| EngineError::InvalidInput(format!("{}: cannot write: {e}", path.display())))
+}

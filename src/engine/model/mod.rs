@@ -1,0 +1,6 @@
+//! The network: configuration, building blocks, the UNet, and weight loading.
+pub mod blocks;
+pub mod config;
+pub mod load;
+pub mod spec;
+pub mod unet;

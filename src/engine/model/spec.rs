@@ -1,0 +1,79 @@
+//! A model as the sampler sees it: the network's configuration plus the noise schedule it was trained
+//! with, and one preset per released checkpoint (scripts/launch.sh via cm_reference §c.2, §f.1).
+
+use super::config::UNetConfig;
+use serde::{Deserialize, Serialize};
+
+/// The Karras schedule and consistency-model constants a checkpoint was trained with.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SamplingConfig {
+    pub sigma_min: f64,
+    pub sigma_max: f64,
+    pub sigma_data: f64,
+    pub rho: f64,
+    /// N: number of points of the Karras grid the `ts` indices refer to.
+    pub steps: usize,
+    /// The tuned multistep time indices (index 0 = σ_max), ending with N−1; None where the reference
+    /// gives none.
+    pub ts: Option<Vec<usize>>,
+}
+
+impl SamplingConfig {
+    pub fn with_grid(steps: usize, ts: Option<Vec<usize>>) -> Self {
+        Self { sigma_min: 0.002, sigma_max: 80.0, sigma_data: 0.5, rho: 7.0, steps, ts }
+    }
+}
+
+impl Default for SamplingConfig {
+    /// The consistency-distillation grid (N = 40) with the ImageNet-64 two-step list.
+    fn default() -> Self {
+        Self::with_grid(40, Some(vec![0, 22, 39]))
+    }
+}
+
+/// Everything needed to build and sample a model. Stored as JSON in the metadata of the project's own
+/// safetensors files (key `cmpaint.config`) and accepted as a `--config` file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelConfig {
+    pub name: String,
+    pub unet: UNetConfig,
+    #[serde(default)]
+    pub sampling: SamplingConfig,
+}
+
+/// One preset per released checkpoint: name, network, N and the two-step `ts` of scripts/launch.sh.
+pub fn presets() -> Vec<ModelConfig> {
+    let imagenet = UNetConfig::imagenet64();
+    let lsun = UNetConfig::lsun256();
+    let p = |name: &str, unet: &UNetConfig, steps, ts: Option<&[usize]>| ModelConfig {
+        name: name.to_string(),
+        unet: unet.clone(),
+        sampling: SamplingConfig::with_grid(steps, ts.map(<[usize]>::to_vec)),
+    };
+    vec![
+        p("cd_imagenet64_l2", &imagenet, 40, Some(&[0, 22, 39])),
+        p("cd_imagenet64_lpips", &imagenet, 40, Some(&[0, 22, 39])),
+        p("ct_imagenet64", &imagenet, 201, Some(&[0, 106, 200])),
+        p("cd_bedroom256_lpips", &lsun, 40, Some(&[0, 17, 39])),
+        p("cd_bedroom256_l2", &lsun, 40, Some(&[0, 18, 39])),
+        p("ct_bedroom256", &lsun, 151, Some(&[0, 67, 150])),
+        p("ct_cat256", &lsun, 151, Some(&[0, 62, 150])),
+        // launch.sh gives no two-step list for the CD cat models.
+        p("cd_cat256_l2", &lsun, 40, None),
+        p("cd_cat256_lpips", &lsun, 40, None),
+    ]
+}
+
+pub fn preset(name: &str) -> Option<ModelConfig> {
+    presets().into_iter().find(|p| p.name == name)
+}
+
+/// The preset a file most likely is: one whose name occurs in the file name (longest match, so
+/// `cd_cat256_lpips` wins over nothing shorter), else the first preset with the same network.
+pub fn guess_preset(file_name: &str, unet: &UNetConfig) -> Option<ModelConfig> {
+    let by_name = presets()
+        .into_iter()
+        .filter(|p| file_name.contains(&p.name))
+        .max_by_key(|p| p.name.len());
+    by_name.or_else(|| presets().into_iter().find(|p| &p.unet == unet))
+}
