@@ -14,7 +14,11 @@ use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 
 #[derive(Parser, Debug)]
-#[command(name = "cmpaint", version, about = "Consistency-model image generation and editing")]
+#[command(
+    name = "cmpaint",
+    version,
+    about = "Consistency-model image generation and editing"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -98,8 +102,16 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Convert(args) => run_convert(args),
         Command::Presets => {
             for p in presets() {
-                let ts = p.sampling.ts.as_ref().map(|t| format!("{t:?}")).unwrap_or_else(|| "none".into());
-                println!("{:22} {}px  N={:<3} ts={ts}", p.name, p.unet.image_size, p.sampling.steps);
+                let ts = p
+                    .sampling
+                    .ts
+                    .as_ref()
+                    .map(|t| format!("{t:?}"))
+                    .unwrap_or_else(|| "none".into());
+                println!(
+                    "{:22} {}px  N={:<3} ts={ts}",
+                    p.name, p.unet.image_size, p.sampling.steps
+                );
             }
             Ok(())
         }
@@ -131,7 +143,12 @@ fn run_info(args: ModelArgs) -> Result<()> {
     println!("{}", serde_json::to_string_pretty(c)?);
     println!("parameters:   {}", c.unet.parameter_count());
     println!("file tensors: {}", mib(ck.stored_bytes));
-    println!("memory (f32): weights {}, activations ≈ {} per image at {}²", mib(ck.f32_bytes()), mib(activation_bytes(&c.unet, 1)), c.unet.image_size);
+    println!(
+        "memory (f32): weights {}, activations ≈ {} per image at {}²",
+        mib(ck.f32_bytes()),
+        mib(activation_bytes(&c.unet, 1)),
+        c.unet.image_size
+    );
     Ok(())
 }
 
@@ -144,7 +161,12 @@ fn run_convert(args: ConvertArgs) -> Result<()> {
         }
     }
     save_project(&args.output, &ck.config, &tensors)?;
-    eprintln!("wrote {} ({}, {} tensors)", args.output.display(), ck.config.name, tensors.len());
+    eprintln!(
+        "wrote {} ({}, {} tensors)",
+        args.output.display(),
+        ck.config.name,
+        tensors.len()
+    );
     Ok(())
 }
 
@@ -156,7 +178,12 @@ fn resolve_ts(args: &GenerateArgs, cfg: &ModelConfig) -> Result<(Option<Vec<usiz
     }
     if args.multistep {
         let ts = cfg.sampling.ts.clone().with_context(|| {
-            format!("{} has no tuned multistep list: give --ts (e.g. 0,{},{})", cfg.name, steps / 2, steps - 1)
+            format!(
+                "{} has no tuned multistep list: give --ts (e.g. 0,{},{})",
+                cfg.name,
+                steps / 2,
+                steps - 1
+            )
         })?;
         return Ok((Some(ts), steps));
     }
@@ -164,12 +191,23 @@ fn resolve_ts(args: &GenerateArgs, cfg: &ModelConfig) -> Result<(Option<Vec<usiz
 }
 
 fn run_generate(args: GenerateArgs) -> Result<()> {
-    let ext = args.output.extension().and_then(|e| e.to_str()).unwrap_or("").to_lowercase();
+    let ext = args
+        .output
+        .extension()
+        .and_then(|e| e.to_str())
+        .unwrap_or("")
+        .to_lowercase();
     if ext != "png" && ext != "safetensors" {
-        bail!("{}: the output must end in .png or .safetensors", args.output.display());
+        bail!(
+            "{}: the output must end in .png or .safetensors",
+            args.output.display()
+        );
     }
     let device = select_device(&args.device)?;
-    eprintln!("device: {}", if device.is_cuda() { "cuda:0" } else { "cpu" });
+    eprintln!(
+        "device: {}",
+        if device.is_cuda() { "cuda:0" } else { "cpu" }
+    );
     let ck = open_checkpoint(&args.model)?;
     let cfg = ck.config.clone();
     let unet = ck.load(&device)?;
@@ -181,20 +219,36 @@ fn run_generate(args: GenerateArgs) -> Result<()> {
             let replay = ReplayNoise::load(path)?;
             let s = replay.draw_shape().to_vec();
             if s.len() != 4 || s[1] != cfg.unet.in_channels {
-                bail!("{}: draws of shape {s:?} do not fit a {}-channel model", path.display(), cfg.unet.in_channels);
+                bail!(
+                    "{}: draws of shape {s:?} do not fit a {}-channel model",
+                    path.display(),
+                    cfg.unet.in_channels
+                );
             }
             if let Some(b) = args.batch
                 && b != s[0]
             {
-                bail!("--batch {b} disagrees with the noise file's batch of {}", s[0]);
+                bail!(
+                    "--batch {b} disagrees with the noise file's batch of {}",
+                    s[0]
+                );
             }
             let factor = 1 << (cfg.unet.channel_mult.len() - 1);
             if s[2] % factor != 0 || s[3] % factor != 0 {
-                bail!("{}: a {}×{} draw is not divisible by the model's {factor}× downsampling", path.display(), s[3], s[2]);
+                bail!(
+                    "{}: a {}×{} draw is not divisible by the model's {factor}× downsampling",
+                    path.display(),
+                    s[3],
+                    s[2]
+                );
             }
             let needed = 1 + ts.as_ref().map_or(0, |t| t.len() - 1);
             if replay.len() < needed {
-                bail!("{}: holds {} draw(s), this run needs {needed}", path.display(), replay.len());
+                bail!(
+                    "{}: holds {} draw(s), this run needs {needed}",
+                    path.display(),
+                    replay.len()
+                );
             }
             (Box::new(replay), [s[0], s[1], s[2], s[3]])
         }
@@ -203,7 +257,10 @@ fn run_generate(args: GenerateArgs) -> Result<()> {
             if b == 0 {
                 bail!("--batch must be at least 1");
             }
-            (Box::new(SeededNoise::new(args.seed, b)), [b, cfg.unet.in_channels, size, size])
+            (
+                Box::new(SeededNoise::new(args.seed, b)),
+                [b, cfg.unet.in_channels, size, size],
+            )
         }
     };
     let batch = shape[0];
@@ -217,24 +274,44 @@ fn run_generate(args: GenerateArgs) -> Result<()> {
 
     let n_calls = ts.as_ref().map_or(1, |t| t.len() - 1);
     let bar = ProgressBar::new(n_calls as u64).with_style(
-        ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} steps {elapsed}").expect("valid template"),
+        ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} steps {elapsed}")
+            .expect("valid template"),
     );
     bar.set_message("sampling");
-    let req = GenerateRequest { shape, class_labels: labels.as_deref(), ts: ts.as_deref(), steps };
+    let req = GenerateRequest {
+        shape,
+        class_labels: labels.as_deref(),
+        ts: ts.as_deref(),
+        steps,
+    };
     let mut on_step = |i: usize, _n: usize| {
         bar.set_position(i as u64);
         ControlFlow::Continue(())
     };
-    let x = generate(&unet, &cfg.sampling, &req, noise.as_mut(), &device, &mut on_step)?
-        .context("sampling was cancelled")?;
+    let x = generate(
+        &unet,
+        &cfg.sampling,
+        &req,
+        noise.as_mut(),
+        &device,
+        &mut on_step,
+    )?
+    .context("sampling was cancelled")?;
     bar.finish_and_clear();
 
     if ext == "safetensors" {
         write_tensor_image(&args.output, &x)?;
-        eprintln!("wrote {} ({batch}×3×{}×{} f32)", args.output.display(), shape[2], shape[3]);
+        eprintln!(
+            "wrote {} ({batch}×3×{}×{} f32)",
+            args.output.display(),
+            shape[2],
+            shape[3]
+        );
         return Ok(());
     }
-    let images = (0..batch).map(|i| tensor_to_rgb8(&x.get(i)?)).collect::<Result<Vec<_>, _>>()?;
+    let images = (0..batch)
+        .map(|i| tensor_to_rgb8(&x.get(i)?))
+        .collect::<Result<Vec<_>, _>>()?;
     if args.separate && batch > 1 {
         let stem = args.output.with_extension("");
         for (i, img) in images.iter().enumerate() {
@@ -261,15 +338,25 @@ fn class_labels(args: &GenerateArgs, cfg: &ModelConfig, batch: usize) -> Result<
     let labels = match &args.class {
         Some(c) if c.len() == 1 => vec![c[0]; batch],
         Some(c) if c.len() == batch => c.clone(),
-        Some(c) => bail!("{} class labels for a batch of {batch}: give one, or one per sample", c.len()),
-        None if args.noise.is_some() => bail!("a replay (--noise) of a class-conditional model needs --class"),
+        Some(c) => bail!(
+            "{} class labels for a batch of {batch}: give one, or one per sample",
+            c.len()
+        ),
+        None if args.noise.is_some() => {
+            bail!("a replay (--noise) of a class-conditional model needs --class")
+        }
         None => {
             let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(args.seed);
-            (0..batch).map(|_| rng.random_range(0..n_classes as u32)).collect()
+            (0..batch)
+                .map(|_| rng.random_range(0..n_classes as u32))
+                .collect()
         }
     };
     if let Some(&bad) = labels.iter().find(|&&l| l as usize >= n_classes) {
-        bail!("class {bad} is out of range: the model has classes 0..{}", n_classes - 1);
+        bail!(
+            "class {bad} is out of range: the model has classes 0..{}",
+            n_classes - 1
+        );
     }
     Ok(Some(labels))
 }

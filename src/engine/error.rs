@@ -49,7 +49,12 @@ impl std::fmt::Display for WeightReport {
         // Long lists are cut: the first few names say enough, the count says the rest.
         fn list(names: &[String]) -> String {
             const SHOWN: usize = 8;
-            let mut s = names.iter().take(SHOWN).cloned().collect::<Vec<_>>().join(", ");
+            let mut s = names
+                .iter()
+                .take(SHOWN)
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", ");
             if names.len() > SHOWN {
                 s.push_str(&format!(", … ({} more)", names.len() - SHOWN));
             }
@@ -57,7 +62,11 @@ impl std::fmt::Display for WeightReport {
         }
         let mut parts = Vec::new();
         if !self.missing.is_empty() {
-            parts.push(format!("missing {} weight(s): {}", self.missing.len(), list(&self.missing)));
+            parts.push(format!(
+                "missing {} weight(s): {}",
+                self.missing.len(),
+                list(&self.missing)
+            ));
         }
         if !self.unexpected.is_empty() {
             parts.push(format!(

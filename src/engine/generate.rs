@@ -39,7 +39,12 @@ pub fn generate<N: Network + ?Sized>(
         }
         None => None,
     };
-    let f = ConsistencyFn { net, sigma_data: sampling.sigma_data, sigma_min: sampling.sigma_min, class_labels };
+    let f = ConsistencyFn {
+        net,
+        sigma_data: sampling.sigma_data,
+        sigma_min: sampling.sigma_min,
+        class_labels,
+    };
     let z = noise.next(&req.shape)?.to_device(device)?;
     match req.ts {
         None => {
@@ -51,7 +56,14 @@ pub fn generate<N: Network + ?Sized>(
             validate_ts(ts, req.steps).map_err(EngineError::InvalidInput)?;
             let sigmas = sigmas_from_ts(ts, req.steps, sampling);
             let x = (z * sigmas[0])?;
-            Ok(sample_multistep(&f, x, &sigmas, sampling.sigma_max, noise, on_step)?)
+            Ok(sample_multistep(
+                &f,
+                x,
+                &sigmas,
+                sampling.sigma_max,
+                noise,
+                on_step,
+            )?)
         }
     }
 }

@@ -25,6 +25,8 @@ pub fn select_device(name: &str) -> Result<candle_core::Device> {
         "cpu" => Ok(Device::Cpu),
         "cuda" => Ok(Device::new_cuda(0)?),
         "auto" => Ok(Device::cuda_if_available(0).unwrap_or(Device::Cpu)),
-        other => Err(EngineError::InvalidInput(format!("unknown device `{other}` (cpu, cuda or auto)"))),
+        other => Err(EngineError::InvalidInput(format!(
+            "unknown device `{other}` (cpu, cuda or auto)"
+        ))),
     }
 }

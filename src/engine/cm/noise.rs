@@ -25,7 +25,9 @@ pub struct SeededNoise {
 
 impl SeededNoise {
     pub fn new(seed: u64, batch: usize) -> Self {
-        let rngs = (0..batch as u64).map(|i| ChaCha20Rng::seed_from_u64(seed.wrapping_add(i))).collect();
+        let rngs = (0..batch as u64)
+            .map(|i| ChaCha20Rng::seed_from_u64(seed.wrapping_add(i)))
+            .collect();
         Self { rngs }
     }
 }
@@ -33,7 +35,10 @@ impl SeededNoise {
 impl NoiseSource for SeededNoise {
     fn next(&mut self, shape: &[usize]) -> Result<Tensor> {
         if shape.first() != Some(&self.rngs.len()) {
-            candle_core::bail!("noise for a batch of {} asked for shape {shape:?}", self.rngs.len());
+            candle_core::bail!(
+                "noise for a batch of {} asked for shape {shape:?}",
+                self.rngs.len()
+            );
         }
         let per_sample: usize = shape[1..].iter().product();
         let mut data = Vec::with_capacity(per_sample * self.rngs.len());
@@ -56,19 +61,29 @@ pub struct ReplayNoise {
 
 impl ReplayNoise {
     pub fn load(path: &Path) -> Result<Self> {
-        let mut tensors = candle_core::safetensors::load(path, &Device::Cpu)
-            .map_err(|e| candle_core::Error::Msg(format!("{}: not a noise file: {e}", path.display())))?;
+        let mut tensors = candle_core::safetensors::load(path, &Device::Cpu).map_err(|e| {
+            candle_core::Error::Msg(format!("{}: not a noise file: {e}", path.display()))
+        })?;
         let draws = tensors.remove("noise").ok_or_else(|| {
-            candle_core::Error::Msg(format!("{}: no tensor named `noise` (expected f32 [S, B, 3, H, W])", path.display()))
+            candle_core::Error::Msg(format!(
+                "{}: no tensor named `noise` (expected f32 [S, B, 3, H, W])",
+                path.display()
+            ))
         })?;
         Self::from_tensor(draws)
     }
 
     pub fn from_tensor(draws: Tensor) -> Result<Self> {
         if draws.rank() != 5 {
-            candle_core::bail!("replay noise must have shape [S, B, C, H, W], got {:?}", draws.dims());
+            candle_core::bail!(
+                "replay noise must have shape [S, B, C, H, W], got {:?}",
+                draws.dims()
+            );
         }
-        Ok(Self { draws: draws.to_dtype(candle_core::DType::F32)?, next: 0 })
+        Ok(Self {
+            draws: draws.to_dtype(candle_core::DType::F32)?,
+            next: 0,
+        })
     }
 
     /// Number of draws the file holds (S).
@@ -96,7 +111,10 @@ impl NoiseSource for ReplayNoise {
             );
         }
         if self.draw_shape() != shape {
-            candle_core::bail!("the noise file's draws are {:?}, the sampler needs {shape:?}", self.draw_shape());
+            candle_core::bail!(
+                "the noise file's draws are {:?}, the sampler needs {shape:?}",
+                self.draw_shape()
+            );
         }
         let draw = self.draws.get(self.next)?;
         self.next += 1;

@@ -30,7 +30,8 @@ pub fn c_noise(sigma: f64) -> f64 {
 
 /// The denoiser network F: takes `c_in·x`, the time input per sample and optional class labels.
 pub trait Network {
-    fn forward(&self, x: &Tensor, c_noise: &[f64], class_labels: Option<&Tensor>) -> Result<Tensor>;
+    fn forward(&self, x: &Tensor, c_noise: &[f64], class_labels: Option<&Tensor>)
+    -> Result<Tensor>;
 }
 
 /// A network wrapped with the boundary-condition scalings: the consistency function f(x, σ).
@@ -46,7 +47,11 @@ impl<N: Network + ?Sized> ConsistencyFn<'_, N> {
     pub fn call(&self, x: &Tensor, sigma: f64) -> Result<Tensor> {
         let s = boundary_scalings(sigma, self.sigma_data, self.sigma_min);
         let batch = x.dim(0)?;
-        let out = self.net.forward(&(x * s.c_in)?, &vec![c_noise(sigma); batch], self.class_labels.as_ref())?;
+        let out = self.net.forward(
+            &(x * s.c_in)?,
+            &vec![c_noise(sigma); batch],
+            self.class_labels.as_ref(),
+        )?;
         (x * s.c_skip)? + (out * s.c_out)?
     }
 

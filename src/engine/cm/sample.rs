@@ -10,7 +10,11 @@ use std::ops::ControlFlow;
 pub type OnStep<'a> = &'a mut dyn FnMut(usize, usize) -> ControlFlow<()>;
 
 /// One-step generation: x = clamp(f(σmax·z, σmax)). `z` is a standard-normal draw.
-pub fn sample_onestep<N: Network + ?Sized>(f: &ConsistencyFn<N>, z: &Tensor, sigma_max: f64) -> Result<Tensor> {
+pub fn sample_onestep<N: Network + ?Sized>(
+    f: &ConsistencyFn<N>,
+    z: &Tensor,
+    sigma_max: f64,
+) -> Result<Tensor> {
     f.denoise(&(z * sigma_max)?, sigma_max)
 }
 

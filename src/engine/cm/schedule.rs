@@ -8,7 +8,11 @@ use crate::engine::model::spec::SamplingConfig;
 pub fn karras_sigma(i: usize, n: usize, cfg: &SamplingConfig) -> f64 {
     let max_inv = cfg.sigma_max.powf(1.0 / cfg.rho);
     let min_inv = cfg.sigma_min.powf(1.0 / cfg.rho);
-    let frac = if n > 1 { i as f64 / (n - 1) as f64 } else { 0.0 };
+    let frac = if n > 1 {
+        i as f64 / (n - 1) as f64
+    } else {
+        0.0
+    };
     (max_inv + frac * (min_inv - max_inv)).powf(cfg.rho)
 }
 
@@ -37,7 +41,10 @@ pub fn validate_ts(ts: &[usize], n: usize) -> Result<(), String> {
     if let Some(&last) = ts.last()
         && last >= n
     {
-        return Err(format!("ts index {last} is outside a grid of N={n} points (0..={})", n - 1));
+        return Err(format!(
+            "ts index {last} is outside a grid of N={n} points (0..={})",
+            n - 1
+        ));
     }
     Ok(())
 }

@@ -13,7 +13,11 @@ pub fn group_norm(channels: usize, vb: VarBuilder) -> Result<GroupNorm> {
 }
 
 pub fn conv3x3(cin: usize, cout: usize, stride: usize, vb: VarBuilder) -> Result<Conv2d> {
-    let cfg = Conv2dConfig { padding: 1, stride, ..Default::default() };
+    let cfg = Conv2dConfig {
+        padding: 1,
+        stride,
+        ..Default::default()
+    };
     candle_nn::conv2d(cin, cout, 3, cfg, vb)
 }
 
@@ -45,7 +49,14 @@ pub struct ResBlock {
 }
 
 impl ResBlock {
-    pub fn new(cin: usize, cout: usize, resample: Resample, emb_dim: usize, scale_shift: bool, vb: VarBuilder) -> Result<Self> {
+    pub fn new(
+        cin: usize,
+        cout: usize,
+        resample: Resample,
+        emb_dim: usize,
+        scale_shift: bool,
+        vb: VarBuilder,
+    ) -> Result<Self> {
         let emb_out = if scale_shift { 2 * cout } else { cout };
         Ok(Self {
             in_norm: group_norm(cin, vb.pp("in_layers.0"))?,
@@ -53,7 +64,11 @@ impl ResBlock {
             emb_proj: candle_nn::linear(emb_dim, emb_out, vb.pp("emb_layers.1"))?,
             out_norm: group_norm(cout, vb.pp("out_layers.0"))?,
             out_conv: conv3x3(cout, cout, 1, vb.pp("out_layers.3"))?,
-            skip: if cin != cout { Some(conv1x1(cin, cout, vb.pp("skip_connection"))?) } else { None },
+            skip: if cin != cout {
+                Some(conv1x1(cin, cout, vb.pp("skip_connection"))?)
+            } else {
+                None
+            },
             resample,
             scale_shift,
         })
@@ -68,7 +83,11 @@ impl ResBlock {
         let h = if self.scale_shift {
             let cout = h.dim(1)?;
             let (scale, shift) = (p.narrow(1, 0, cout)?, p.narrow(1, cout, cout)?);
-            let h = self.out_norm.forward(&h)?.broadcast_mul(&(scale + 1.0)?)?.broadcast_add(&shift)?;
+            let h = self
+                .out_norm
+                .forward(&h)?
+                .broadcast_mul(&(scale + 1.0)?)?
+                .broadcast_add(&shift)?;
             self.out_conv.forward(&h.silu()?)?
         } else {
             let h = h.broadcast_add(&p)?;
@@ -104,14 +123,19 @@ impl AttentionBlock {
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let (b, c, h, w) = x.dims4()?;
         let d = c / self.heads;
-        let qkv = self.qkv.forward(&self.norm.forward(x)?)?.reshape((b, 3, self.heads, d, h * w))?;
+        let qkv =
+            self.qkv
+                .forward(&self.norm.forward(x)?)?
+                .reshape((b, 3, self.heads, d, h * w))?;
         let part = |i: usize| qkv.narrow(1, i, 1)?.reshape((b * self.heads, d, h * w));
         let (q, k, v) = (part(0)?, part(1)?, part(2)?);
         // weights[t, s] = softmax_s(q_t · k_s / sqrt(d))
         let scale = 1.0 / (d as f64).sqrt();
         let weights = (q.transpose(1, 2)?.contiguous()?.matmul(&k.contiguous()?)? * scale)?;
         let weights = candle_nn::ops::softmax_last_dim(&weights)?;
-        let a = v.contiguous()?.matmul(&weights.transpose(1, 2)?.contiguous()?)?;
+        let a = v
+            .contiguous()?
+            .matmul(&weights.transpose(1, 2)?.contiguous()?)?;
         let a = a.reshape((b, c, h, w))?;
         x + self.proj_out.forward(&a)?
     }
@@ -126,12 +150,35 @@ pub enum Block {
 }
 
 impl Block {
-    pub fn new(kind: BlockKind, emb_dim: usize, scale_shift: bool, head_channels: usize, vb: VarBuilder) -> Result<Self> {
+    pub fn new(
+        kind: BlockKind,
+        emb_dim: usize,
+        scale_shift: bool,
+        head_channels: usize,
+        vb: VarBuilder,
+    ) -> Result<Self> {
         Ok(match kind {
-            BlockKind::Res { cin, cout, resample } => Block::Res(ResBlock::new(cin, cout, resample, emb_dim, scale_shift, vb)?),
-            BlockKind::Attn { channels } => Block::Attn(AttentionBlock::new(channels, head_channels, vb)?),
-            BlockKind::DownConv { channels } => Block::DownConv(conv3x3(channels, channels, 2, vb.pp("op"))?),
-            BlockKind::UpConv { channels } => Block::UpConv(conv3x3(channels, channels, 1, vb.pp("conv"))?),
+            BlockKind::Res {
+                cin,
+                cout,
+                resample,
+            } => Block::Res(ResBlock::new(
+                cin,
+                cout,
+                resample,
+                emb_dim,
+                scale_shift,
+                vb,
+            )?),
+            BlockKind::Attn { channels } => {
+                Block::Attn(AttentionBlock::new(channels, head_channels, vb)?)
+            }
+            BlockKind::DownConv { channels } => {
+                Block::DownConv(conv3x3(channels, channels, 2, vb.pp("op"))?)
+            }
+            BlockKind::UpConv { channels } => {
+                Block::UpConv(conv3x3(channels, channels, 1, vb.pp("conv"))?)
+            }
         })
     }
 

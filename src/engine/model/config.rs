@@ -72,7 +72,10 @@ impl UNetConfig {
     pub fn validate(&self) -> Result<(), String> {
         let levels = self.channel_mult.len();
         if levels == 0 || self.num_res_blocks == 0 || self.model_channels == 0 {
-            return Err("channel_mult, num_res_blocks and model_channels must be non-empty / non-zero".into());
+            return Err(
+                "channel_mult, num_res_blocks and model_channels must be non-empty / non-zero"
+                    .into(),
+            );
         }
         if self.num_head_channels == 0 {
             return Err("num_head_channels must be positive".into());
@@ -100,7 +103,10 @@ impl UNetConfig {
         }
         let factor = 1usize << (levels - 1);
         if self.image_size % factor != 0 {
-            return Err(format!("image_size {} is not divisible by {factor}", self.image_size));
+            return Err(format!(
+                "image_size {} is not divisible by {factor}",
+                self.image_size
+            ));
         }
         Ok(())
     }
@@ -112,13 +118,25 @@ impl UNetConfig {
         let levels = self.channel_mult.len();
         let resample = |ch: usize, down: bool| -> BlockKind {
             match (self.resblock_updown, down) {
-                (true, true) => BlockKind::Res { cin: ch, cout: ch, resample: Resample::Down },
-                (true, false) => BlockKind::Res { cin: ch, cout: ch, resample: Resample::Up },
+                (true, true) => BlockKind::Res {
+                    cin: ch,
+                    cout: ch,
+                    resample: Resample::Down,
+                },
+                (true, false) => BlockKind::Res {
+                    cin: ch,
+                    cout: ch,
+                    resample: Resample::Up,
+                },
                 (false, true) => BlockKind::DownConv { channels: ch },
                 (false, false) => BlockKind::UpConv { channels: ch },
             }
         };
-        let res = |cin, cout| BlockKind::Res { cin, cout, resample: Resample::None };
+        let res = |cin, cout| BlockKind::Res {
+            cin,
+            cout,
+            resample: Resample::None,
+        };
 
         let mut ch = mc * self.channel_mult[0];
         let mut skip_chans = vec![ch];
@@ -156,13 +174,21 @@ impl UNetConfig {
         }
 
         let middle = vec![
-            BlockSpec { openai: "middle_block.0".into(), diffusers: "mid_block.resnets.0".into(), kind: res(ch, ch) },
+            BlockSpec {
+                openai: "middle_block.0".into(),
+                diffusers: "mid_block.resnets.0".into(),
+                kind: res(ch, ch),
+            },
             BlockSpec {
                 openai: "middle_block.1".into(),
                 diffusers: "mid_block.attentions.0".into(),
                 kind: BlockKind::Attn { channels: ch },
             },
-            BlockSpec { openai: "middle_block.2".into(), diffusers: "mid_block.resnets.1".into(), kind: res(ch, ch) },
+            BlockSpec {
+                openai: "middle_block.2".into(),
+                diffusers: "mid_block.resnets.1".into(),
+                kind: res(ch, ch),
+            },
         ];
 
         let mut output = Vec::new();
@@ -195,7 +221,12 @@ impl UNetConfig {
                 output.push(block);
             }
         }
-        Layout { input, middle, output, out_channels_in: ch }
+        Layout {
+            input,
+            middle,
+            output,
+            out_channels_in: ch,
+        }
     }
 
     /// Every weight the model needs, with its openai name and shape, in construction order.
@@ -212,7 +243,10 @@ impl UNetConfig {
         if let Some(n) = self.num_classes {
             w.push(("label_emb.weight".into(), vec![n, emb]));
         }
-        w.push(("input_blocks.0.0.weight".into(), vec![ch0, self.in_channels, 3, 3]));
+        w.push((
+            "input_blocks.0.0.weight".into(),
+            vec![ch0, self.in_channels, 3, 3],
+        ));
         w.push(("input_blocks.0.0.bias".into(), vec![ch0]));
         let layout = self.layout();
         for spec in layout.all_blocks() {
@@ -229,7 +263,10 @@ impl UNetConfig {
     }
 
     pub fn parameter_count(&self) -> usize {
-        self.expected_weights().iter().map(|(_, s)| s.iter().product::<usize>()).sum()
+        self.expected_weights()
+            .iter()
+            .map(|(_, s)| s.iter().product::<usize>())
+            .sum()
     }
 
     /// Infers the configuration from tensor names and shapes (openai names). Channels per head cannot
@@ -237,12 +274,16 @@ impl UNetConfig {
     /// size, or 64 when the multipliers match none of them.
     pub fn infer(shapes: &HashMap<String, Vec<usize>>) -> Result<Self, String> {
         let get = |name: &str| -> Result<&Vec<usize>, String> {
-            shapes.get(name).ok_or_else(|| format!("no `{name}` tensor"))
+            shapes
+                .get(name)
+                .ok_or_else(|| format!("no `{name}` tensor"))
         };
         let conv_in = get("input_blocks.0.0.weight")?;
         let t0 = get("time_embed.0.weight")?;
         if conv_in.len() != 4 || t0.len() != 2 {
-            return Err("`input_blocks.0.0.weight` or `time_embed.0.weight` has an unexpected rank".into());
+            return Err(
+                "`input_blocks.0.0.weight` or `time_embed.0.weight` has an unexpected rank".into(),
+            );
         }
         let model_channels = t0[1];
         let (ch0, in_channels) = (conv_in[0], conv_in[1]);
@@ -250,14 +291,21 @@ impl UNetConfig {
         let num_classes = shapes.get("label_emb.weight").map(|s| s[0]);
 
         let has = |name: String| shapes.contains_key(&name);
-        let n_out = (0..).take_while(|k| has(format!("output_blocks.{k}.0.in_layers.0.weight"))).count();
+        let n_out = (0..)
+            .take_while(|k| has(format!("output_blocks.{k}.0.in_layers.0.weight")))
+            .count();
         let is_upsampler = |k: usize, j: usize| {
-            has(format!("output_blocks.{k}.{j}.in_layers.0.weight")) || has(format!("output_blocks.{k}.{j}.conv.weight"))
+            has(format!("output_blocks.{k}.{j}.in_layers.0.weight"))
+                || has(format!("output_blocks.{k}.{j}.conv.weight"))
         };
-        let n_up = (0..n_out).filter(|&k| is_upsampler(k, 1) || is_upsampler(k, 2)).count();
+        let n_up = (0..n_out)
+            .filter(|&k| is_upsampler(k, 1) || is_upsampler(k, 2))
+            .count();
         let levels = n_up + 1;
         if n_out == 0 || n_out % levels != 0 {
-            return Err(format!("cannot make out the level structure ({n_out} output blocks, {n_up} upsamplers)"));
+            return Err(format!(
+                "cannot make out the level structure ({n_out} output blocks, {n_up} upsamplers)"
+            ));
         }
         let num_res_blocks = n_out / levels - 1;
         if num_res_blocks == 0 {
@@ -269,7 +317,10 @@ impl UNetConfig {
             let k = 1 + level * (num_res_blocks + 1);
             let out = get(&format!("input_blocks.{k}.0.out_layers.3.weight"))?;
             if model_channels == 0 || out[0] % model_channels != 0 {
-                return Err(format!("level {level}: {} channels are not a multiple of {model_channels}", out[0]));
+                return Err(format!(
+                    "level {level}: {} channels are not a multiple of {model_channels}",
+                    out[0]
+                ));
             }
             channel_mult.push(out[0] / model_channels);
             if has(format!("input_blocks.{k}.1.qkv.weight")) {
@@ -277,12 +328,19 @@ impl UNetConfig {
             }
         }
         if ch0 != model_channels * channel_mult[0] {
-            return Err(format!("`input_blocks.0.0.weight` has {ch0} channels, expected {}", model_channels * channel_mult[0]));
+            return Err(format!(
+                "`input_blocks.0.0.weight` has {ch0} channels, expected {}",
+                model_channels * channel_mult[0]
+            ));
         }
         let emb_out = get("input_blocks.1.0.emb_layers.1.weight")?[0];
         let use_scale_shift_norm = emb_out == 2 * model_channels * channel_mult[0];
         // The first downsampler sits right after level 0's residual blocks.
-        let resblock_updown = levels == 1 || has(format!("input_blocks.{}.0.in_layers.0.weight", num_res_blocks + 1));
+        let resblock_updown = levels == 1
+            || has(format!(
+                "input_blocks.{}.0.in_layers.0.weight",
+                num_res_blocks + 1
+            ));
         let image_size = match channel_mult.as_slice() {
             [1, 1, 2, 2, 4, 4] => 256,
             [1, 1, 2, 3, 4] => 128,
@@ -314,12 +372,22 @@ pub enum Resample {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BlockKind {
-    Res { cin: usize, cout: usize, resample: Resample },
-    Attn { channels: usize },
+    Res {
+        cin: usize,
+        cout: usize,
+        resample: Resample,
+    },
+    Attn {
+        channels: usize,
+    },
     /// Strided 3×3 conv downsampler (`op`), used when `resblock_updown` is false.
-    DownConv { channels: usize },
+    DownConv {
+        channels: usize,
+    },
     /// Nearest ×2 then 3×3 conv (`conv`), used when `resblock_updown` is false.
-    UpConv { channels: usize },
+    UpConv {
+        channels: usize,
+    },
 }
 
 impl BlockKind {
@@ -332,8 +400,14 @@ impl BlockKind {
                     ("in_layers.0.bias", vec![cin]),
                     ("in_layers.2.weight", vec![cout, cin, 3, 3]),
                     ("in_layers.2.bias", vec![cout]),
-                    ("emb_layers.1.weight", vec![if scale_shift { 2 * cout } else { cout }, emb]),
-                    ("emb_layers.1.bias", vec![if scale_shift { 2 * cout } else { cout }]),
+                    (
+                        "emb_layers.1.weight",
+                        vec![if scale_shift { 2 * cout } else { cout }, emb],
+                    ),
+                    (
+                        "emb_layers.1.bias",
+                        vec![if scale_shift { 2 * cout } else { cout }],
+                    ),
                     ("out_layers.0.weight", vec![cout]),
                     ("out_layers.0.bias", vec![cout]),
                     ("out_layers.3.weight", vec![cout, cout, 3, 3]),
@@ -353,8 +427,12 @@ impl BlockKind {
                 ("proj_out.weight", vec![c, c, 1, 1]),
                 ("proj_out.bias", vec![c]),
             ],
-            BlockKind::DownConv { channels: c } => vec![("op.weight", vec![c, c, 3, 3]), ("op.bias", vec![c])],
-            BlockKind::UpConv { channels: c } => vec![("conv.weight", vec![c, c, 3, 3]), ("conv.bias", vec![c])],
+            BlockKind::DownConv { channels: c } => {
+                vec![("op.weight", vec![c, c, 3, 3]), ("op.bias", vec![c])]
+            }
+            BlockKind::UpConv { channels: c } => {
+                vec![("conv.weight", vec![c, c, 3, 3]), ("conv.bias", vec![c])]
+            }
         }
     }
 }
@@ -381,6 +459,10 @@ pub struct Layout {
 
 impl Layout {
     pub fn all_blocks(&self) -> impl Iterator<Item = &BlockSpec> {
-        self.input.iter().flatten().chain(&self.middle).chain(self.output.iter().flatten())
+        self.input
+            .iter()
+            .flatten()
+            .chain(&self.middle)
+            .chain(self.output.iter().flatten())
     }
 }

@@ -60,9 +60,14 @@ impl std::fmt::Display for ConfigSource {
             ConfigSource::ConfigFile(p) => write!(f, "config file {}", p.display()),
             ConfigSource::FileMetadata => write!(f, "the file's metadata"),
             ConfigSource::DiffusersConfig => write!(f, "diffusers config.json"),
-            ConfigSource::InferredWithPreset(p) => write!(f, "inferred from tensor shapes; schedule of preset {p}"),
+            ConfigSource::InferredWithPreset(p) => {
+                write!(f, "inferred from tensor shapes; schedule of preset {p}")
+            }
             ConfigSource::Inferred => {
-                write!(f, "inferred from tensor shapes (image size guessed, 64 channels per head, N=40 schedule)")
+                write!(
+                    f,
+                    "inferred from tensor shapes (image size guessed, 64 channels per head, N=40 schedule)"
+                )
             }
         }
     }
@@ -92,17 +97,24 @@ struct StoredTensor {
 }
 
 fn not_a_checkpoint(path: &Path, reason: impl Into<String>) -> EngineError {
-    EngineError::NotACheckpoint { path: path.to_path_buf(), reason: reason.into() }
+    EngineError::NotACheckpoint {
+        path: path.to_path_buf(),
+        reason: reason.into(),
+    }
 }
 
 fn bad_config(path: &Path, reason: impl Into<String>) -> EngineError {
-    EngineError::BadConfig { path: path.to_path_buf(), reason: reason.into() }
+    EngineError::BadConfig {
+        path: path.to_path_buf(),
+        reason: reason.into(),
+    }
 }
 
 /// Reads a `--config` JSON file ([`ModelConfig`]).
 pub fn read_config_file(path: &Path) -> Result<ModelConfig> {
     let text = std::fs::read_to_string(path).map_err(|e| bad_config(path, e.to_string()))?;
-    let cfg: ModelConfig = serde_json::from_str(&text).map_err(|e| bad_config(path, e.to_string()))?;
+    let cfg: ModelConfig =
+        serde_json::from_str(&text).map_err(|e| bad_config(path, e.to_string()))?;
     cfg.unet.validate().map_err(|e| bad_config(path, e))?;
     Ok(cfg)
 }
@@ -114,12 +126,21 @@ impl Checkpoint {
         if !path.exists() {
             return Err(not_a_checkpoint(path, "no such file or folder"));
         }
-        let (format, reader, stored, metadata_config, diffusers_config, stored_bytes) = if path.is_dir() {
+        let (format, reader, stored, metadata_config, diffusers_config, stored_bytes) = if path
+            .is_dir()
+        {
             let (weights, cfg) = diffusers_paths(path)?;
             let (reader, stored, _, bytes) = read_safetensors(&weights)?;
             let unet = read_diffusers_config(&cfg)?;
             let sampling = read_diffusers_schedule(path);
-            (WeightFormat::Diffusers, reader, stored, None, Some((unet, sampling)), bytes)
+            (
+                WeightFormat::Diffusers,
+                reader,
+                stored,
+                None,
+                Some((unet, sampling)),
+                bytes,
+            )
         } else {
             let magic = read_magic(path)?;
             if magic.starts_with(b"PK\x03\x04") {
@@ -133,35 +154,85 @@ impl Checkpoint {
             } else {
                 let (reader, stored, meta, bytes) = read_safetensors(path)?;
                 match meta {
-                    Some(cfg) => (WeightFormat::Project, reader, stored, Some(cfg), None, bytes),
-                    None => (WeightFormat::OpenAiSafetensors, reader, stored, None, None, bytes),
+                    Some(cfg) => (
+                        WeightFormat::Project,
+                        reader,
+                        stored,
+                        Some(cfg),
+                        None,
+                        bytes,
+                    ),
+                    None => (
+                        WeightFormat::OpenAiSafetensors,
+                        reader,
+                        stored,
+                        None,
+                        None,
+                        bytes,
+                    ),
                 }
             }
         };
 
-        let file_name = path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+        let file_name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().to_string())
+            .unwrap_or_default();
         let (config, config_source) = if let Some((cfg, cfg_path)) = config {
             (cfg, ConfigSource::ConfigFile(cfg_path))
         } else if let Some(text) = metadata_config {
-            let cfg: ModelConfig = serde_json::from_str(&text).map_err(|e| bad_config(path, e.to_string()))?;
+            let cfg: ModelConfig =
+                serde_json::from_str(&text).map_err(|e| bad_config(path, e.to_string()))?;
             (cfg, ConfigSource::FileMetadata)
         } else if let Some((unet, sampling)) = diffusers_config {
             let preset = guess_preset(&file_name, &unet);
-            let sampling = sampling.unwrap_or_else(|| preset.as_ref().map(|p| p.sampling.clone()).unwrap_or_default());
+            let sampling = sampling.unwrap_or_else(|| {
+                preset
+                    .as_ref()
+                    .map(|p| p.sampling.clone())
+                    .unwrap_or_default()
+            });
             let name = preset.map(|p| p.name).unwrap_or_else(|| file_name.clone());
-            (ModelConfig { name, unet, sampling }, ConfigSource::DiffusersConfig)
+            (
+                ModelConfig {
+                    name,
+                    unet,
+                    sampling,
+                },
+                ConfigSource::DiffusersConfig,
+            )
         } else {
-            let shapes: HashMap<String, Vec<usize>> = stored.iter().map(|(k, v)| (k.clone(), v.shape.clone())).collect();
-            let unet = UNetConfig::infer(&normalise_attention_shapes(shapes))
-                .map_err(|e| not_a_checkpoint(path, format!("not a consistency-model UNet: {e}")))?;
+            let shapes: HashMap<String, Vec<usize>> = stored
+                .iter()
+                .map(|(k, v)| (k.clone(), v.shape.clone()))
+                .collect();
+            let unet = UNetConfig::infer(&normalise_attention_shapes(shapes)).map_err(|e| {
+                not_a_checkpoint(path, format!("not a consistency-model UNet: {e}"))
+            })?;
             match guess_preset(&file_name, &unet) {
-                Some(p) if p.unet == UNetConfig { image_size: p.unet.image_size, ..unet.clone() } => {
+                Some(p)
+                    if p.unet
+                        == UNetConfig {
+                            image_size: p.unet.image_size,
+                            ..unet.clone()
+                        } =>
+                {
                     let source = ConfigSource::InferredWithPreset(p.name.clone());
                     (p, source)
                 }
                 _ => {
-                    let name = path.file_stem().map(|s| s.to_string_lossy().to_string()).unwrap_or_default();
-                    (ModelConfig { name, unet, sampling: SamplingConfig::default() }, ConfigSource::Inferred)
+                    let name = path
+                        .file_stem()
+                        .map(|s| s.to_string_lossy().to_string())
+                        .unwrap_or_default();
+                    (
+                        ModelConfig {
+                            name,
+                            unet,
+                            sampling: SamplingConfig::default(),
+                        },
+                        ConfigSource::Inferred,
+                    )
                 }
             }
         };
@@ -169,10 +240,23 @@ impl Checkpoint {
 
         let sources = match format {
             WeightFormat::Diffusers => diffusers_sources(&config.unet),
-            _ => config.unet.expected_weights().into_iter().map(|(n, _)| (n.clone(), vec![n])).collect(),
+            _ => config
+                .unet
+                .expected_weights()
+                .into_iter()
+                .map(|(n, _)| (n.clone(), vec![n]))
+                .collect(),
         };
         check_weights(&config.unet, &sources, &stored)?;
-        Ok(Self { path: path.to_path_buf(), format, config, config_source, stored_bytes, reader, sources })
+        Ok(Self {
+            path: path.to_path_buf(),
+            format,
+            config,
+            config_source,
+            stored_bytes,
+            reader,
+            sources,
+        })
     }
 
     /// Reads every weight, converts it to f32 on `device` and builds the network.
@@ -184,30 +268,49 @@ impl Checkpoint {
     /// Every weight under its openai name, in f32 on `device`.
     pub fn load_tensors(&self, device: &Device) -> Result<HashMap<String, Tensor>> {
         let st = match &self.reader {
-            Reader::Safetensors(bytes) => {
-                Some(SafeTensors::deserialize(bytes).map_err(|e| not_a_checkpoint(&self.path, e.to_string()))?)
-            }
+            Reader::Safetensors(bytes) => Some(
+                SafeTensors::deserialize(bytes)
+                    .map_err(|e| not_a_checkpoint(&self.path, e.to_string()))?,
+            ),
             Reader::Pt(_) => None,
         };
         let read = |name: &str| -> Result<Tensor> {
             match (&self.reader, &st) {
                 (_, Some(st)) => {
                     use candle_core::safetensors::Load;
-                    let view = st.tensor(name).map_err(|e| not_a_checkpoint(&self.path, e.to_string()))?;
+                    let view = st
+                        .tensor(name)
+                        .map_err(|e| not_a_checkpoint(&self.path, e.to_string()))?;
                     Ok(view.load(&Device::Cpu)?)
                 }
                 (Reader::Pt(pth), None) => pth
                     .get(name)
-                    .map_err(|e| not_a_checkpoint(&self.path, format!("cannot read `{name}`: {e}")))?
-                    .ok_or_else(|| not_a_checkpoint(&self.path, format!("`{name}` vanished while reading"))),
-                (Reader::Safetensors(_), None) => unreachable!("safetensors are deserialised above"),
+                    .map_err(|e| {
+                        not_a_checkpoint(&self.path, format!("cannot read `{name}`: {e}"))
+                    })?
+                    .ok_or_else(|| {
+                        not_a_checkpoint(&self.path, format!("`{name}` vanished while reading"))
+                    }),
+                (Reader::Safetensors(_), None) => {
+                    unreachable!("safetensors are deserialised above")
+                }
             }
         };
         let mut tensors = HashMap::new();
         for (name, shape) in self.config.unet.expected_weights() {
-            let parts = self.sources[&name].iter().map(|s| read(s)).collect::<Result<Vec<_>>>()?;
-            let t = if parts.len() == 1 { parts.into_iter().next().expect("one part") } else { Tensor::cat(&parts, 0)? };
-            tensors.insert(name, t.reshape(shape)?.to_dtype(DType::F32)?.to_device(device)?);
+            let parts = self.sources[&name]
+                .iter()
+                .map(|s| read(s))
+                .collect::<Result<Vec<_>>>()?;
+            let t = if parts.len() == 1 {
+                parts.into_iter().next().expect("one part")
+            } else {
+                Tensor::cat(&parts, 0)?
+            };
+            tensors.insert(
+                name,
+                t.reshape(shape)?.to_dtype(DType::F32)?.to_device(device)?,
+            );
         }
         Ok(tensors)
     }
@@ -229,19 +332,26 @@ pub fn activation_bytes(cfg: &UNetConfig, batch: usize) -> usize {
     for block in &layout.input {
         for spec in block {
             match spec.kind {
-                BlockKind::Res { cout, resample: super::config::Resample::Down, .. } => {
+                BlockKind::Res {
+                    cout,
+                    resample: super::config::Resample::Down,
+                    ..
+                } => {
                     res /= 2;
                     largest = largest.max(cout * res * res);
                 }
                 BlockKind::DownConv { .. } => res /= 2,
                 BlockKind::Res { cout, .. } => largest = largest.max(cout * res * res),
                 BlockKind::Attn { channels } => {
-                    attention = attention.max((channels / cfg.num_head_channels) * (res * res).pow(2))
+                    attention =
+                        attention.max((channels / cfg.num_head_channels) * (res * res).pow(2))
                 }
                 BlockKind::UpConv { .. } => {}
             }
         }
-        if let Some(BlockKind::Res { cout, .. } | BlockKind::Attn { channels: cout }) = block.last().map(|b| b.kind) {
+        if let Some(BlockKind::Res { cout, .. } | BlockKind::Attn { channels: cout }) =
+            block.last().map(|b| b.kind)
+        {
             skips += cout * res * res;
         } else if let Some(BlockKind::DownConv { channels }) = block.last().map(|b| b.kind) {
             skips += channels * res * res;
@@ -254,10 +364,15 @@ fn read_magic(path: &Path) -> Result<Vec<u8>> {
     use std::io::Read;
     let mut f = std::fs::File::open(path).map_err(|e| not_a_checkpoint(path, e.to_string()))?;
     let mut buf = vec![0u8; 8];
-    let n = f.read(&mut buf).map_err(|e| not_a_checkpoint(path, e.to_string()))?;
+    let n = f
+        .read(&mut buf)
+        .map_err(|e| not_a_checkpoint(path, e.to_string()))?;
     buf.truncate(n);
     if n < 8 {
-        return Err(not_a_checkpoint(path, format!("only {n} bytes: not a weight file")));
+        return Err(not_a_checkpoint(
+            path,
+            format!("only {n} bytes: not a weight file"),
+        ));
     }
     Ok(buf)
 }
@@ -267,43 +382,76 @@ fn dtype_name(d: DType) -> String {
 }
 
 fn read_pt(path: &Path) -> Result<(Reader, HashMap<String, StoredTensor>, usize)> {
-    let pth = candle_core::pickle::PthTensors::new(path, None)
-        .map_err(|e| not_a_checkpoint(path, format!("truncated or corrupt PyTorch checkpoint ({e})")))?;
+    let pth = candle_core::pickle::PthTensors::new(path, None).map_err(|e| {
+        not_a_checkpoint(
+            path,
+            format!("truncated or corrupt PyTorch checkpoint ({e})"),
+        )
+    })?;
     let mut stored = HashMap::new();
     let mut bytes = 0;
     for (name, info) in pth.tensor_infos() {
         let shape = info.layout.dims().to_vec();
         bytes += shape.iter().product::<usize>() * info.dtype.size_in_bytes();
-        stored.insert(name.clone(), StoredTensor { shape, dtype: dtype_name(info.dtype) });
+        stored.insert(
+            name.clone(),
+            StoredTensor {
+                shape,
+                dtype: dtype_name(info.dtype),
+            },
+        );
     }
     if stored.is_empty() {
-        return Err(not_a_checkpoint(path, "a PyTorch file without a state dict of tensors"));
+        return Err(not_a_checkpoint(
+            path,
+            "a PyTorch file without a state dict of tensors",
+        ));
     }
     Ok((Reader::Pt(pth), stored, bytes))
 }
 
 #[allow(clippy::type_complexity)]
-fn read_safetensors(path: &Path) -> Result<(Reader, HashMap<String, StoredTensor>, Option<String>, usize)> {
+fn read_safetensors(
+    path: &Path,
+) -> Result<(Reader, HashMap<String, StoredTensor>, Option<String>, usize)> {
     let bytes = std::fs::read(path).map_err(|e| not_a_checkpoint(path, e.to_string()))?;
     let st = SafeTensors::deserialize(&bytes).map_err(|e| {
-        not_a_checkpoint(path, format!("neither a PyTorch checkpoint nor a valid safetensors file ({e})"))
+        not_a_checkpoint(
+            path,
+            format!("neither a PyTorch checkpoint nor a valid safetensors file ({e})"),
+        )
     })?;
-    let (_, meta) = SafeTensors::read_metadata(&bytes).map_err(|e| not_a_checkpoint(path, e.to_string()))?;
-    let config = meta.metadata().as_ref().and_then(|m| m.get(CONFIG_METADATA_KEY).cloned());
+    let (_, meta) =
+        SafeTensors::read_metadata(&bytes).map_err(|e| not_a_checkpoint(path, e.to_string()))?;
+    let config = meta
+        .metadata()
+        .as_ref()
+        .and_then(|m| m.get(CONFIG_METADATA_KEY).cloned());
     let mut stored = HashMap::new();
     let mut data = 0;
     for (name, view) in st.iter() {
         data += view.data().len();
-        stored.insert(name.to_string(), StoredTensor { shape: view.shape().to_vec(), dtype: format!("{:?}", view.dtype()).to_lowercase() });
+        stored.insert(
+            name.to_string(),
+            StoredTensor {
+                shape: view.shape().to_vec(),
+                dtype: format!("{:?}", view.dtype()).to_lowercase(),
+            },
+        );
     }
     drop(st);
     Ok((Reader::Safetensors(bytes), stored, config, data))
 }
 
 /// Older guided-diffusion code saved attention 1×1 convs as 3-D `[O, I, 1]`; treat them as 4-D.
-fn normalise_attention_shapes(mut shapes: HashMap<String, Vec<usize>>) -> HashMap<String, Vec<usize>> {
+fn normalise_attention_shapes(
+    mut shapes: HashMap<String, Vec<usize>>,
+) -> HashMap<String, Vec<usize>> {
     for (name, shape) in shapes.iter_mut() {
-        if (name.ends_with("qkv.weight") || name.ends_with("proj_out.weight")) && shape.len() == 3 && shape[2] == 1 {
+        if (name.ends_with("qkv.weight") || name.ends_with("proj_out.weight"))
+            && shape.len() == 3
+            && shape[2] == 1
+        {
             shape.push(1);
         }
     }
@@ -312,7 +460,11 @@ fn normalise_attention_shapes(mut shapes: HashMap<String, Vec<usize>>) -> HashMa
 
 /// Compares what the file holds with what the model needs: names, shapes (element counts for the
 /// re-shaped attention weights) and dtypes.
-fn check_weights(cfg: &UNetConfig, sources: &HashMap<String, Vec<String>>, stored: &HashMap<String, StoredTensor>) -> Result<()> {
+fn check_weights(
+    cfg: &UNetConfig,
+    sources: &HashMap<String, Vec<String>>,
+    stored: &HashMap<String, StoredTensor>,
+) -> Result<()> {
     let mut report = WeightReport::default();
     let mut used = BTreeSet::new();
     for (name, shape) in cfg.expected_weights() {
@@ -324,20 +476,27 @@ fn check_weights(cfg: &UNetConfig, sources: &HashMap<String, Vec<String>>, store
                 None => report.missing.push(part.clone()),
                 Some(t) => {
                     let same = if parts.len() == 1 && part == &name {
-                        t.shape == shape || (t.shape.len() == 3 && [t.shape.clone(), vec![1]].concat() == shape)
+                        t.shape == shape
+                            || (t.shape.len() == 3 && [t.shape.clone(), vec![1]].concat() == shape)
                     } else {
                         t.shape.iter().product::<usize>() == elems
                     };
                     if !same {
                         let mut expected = shape.clone();
                         expected[0] /= parts.len();
-                        report.mismatched.push((part.clone(), expected, t.shape.clone()));
+                        report
+                            .mismatched
+                            .push((part.clone(), expected, t.shape.clone()));
                     }
                 }
             }
         }
     }
-    report.unexpected = stored.keys().filter(|k| !used.contains(*k)).cloned().collect();
+    report.unexpected = stored
+        .keys()
+        .filter(|k| !used.contains(*k))
+        .cloned()
+        .collect();
     report.missing.sort();
     report.unexpected.sort();
     if !report.is_empty() {
@@ -346,7 +505,10 @@ fn check_weights(cfg: &UNetConfig, sources: &HashMap<String, Vec<String>>, store
     for name in &used {
         let dtype = &stored[name].dtype;
         if !matches!(dtype.as_str(), "f32" | "f16" | "bf16" | "f64") {
-            return Err(EngineError::UnsupportedDtype { name: name.clone(), dtype: dtype.clone() });
+            return Err(EngineError::UnsupportedDtype {
+                name: name.clone(),
+                dtype: dtype.clone(),
+            });
         }
     }
     Ok(())
@@ -392,6 +554,16 @@ struct DiffusersUNetConfig {
     flip_sin_to_cos: Option<bool>,
     #[serde(default)]
     freq_shift: Option<f64>,
+    #[serde(default)]
+    downsample_type: Option<String>,
+    #[serde(default)]
+    upsample_type: Option<String>,
+    #[serde(default)]
+    attn_norm_num_groups: Option<usize>,
+    #[serde(default)]
+    mid_block_scale_factor: Option<f64>,
+    #[serde(default)]
+    add_attention: Option<bool>,
 }
 
 fn three() -> usize {
@@ -400,39 +572,89 @@ fn three() -> usize {
 
 fn read_diffusers_config(path: &Path) -> Result<UNetConfig> {
     let text = std::fs::read_to_string(path).map_err(|e| bad_config(path, e.to_string()))?;
-    let c: DiffusersUNetConfig = serde_json::from_str(&text).map_err(|e| bad_config(path, e.to_string()))?;
-    let unsupported = |what: String| bad_config(path, format!("unsupported UNet2DModel setting: {what}"));
+    let c: DiffusersUNetConfig =
+        serde_json::from_str(&text).map_err(|e| bad_config(path, e.to_string()))?;
+    let unsupported =
+        |what: String| bad_config(path, format!("unsupported UNet2DModel setting: {what}"));
     if c.norm_num_groups.unwrap_or(32) != 32 {
-        return Err(unsupported(format!("norm_num_groups {}", c.norm_num_groups.unwrap_or(0))));
+        return Err(unsupported(format!(
+            "norm_num_groups {}",
+            c.norm_num_groups.unwrap_or(0)
+        )));
     }
     if c.time_embedding_type.as_deref().unwrap_or("positional") != "positional"
         || !c.flip_sin_to_cos.unwrap_or(true)
         || c.freq_shift.unwrap_or(0.0) != 0.0
     {
-        return Err(unsupported("a time embedding other than positional, cos-first, shift 0".into()));
+        return Err(unsupported(
+            "a time embedding other than positional, cos-first, shift 0".into(),
+        ));
     }
-    let mc = *c.block_out_channels.first().ok_or_else(|| bad_config(path, "empty block_out_channels"))?;
+    let mc = *c
+        .block_out_channels
+        .first()
+        .ok_or_else(|| bad_config(path, "empty block_out_channels"))?;
     if c.block_out_channels.iter().any(|&b| mc == 0 || b % mc != 0) {
-        return Err(unsupported(format!("block_out_channels {:?} (not multiples of the first)", c.block_out_channels)));
+        return Err(unsupported(format!(
+            "block_out_channels {:?} (not multiples of the first)",
+            c.block_out_channels
+        )));
     }
     let levels = c.block_out_channels.len();
     if c.down_block_types.len() != levels || c.up_block_types.len() != levels {
-        return Err(bad_config(path, "down/up block type lists must have one entry per level"));
+        return Err(bad_config(
+            path,
+            "down/up block type lists must have one entry per level",
+        ));
     }
-    let updown = |t: &str| match t {
-        "ResnetDownsampleBlock2D" | "AttnDownsampleBlock2D" | "ResnetUpsampleBlock2D" | "AttnUpsampleBlock2D" => Ok(true),
-        "DownBlock2D" | "AttnDownBlock2D" | "UpBlock2D" | "AttnUpBlock2D" => Ok(false),
+    // Residual (BigGAN) resamplers: the Resnet*sample blocks, and the Attn blocks with a "resnet"
+    // down/upsample_type (what diffusers' consistency-model converter writes).
+    let residual = |t: &str| match t {
+        "ResnetDownsampleBlock2D" | "ResnetUpsampleBlock2D" => Ok(true),
+        "DownBlock2D" | "UpBlock2D" => Ok(false),
+        "AttnDownBlock2D" => Ok(c.downsample_type.as_deref().unwrap_or("conv") == "resnet"),
+        "AttnUpBlock2D" => Ok(c.upsample_type.as_deref().unwrap_or("conv") == "resnet"),
         other => Err(unsupported(format!("block type {other}"))),
     };
-    let kinds = c.down_block_types.iter().chain(&c.up_block_types).map(|t| updown(t)).collect::<Result<Vec<_>>>()?;
-    if kinds.iter().any(|&k| k != kinds[0]) {
+    // The last level has no downsampler and the first no upsampler: they say nothing.
+    let kinds = c.down_block_types[..levels - 1]
+        .iter()
+        .chain(&c.up_block_types[..levels - 1])
+        .map(|t| residual(t))
+        .collect::<Result<Vec<_>>>()?;
+    if kinds
+        .iter()
+        .any(|&k| k != kinds.first().copied().unwrap_or(true))
+    {
         return Err(unsupported("a mix of residual and conv resamplers".into()));
     }
-    let attention_ds: Vec<usize> =
-        (0..levels).filter(|&i| c.down_block_types[i].starts_with("Attn")).map(|i| 1 << i).collect();
-    let mirrored = (0..levels).all(|i| c.up_block_types[levels - 1 - i].starts_with("Attn") == attention_ds.contains(&(1 << i)));
+    let shift = c.resnet_time_scale_shift.as_deref().unwrap_or("default");
+    if shift != "default" && shift != "scale_shift" {
+        return Err(unsupported(format!("resnet_time_scale_shift {shift}")));
+    }
+    // diffusers drops the mid-block attention's GroupNorm for scale-shift models unless
+    // attn_norm_num_groups is set; the openai network always has it.
+    if c.add_attention == Some(false)
+        || (shift == "scale_shift" && c.attn_norm_num_groups.is_none())
+    {
+        return Err(unsupported(
+            "a mid block without its normalised attention (set attn_norm_num_groups: 32)".into(),
+        ));
+    }
+    if c.mid_block_scale_factor.unwrap_or(1.0) != 1.0 {
+        return Err(unsupported("mid_block_scale_factor other than 1".into()));
+    }
+    let attention_ds: Vec<usize> = (0..levels)
+        .filter(|&i| c.down_block_types[i].starts_with("Attn"))
+        .map(|i| 1 << i)
+        .collect();
+    let mirrored = (0..levels).all(|i| {
+        c.up_block_types[levels - 1 - i].starts_with("Attn") == attention_ds.contains(&(1 << i))
+    });
     if !mirrored {
-        return Err(unsupported("attention in up blocks that does not mirror the down blocks".into()));
+        return Err(unsupported(
+            "attention in up blocks that does not mirror the down blocks".into(),
+        ));
     }
     Ok(UNetConfig {
         image_size: c.sample_size,
@@ -443,8 +665,8 @@ fn read_diffusers_config(path: &Path) -> Result<UNetConfig> {
         num_res_blocks: c.layers_per_block,
         attention_ds,
         num_head_channels: c.attention_head_dim.unwrap_or(64),
-        use_scale_shift_norm: c.resnet_time_scale_shift.as_deref() == Some("scale_shift"),
-        resblock_updown: kinds[0],
+        use_scale_shift_norm: shift == "scale_shift",
+        resblock_updown: kinds.first().copied().unwrap_or(true),
         num_classes: c.num_class_embeds,
     })
 }
@@ -459,8 +681,13 @@ fn read_diffusers_schedule(dir: &Path) -> Option<SamplingConfig> {
         sigma_data: Option<f64>,
         rho: Option<f64>,
     }
-    let candidates = [dir.join("scheduler/scheduler_config.json"), dir.join("../scheduler/scheduler_config.json")];
-    let text = candidates.iter().find_map(|p| std::fs::read_to_string(p).ok())?;
+    let candidates = [
+        dir.join("scheduler/scheduler_config.json"),
+        dir.join("../scheduler/scheduler_config.json"),
+    ];
+    let text = candidates
+        .iter()
+        .find_map(|p| std::fs::read_to_string(p).ok())?;
     let s: Sched = serde_json::from_str(&text).ok()?;
     let mut cfg = SamplingConfig::with_grid(s.num_train_timesteps, None);
     cfg.sigma_min = s.sigma_min.unwrap_or(cfg.sigma_min);
@@ -473,8 +700,16 @@ fn read_diffusers_schedule(dir: &Path) -> Option<SamplingConfig> {
 /// For every openai weight, the diffusers tensor(s) it comes from (cm_reference §f.5 mapping rules).
 pub fn diffusers_sources(cfg: &UNetConfig) -> HashMap<String, Vec<String>> {
     let mut prefixes: Vec<(String, String, Option<BlockKind>)> = vec![
-        ("time_embed.0".into(), "time_embedding.linear_1".into(), None),
-        ("time_embed.2".into(), "time_embedding.linear_2".into(), None),
+        (
+            "time_embed.0".into(),
+            "time_embedding.linear_1".into(),
+            None,
+        ),
+        (
+            "time_embed.2".into(),
+            "time_embedding.linear_2".into(),
+            None,
+        ),
         ("label_emb".into(), "class_embedding".into(), None),
         ("input_blocks.0.0".into(), "conv_in".into(), None),
         ("out.0".into(), "conv_norm_out".into(), None),
@@ -508,20 +743,36 @@ pub fn diffusers_sources(cfg: &UNetConfig) -> HashMap<String, Vec<String>> {
             )],
             Some(BlockKind::Attn { .. }) => match module {
                 "norm" => vec![format!("{dp}.group_norm")],
-                "qkv" => ["to_q", "to_k", "to_v"].iter().map(|m| format!("{dp}.{m}")).collect(),
+                "qkv" => ["to_q", "to_k", "to_v"]
+                    .iter()
+                    .map(|m| format!("{dp}.{m}"))
+                    .collect(),
                 "proj_out" => vec![format!("{dp}.to_out.0")],
                 other => vec![format!("{dp}.{other}")],
             },
-            Some(BlockKind::DownConv { .. } | BlockKind::UpConv { .. }) => vec![format!("{dp}.conv")],
+            Some(BlockKind::DownConv { .. } | BlockKind::UpConv { .. }) => {
+                vec![format!("{dp}.conv")]
+            }
         };
-        map.insert(name.clone(), targets.into_iter().map(|t| format!("{t}.{param}")).collect());
+        map.insert(
+            name.clone(),
+            targets
+                .into_iter()
+                .map(|t| format!("{t}.{param}"))
+                .collect(),
+        );
     }
     map
 }
 
 /// Writes weights in the project's format: safetensors with openai names and the config as metadata.
-pub fn save_project(path: &Path, config: &ModelConfig, tensors: &HashMap<String, Tensor>) -> Result<()> {
-    let json = serde_json::to_string(config).map_err(|e| EngineError::InvalidInput(e.to_string()))?;
+pub fn save_project(
+    path: &Path,
+    config: &ModelConfig,
+    tensors: &HashMap<String, Tensor>,
+) -> Result<()> {
+    let json =
+        serde_json::to_string(config).map_err(|e| EngineError::InvalidInput(e.to_string()))?;
     let metadata = HashMap::from([(CONFIG_METADATA_KEY.to_string(), json)]);
     let mut sorted: Vec<(&String, &Tensor)> = tensors.iter().collect();
     sorted.sort_by_key(|(k, _)| k.as_str());

@@ -20,7 +20,14 @@ pub struct SamplingConfig {
 
 impl SamplingConfig {
     pub fn with_grid(steps: usize, ts: Option<Vec<usize>>) -> Self {
-        Self { sigma_min: 0.002, sigma_max: 80.0, sigma_data: 0.5, rho: 7.0, steps, ts }
+        Self {
+            sigma_min: 0.002,
+            sigma_max: 80.0,
+            sigma_data: 0.5,
+            rho: 7.0,
+            steps,
+            ts,
+        }
     }
 }
 

@@ -28,7 +28,15 @@ impl UNet {
         let build = |specs: &[BlockSpec]| -> Result<Vec<Block>> {
             specs
                 .iter()
-                .map(|s| Block::new(s.kind, emb, config.use_scale_shift_norm, config.num_head_channels, vb.pp(&s.openai)))
+                .map(|s| {
+                    Block::new(
+                        s.kind,
+                        emb,
+                        config.use_scale_shift_norm,
+                        config.num_head_channels,
+                        vb.pp(&s.openai),
+                    )
+                })
                 .collect()
         };
         let layout = config.layout();
@@ -42,12 +50,30 @@ impl UNet {
                 Some(n) => Some(candle_nn::embedding(n, emb, vb.pp("label_emb"))?),
                 None => None,
             },
-            conv_in: conv3x3(config.in_channels, mc * config.channel_mult[0], 1, vb.pp("input_blocks.0.0"))?,
-            input: layout.input.iter().map(|b| build(b)).collect::<Result<_>>()?,
+            conv_in: conv3x3(
+                config.in_channels,
+                mc * config.channel_mult[0],
+                1,
+                vb.pp("input_blocks.0.0"),
+            )?,
+            input: layout
+                .input
+                .iter()
+                .map(|b| build(b))
+                .collect::<Result<_>>()?,
             middle: build(&layout.middle)?,
-            output: layout.output.iter().map(|b| build(b)).collect::<Result<_>>()?,
+            output: layout
+                .output
+                .iter()
+                .map(|b| build(b))
+                .collect::<Result<_>>()?,
             out_norm: group_norm(layout.out_channels_in, vb.pp("out.0"))?,
-            out_conv: conv3x3(layout.out_channels_in, config.out_channels, 1, vb.pp("out.2"))?,
+            out_conv: conv3x3(
+                layout.out_channels_in,
+                config.out_channels,
+                1,
+                vb.pp("out.2"),
+            )?,
             config: config.clone(),
         })
     }
@@ -74,19 +100,35 @@ impl UNet {
 fn time_frequencies(dim: usize) -> Vec<f32> {
     let half = dim / 2;
     let neg_log = -(10000f64.ln()) as f32;
-    (0..half).map(|k| (((neg_log * k as f32) / half as f32) as f64).exp() as f32).collect()
+    (0..half)
+        .map(|k| (((neg_log * k as f32) / half as f32) as f64).exp() as f32)
+        .collect()
 }
 
 impl Network for UNet {
-    fn forward(&self, x: &Tensor, c_noise: &[f64], class_labels: Option<&Tensor>) -> Result<Tensor> {
+    fn forward(
+        &self,
+        x: &Tensor,
+        c_noise: &[f64],
+        class_labels: Option<&Tensor>,
+    ) -> Result<Tensor> {
         let dev = x.device();
         // 1. time (+ class) embedding
         let emb = self.timestep_embedding(c_noise, dev)?;
-        let mut emb = self.time_embed.1.forward(&self.time_embed.0.forward(&emb)?.silu()?)?;
+        let mut emb = self
+            .time_embed
+            .1
+            .forward(&self.time_embed.0.forward(&emb)?.silu()?)?;
         match (&self.label_emb, class_labels) {
-            (Some(table), Some(labels)) => emb = (emb + table.forward(&labels.to_dtype(DType::U32)?)?)?,
-            (Some(_), None) => candle_core::bail!("this model is class-conditional: give a class label"),
-            (None, Some(_)) => candle_core::bail!("this model is not class-conditional: it takes no class label"),
+            (Some(table), Some(labels)) => {
+                emb = (emb + table.forward(&labels.to_dtype(DType::U32)?)?)?
+            }
+            (Some(_), None) => {
+                candle_core::bail!("this model is class-conditional: give a class label")
+            }
+            (None, Some(_)) => {
+                candle_core::bail!("this model is not class-conditional: it takes no class label")
+            }
             (None, None) => {}
         }
         let emb_act = emb.silu()?;
@@ -105,7 +147,9 @@ impl Network for UNet {
         }
         // 4. output blocks: current features first, skip second
         for block in &self.output {
-            let skip = skips.pop().expect("layout pairs every output block with a skip");
+            let skip = skips
+                .pop()
+                .expect("layout pairs every output block with a skip");
             h = Tensor::cat(&[&h, &skip], 1)?;
             for m in block {
                 h = m.forward(&h, &emb_act)?;

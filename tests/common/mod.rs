@@ -1,0 +1,56 @@
+//! Shared helpers for the integration tests: fixture paths and tensor comparisons.
+#![allow(dead_code)]
+
+use candle_core::{Device, Tensor};
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+pub fn fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+}
+
+/// Tensors of a parity fixture written by tests/fixtures/make_fixtures.py.
+pub fn parity(model: char) -> HashMap<String, Tensor> {
+    candle_core::safetensors::load(
+        fixture(&format!("parity_{model}.safetensors")),
+        &Device::Cpu,
+    )
+    .unwrap()
+}
+
+/// The weights of tiny model A, B or C in their three formats.
+pub fn model_path(model: char) -> PathBuf {
+    match model {
+        'a' => fixture("tiny_openai.pt"),
+        'b' => fixture("tiny_diffusers"),
+        'c' => fixture("tiny_convres.safetensors"),
+        _ => unreachable!(),
+    }
+}
+
+pub fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
+    assert_eq!(a.dims(), b.dims(), "shapes differ");
+    (a - b)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .max(0)
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap()
+}
+
+pub fn max_abs(a: &Tensor) -> f32 {
+    a.abs()
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .max(0)
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap()
+}
