@@ -54,3 +54,32 @@ pub fn max_abs(a: &Tensor) -> f32 {
         .to_scalar::<f32>()
         .unwrap()
 }
+
+/// Runs the cmpaint binary; returns (success, stdout, stderr).
+pub fn cmpaint(args: &[&str]) -> (bool, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_cmpaint"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Writes a replay-noise file (`noise` [S, B, 3, H, W]).
+pub fn write_noise(path: &std::path::Path, noise: &Tensor) {
+    candle_core::safetensors::save(&HashMap::from([("noise", noise.clone())]), path).unwrap();
+}
+
+pub fn read_image(path: &std::path::Path) -> Tensor {
+    candle_core::safetensors::load(path, &Device::Cpu)
+        .unwrap()
+        .remove("image")
+        .unwrap()
+}
+
+pub fn s(p: &std::path::Path) -> &str {
+    p.to_str().unwrap()
+}

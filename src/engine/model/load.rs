@@ -415,6 +415,17 @@ fn read_safetensors(
     path: &Path,
 ) -> Result<(Reader, HashMap<String, StoredTensor>, Option<String>, usize)> {
     let bytes = std::fs::read(path).map_err(|e| not_a_checkpoint(path, e.to_string()))?;
+    if let Some(needed) = safetensors_extent(&bytes)
+        && needed > bytes.len()
+    {
+        return Err(not_a_checkpoint(
+            path,
+            format!(
+                "truncated safetensors file: its header describes {needed} bytes, the file has {}",
+                bytes.len()
+            ),
+        ));
+    }
     let st = SafeTensors::deserialize(&bytes).map_err(|e| {
         not_a_checkpoint(
             path,
@@ -441,6 +452,21 @@ fn read_safetensors(
     }
     drop(st);
     Ok((Reader::Safetensors(bytes), stored, config, data))
+}
+
+/// The file length a safetensors header describes (8 + header + the furthest data offset), when the
+/// header itself is readable; tells a cut-off download apart from a file of another kind.
+fn safetensors_extent(bytes: &[u8]) -> Option<usize> {
+    let n = u64::from_le_bytes(bytes.get(..8)?.try_into().ok()?) as usize;
+    let header: serde_json::Value =
+        serde_json::from_slice(bytes.get(8..8usize.checked_add(n)?)?).ok()?;
+    let end = header
+        .as_object()?
+        .values()
+        .filter_map(|t| t.get("data_offsets")?.get(1)?.as_u64())
+        .max()
+        .unwrap_or(0);
+    Some(8 + n + end as usize)
 }
 
 /// Older guided-diffusion code saved attention 1×1 convs as 3-D `[O, I, 1]`; treat them as 4-D.

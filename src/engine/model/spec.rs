@@ -32,9 +32,10 @@ impl SamplingConfig {
 }
 
 impl Default for SamplingConfig {
-    /// The consistency-distillation grid (N = 40) with the ImageNet-64 two-step list.
+    /// The consistency-distillation grid (N = 40) and no tuned multistep list: a model that is none of
+    /// the presets has none.
     fn default() -> Self {
-        Self::with_grid(40, Some(vec![0, 22, 39]))
+        Self::with_grid(40, None)
     }
 }
 
