@@ -102,7 +102,7 @@ impl UNetConfig {
             }
         }
         let factor = 1usize << (levels - 1);
-        if self.image_size % factor != 0 {
+        if !self.image_size.is_multiple_of(factor) {
             return Err(format!(
                 "image_size {} is not divisible by {factor}",
                 self.image_size
