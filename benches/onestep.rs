@@ -9,10 +9,10 @@
 
 use candle_core::{DType, Device, Tensor};
 use cmpaint::engine::cm::noise::{NoiseSource, SeededNoise};
-use cmpaint::engine::generate::{GenerateRequest, generate};
 use cmpaint::engine::model::config::UNetConfig;
 use cmpaint::engine::model::load::{Checkpoint, save_project};
 use cmpaint::engine::model::spec::{ModelConfig, SamplingConfig};
+use cmpaint::engine::pipeline::{GenerateRequest, generate};
 use criterion::{Criterion, criterion_group, criterion_main};
 use std::collections::HashMap;
 use std::ops::ControlFlow;
@@ -48,7 +48,11 @@ fn write_random_weights(cfg: &ModelConfig) {
     let mut tensors = HashMap::new();
     for (name, shape) in cfg.unet.expected_weights() {
         let n: usize = shape.iter().product();
-        let z = noise.next(&[1, n, 1, 1]).unwrap().reshape(shape.clone()).unwrap();
+        let z = noise
+            .next(&[1, n, 1, 1])
+            .unwrap()
+            .reshape(shape.clone())
+            .unwrap();
         let t = if shape.len() >= 2 {
             let fan_in: usize = shape[1..].iter().product();
             (z / (fan_in as f64).sqrt()).unwrap()
@@ -78,10 +82,20 @@ fn onestep(c: &mut Criterion) {
         group.bench_function(format!("onestep_25m_64px_b{batch}"), |b| {
             b.iter(|| {
                 let mut noise = SeededNoise::new(0, batch);
-                let req = GenerateRequest { shape, class_labels: None, ts: None, steps: 40 };
-                let x: Tensor = generate(&unet, &ck.config.sampling, &req, &mut noise, &Device::Cpu, &mut |_, _| {
-                    ControlFlow::Continue(())
-                })
+                let req = GenerateRequest {
+                    shape,
+                    class_labels: None,
+                    ts: None,
+                    steps: 40,
+                };
+                let x: Tensor = generate(
+                    &unet,
+                    &ck.config.sampling,
+                    &req,
+                    &mut noise,
+                    &Device::Cpu,
+                    &mut |_, _| ControlFlow::Continue(()),
+                )
                 .unwrap()
                 .unwrap();
                 x

@@ -8,8 +8,8 @@ mod common;
 use candle_core::{DType, Device, Tensor};
 use cmpaint::engine::cm::noise::ReplayNoise;
 use cmpaint::engine::cm::param::{Network, c_noise};
-use cmpaint::engine::generate::{GenerateRequest, generate};
 use cmpaint::engine::model::load::Checkpoint;
+use cmpaint::engine::pipeline::{GenerateRequest, generate};
 use common::{max_abs, max_abs_diff, model_path, parity};
 use std::ops::ControlFlow;
 

@@ -1,10 +1,10 @@
 //! The command line: `cmpaint generate | info | convert`, over the same engine the app uses.
 
 use crate::engine::cm::noise::{NoiseSource, ReplayNoise, SeededNoise};
-use crate::engine::generate::{GenerateRequest, generate};
 use crate::engine::image::{grid, tensor_to_rgb8, write_png, write_tensor_image};
 use crate::engine::model::load::{Checkpoint, activation_bytes, read_config_file, save_project};
 use crate::engine::model::spec::{ModelConfig, preset, presets};
+use crate::engine::pipeline::{GenerateRequest, generate};
 use crate::engine::select_device;
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};

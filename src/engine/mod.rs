@@ -12,9 +12,9 @@
 //! | images ⇄ tensors                          | `image.rs`           |
 pub mod cm;
 pub mod error;
-pub mod generate;
 pub mod image;
 pub mod model;
+pub mod pipeline;
 
 pub use error::{EngineError, Result};
 

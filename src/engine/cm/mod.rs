@@ -1,4 +1,5 @@
 //! The consistency-model maths: parameterization, noise grid, noise sources and samplers.
+pub mod edit;
 pub mod noise;
 pub mod param;
 pub mod sample;

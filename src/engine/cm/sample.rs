@@ -1,5 +1,6 @@
 //! Sampling: one step (paper §3) and multistep (paper Algorithm 1), in the reference's `ts` convention
-//! (cm_reference §c.1, §c.2).
+//! (cm_reference §c.1, §c.2). Algorithm 4 (editing) is the same loop with a replacement step; see
+//! `edit.rs`.
 
 use super::noise::NoiseSource;
 use super::param::{ConsistencyFn, Network};
@@ -18,10 +19,35 @@ pub fn sample_onestep<N: Network + ?Sized>(
     f.denoise(&(z * sigma_max)?, sigma_max)
 }
 
-/// Multistep consistency sampling (Algorithm 1) from an already-noised `x` at `sigmas[0]`:
-/// denoise, then re-noise to the next σ with `sqrt(σ_next² − σmin²)·z`, until the last σ. One network
-/// call per σ except the last; the last step's draw is still taken (×0 when the list ends at σmin), as
-/// the reference does, so replayed noise files line up. Returns None when cancelled.
+/// The loop shared by Algorithms 1 and 4, from an already-noised `x` at `sigmas[0]`: denoise (clamped),
+/// apply `replace` to the estimate, then re-noise to the next σ with `sqrt(σ_next² − σmin²)·z`. One
+/// network call per σ except the last; the last step's draw is still taken (×0 when the list ends at
+/// σmin), as the reference does, so replayed noise files line up. Returns None when cancelled.
+pub fn iterate<N: Network + ?Sized>(
+    f: &ConsistencyFn<N>,
+    x: Tensor,
+    sigmas: &[f64],
+    sigma_max: f64,
+    noise: &mut dyn NoiseSource,
+    replace: &dyn Fn(Tensor) -> Result<Tensor>,
+    on_step: OnStep,
+) -> Result<Option<Tensor>> {
+    let mut x = x;
+    let steps = sigmas.len().saturating_sub(1);
+    for i in 0..steps {
+        let x0 = replace(f.denoise(&x, sigmas[i])?)?;
+        let next = sigmas[i + 1].clamp(f.sigma_min, sigma_max);
+        let z = noise.next(x.dims())?.to_device(x.device())?;
+        x = (x0 + (z * (next * next - f.sigma_min * f.sigma_min).sqrt())?)?;
+        if on_step(i + 1, steps).is_break() {
+            return Ok(None);
+        }
+    }
+    Ok(Some(x))
+}
+
+/// Multistep consistency sampling (Algorithm 1) from `x` already noised to `sigmas[0]`; the result is
+/// clamped to [−1, 1] like the reference's. Returns None when cancelled.
 pub fn sample_multistep<N: Network + ?Sized>(
     f: &ConsistencyFn<N>,
     x: Tensor,
@@ -30,16 +56,6 @@ pub fn sample_multistep<N: Network + ?Sized>(
     noise: &mut dyn NoiseSource,
     on_step: OnStep,
 ) -> Result<Option<Tensor>> {
-    let mut x = x;
-    let steps = sigmas.len().saturating_sub(1);
-    for i in 0..steps {
-        let x0 = f.denoise(&x, sigmas[i])?;
-        let next = sigmas[i + 1].clamp(f.sigma_min, sigma_max);
-        let z = noise.next(x.dims())?.to_device(x.device())?;
-        x = (x0 + (z * (next * next - f.sigma_min * f.sigma_min).sqrt())?)?;
-        if on_step(i + 1, steps).is_break() {
-            return Ok(None);
-        }
-    }
-    Ok(Some(x.clamp(-1f32, 1f32)?))
+    let x = iterate(f, x, sigmas, sigma_max, noise, &Ok, on_step)?;
+    x.map(|x| x.clamp(-1f32, 1f32)).transpose()
 }
