@@ -183,7 +183,7 @@ fn noise_files_that_do_not_fit() {
         &noise,
         &Tensor::zeros((1, 1, 3, 15, 15), DType::F32, &Device::Cpu).unwrap(),
     );
-    run(&[], "not divisible by the model's 2× downsampling");
+    run(&[], "H and W divisible by the model's 2× downsampling");
     write_noise(&noise, &parity('c')["onestep_noise"]);
     run(&["--ts", "0,22,39"], "holds 1 draw(s), this run needs 3");
     run(

@@ -121,3 +121,115 @@ pub fn write_tensor_image(path: &Path, image: &Tensor) -> Result<()> {
     candle_core::safetensors::save(&HashMap::from([("image", image)]), path)
         .map_err(|e| EngineError::InvalidInput(format!("{}: cannot write: {e}", path.display())))
 }
+
+/// What to do with a picture whose size differs from the model's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resize {
+    /// Scale the whole picture to the model's size (the aspect ratio is not kept).
+    Fit,
+    /// Cut the largest centred square, then scale it to the model's size.
+    Crop,
+}
+
+impl std::str::FromStr for Resize {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "fit" => Ok(Resize::Fit),
+            "crop" => Ok(Resize::Crop),
+            other => Err(format!("`{other}`: expected fit or crop")),
+        }
+    }
+}
+
+/// Brings a decoded picture to `size`×`size`: unchanged if it already is, else as `resize` says, else an
+/// error naming both sizes.
+pub fn to_model_size(
+    img: image::DynamicImage,
+    size: usize,
+    resize: Option<Resize>,
+) -> Result<image::DynamicImage> {
+    use image::imageops::FilterType;
+    let (w, h) = (img.width() as usize, img.height() as usize);
+    if (w, h) == (size, size) {
+        return Ok(img);
+    }
+    let s = size as u32;
+    match resize {
+        None => Err(EngineError::InvalidInput(format!(
+            "the picture is {w}×{h}, the model works at {size}×{size}: pass --resize fit or --resize crop"
+        ))),
+        Some(Resize::Fit) => Ok(img.resize_exact(s, s, FilterType::Lanczos3)),
+        Some(Resize::Crop) => {
+            let side = w.min(h) as u32;
+            let cropped = img.crop_imm((w as u32 - side) / 2, (h as u32 - side) / 2, side, side);
+            Ok(cropped.resize_exact(s, s, FilterType::Lanczos3))
+        }
+    }
+}
+
+/// Decodes a PNG or JPEG (grey or colour, any bit depth) with a clear error for anything else.
+pub fn decode(path: &Path) -> Result<image::DynamicImage> {
+    image::ImageReader::open(path)
+        .map_err(|e| EngineError::InvalidInput(format!("{}: {e}", path.display())))?
+        .with_guessed_format()
+        .map_err(|e| EngineError::InvalidInput(format!("{}: {e}", path.display())))?
+        .decode()
+        .map_err(|e| {
+            EngineError::InvalidInput(format!("{}: not a readable image ({e})", path.display()))
+        })
+}
+
+/// A picture as a `[1, 3, H, W]` tensor in [−1, 1]; grey pictures are replicated to three channels.
+pub fn image_to_tensor(img: &image::DynamicImage, device: &Device) -> Result<Tensor> {
+    let rgb = img.to_rgb8();
+    let img = Rgb8 {
+        width: rgb.width() as usize,
+        height: rgb.height() as usize,
+        pixels: rgb.into_raw(),
+    };
+    Ok(rgb8_to_tensor(&img, device)?.unsqueeze(0)?)
+}
+
+/// An inpainting mask as `[1, 1, H, W]` in [0, 1] from its luminance: white (255) = regenerate,
+/// black (0) = keep, grey = partial.
+pub fn mask_to_tensor(img: &image::DynamicImage, device: &Device) -> Result<Tensor> {
+    let luma = img.to_luma8();
+    let (w, h) = (luma.width() as usize, luma.height() as usize);
+    let data: Vec<f32> = luma
+        .into_raw()
+        .into_iter()
+        .map(|v| v as f32 / 255.0)
+        .collect();
+    Ok(Tensor::from_vec(data, (1, 1, h, w), device)?)
+}
+
+/// Writes frames as an animated PNG that loops forever, `fps` frames per second.
+pub fn write_apng(path: &Path, frames: &[Rgb8], fps: u16) -> Result<()> {
+    let fail = |e: String| {
+        EngineError::InvalidInput(format!(
+            "{}: cannot write animated PNG: {e}",
+            path.display()
+        ))
+    };
+    let first = frames.first().ok_or_else(|| fail("no frames".into()))?;
+    let file = std::fs::File::create(path).map_err(|e| fail(e.to_string()))?;
+    let mut enc = png::Encoder::new(
+        std::io::BufWriter::new(file),
+        first.width as u32,
+        first.height as u32,
+    );
+    enc.set_color(png::ColorType::Rgb);
+    enc.set_depth(png::BitDepth::Eight);
+    enc.set_animated(frames.len() as u32, 0)
+        .map_err(|e| fail(e.to_string()))?;
+    enc.set_frame_delay(1, fps.max(1))
+        .map_err(|e| fail(e.to_string()))?;
+    let mut writer = enc.write_header().map_err(|e| fail(e.to_string()))?;
+    for frame in frames {
+        writer
+            .write_image_data(&frame.pixels)
+            .map_err(|e| fail(e.to_string()))?;
+    }
+    writer.finish().map_err(|e| fail(e.to_string()))
+}

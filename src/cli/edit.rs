@@ -1,0 +1,229 @@
+//! `cmpaint edit`: zero-shot edits of a picture (paper Algorithm 4) and denoising.
+
+use super::{
+    ModelArgs, RunArgs, class_labels, load, noise_source, on_step, progress, write_output,
+};
+use crate::engine::cm::edit::estimate_sigma;
+use crate::engine::image::{
+    Resize, decode, image_to_tensor, mask_to_tensor, read_tensor_image, to_model_size,
+};
+use crate::engine::pipeline::{
+    EDIT_STEPS, EditRequest, EditTask, default_edit_ts, denoise, edit, sdedit_ts, strength_to_index,
+};
+use anyhow::{Context, Result, bail};
+use candle_core::{Device, Tensor};
+use clap::{Args, ValueEnum};
+use std::path::Path;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Task {
+    /// Regenerate the white part of --mask; black pixels stay exactly as they were.
+    Inpaint,
+    /// Keep the picture's luminance, generate its colours.
+    Colorize,
+    /// Keep the mean of every F×F patch (--factor), generate the detail.
+    Superres,
+    /// Turn a painting into an image: noise it to a level (--strength), then sample.
+    Sdedit,
+    /// One call of the consistency function at the picture's noise level (--sigma, or estimated).
+    Denoise,
+}
+
+#[derive(Args, Debug)]
+pub struct EditArgs {
+    pub task: Task,
+    #[command(flatten)]
+    pub model: ModelArgs,
+    #[command(flatten)]
+    pub run: RunArgs,
+    /// The picture: PNG or JPEG (grey is replicated to RGB), or a tensor image (.safetensors).
+    #[arg(long)]
+    pub image: std::path::PathBuf,
+    /// Inpainting mask, the picture's size: white (255) = regenerate, black (0) = keep, grey = partial.
+    #[arg(long)]
+    pub mask: Option<std::path::PathBuf>,
+    /// Super-resolution patch size F (default: image size / 32, at least 2; the reference's 8 at 256²).
+    /// The picture may also be the low-resolution image itself, (size/F)², each pixel a patch mean.
+    #[arg(long)]
+    pub factor: Option<usize>,
+    /// SDEdit start index on the N-point grid (the reference's 16 of 40, σ = 5.38).
+    #[arg(long, conflicts_with_all = ["strength", "ts"])]
+    pub strength_index: Option<usize>,
+    /// SDEdit strength in [0, 1], mapped to start index round((1 − s)·(N − 1)); 0.59 = index 16 of 40.
+    #[arg(long, conflicts_with = "ts")]
+    pub strength: Option<f64>,
+    /// Denoising: the picture's noise level σ in [0.002, 80] (data range [−1, 1]); estimated if omitted.
+    #[arg(long)]
+    pub sigma: Option<f64>,
+    /// Grid size N the time indices refer to (default 40, the paper's editing grid).
+    #[arg(long)]
+    pub steps: Option<usize>,
+    /// Time indices on the N-point grid (default: every index 0…N−1; SDEdit 16,20,39).
+    #[arg(long, value_delimiter = ',')]
+    pub ts: Option<Vec<usize>>,
+    /// Variations: the picture repeated B times, with seeds S … S+B−1.
+    #[arg(long)]
+    pub batch: Option<usize>,
+    /// For a picture of another size than the model's: fit (scale, aspect not kept) or crop (centre
+    /// square, then scale). Without it such a picture is an error.
+    #[arg(long)]
+    pub resize: Option<Resize>,
+    /// Write one PNG per image (OUT_000.png, …) instead of a grid.
+    #[arg(long)]
+    pub separate: bool,
+}
+
+fn is_tensor_file(path: &Path) -> bool {
+    path.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| e.eq_ignore_ascii_case("safetensors"))
+}
+
+/// The picture as `[B, 3, S, S]`: decoded, a low-resolution superres input upsampled by repetition,
+/// brought to the model's size.
+fn read_picture(
+    args: &EditArgs,
+    size: usize,
+    factor: Option<usize>,
+    device: &Device,
+) -> Result<Tensor> {
+    let upsample = |x: Tensor, f: usize| -> Result<Tensor> {
+        let (_, _, h, w) = x.dims4()?;
+        Ok(x.upsample_nearest2d(h * f, w * f)?)
+    };
+    let is_low_res = |w: usize, h: usize| factor.is_some_and(|f| f * w == size && f * h == size);
+    if is_tensor_file(&args.image) {
+        let x = read_tensor_image(&args.image, device)?;
+        let (_, _, h, w) = x.dims4()?;
+        return match (is_low_res(w, h), factor) {
+            (true, Some(f)) => upsample(x, f),
+            _ if (w, h) == (size, size) => Ok(x),
+            _ => bail!(
+                "{}: the tensor image is {w}×{h}, the model works at {size}×{size}",
+                args.image.display()
+            ),
+        };
+    }
+    let img = decode(&args.image)?;
+    let (w, h) = (img.width() as usize, img.height() as usize);
+    match (is_low_res(w, h), factor) {
+        (true, Some(f)) => upsample(image_to_tensor(&img, device)?, f),
+        _ => Ok(image_to_tensor(
+            &to_model_size(img, size, args.resize)?,
+            device,
+        )?),
+    }
+}
+
+fn read_mask(args: &EditArgs, size: usize, h: usize, w: usize, device: &Device) -> Result<Tensor> {
+    let path = args
+        .mask
+        .as_ref()
+        .context("inpaint needs --mask (white = regenerate, black = keep)")?;
+    let img = decode(path)?;
+    let (mw, mh) = (img.width() as usize, img.height() as usize);
+    // The mask follows the picture through the same resize, so the two stay aligned.
+    let img = if (mw, mh) != (w, h) && (h, w) == (size, size) && args.resize.is_some() {
+        to_model_size(img, size, args.resize)?
+    } else {
+        img
+    };
+    Ok(mask_to_tensor(&img, device)?)
+}
+
+pub fn run(args: EditArgs) -> Result<()> {
+    let wrong = |flag: &str, task: &str| bail!("{flag} is for {task} only");
+    match args.task {
+        Task::Inpaint => {}
+        _ if args.mask.is_some() => return wrong("--mask", "inpaint"),
+        _ => {}
+    }
+    if args.factor.is_some() && args.task != Task::Superres {
+        return wrong("--factor", "superres");
+    }
+    if (args.strength.is_some() || args.strength_index.is_some()) && args.task != Task::Sdedit {
+        return wrong("--strength", "sdedit");
+    }
+    if args.sigma.is_some() && args.task != Task::Denoise {
+        return wrong("--sigma", "denoise");
+    }
+    let m = load(&args.model, &args.run)?;
+    let cfg = &m.config;
+    let size = cfg.unet.image_size;
+    let factor = (args.task == Task::Superres).then(|| args.factor.unwrap_or((size / 32).max(2)));
+    let mut images = read_picture(&args, size, factor, &m.device)?;
+    if let Some(b) = args.batch {
+        if images.dim(0)? != 1 {
+            bail!(
+                "--batch repeats a single picture; {} holds {}",
+                args.image.display(),
+                images.dim(0)?
+            );
+        }
+        images = images.repeat((b, 1, 1, 1))?;
+    }
+    let (batch, _, h, w) = images.dims4()?;
+    let labels = class_labels(&args.run, cfg, batch)?;
+
+    if args.task == Task::Denoise {
+        if args.run.noise.is_some() {
+            bail!("denoise draws no noise: drop --noise");
+        }
+        let sigma = match args.sigma {
+            Some(s) => s,
+            None => {
+                let s =
+                    estimate_sigma(&images)?.clamp(cfg.sampling.sigma_min, cfg.sampling.sigma_max);
+                eprintln!("estimated noise level σ = {s:.4}");
+                s
+            }
+        };
+        let x = denoise(&m.unet, &cfg.sampling, &images, sigma, labels.as_deref())?;
+        return write_output(&args.run.output, &x, args.separate);
+    }
+
+    let task = match args.task {
+        Task::Inpaint => EditTask::Inpaint {
+            regenerate: read_mask(&args, size, h, w, &m.device)?,
+        },
+        Task::Colorize => EditTask::Colorize,
+        Task::Superres => EditTask::SuperRes {
+            factor: factor.expect("set for superres"),
+        },
+        Task::Sdedit => EditTask::SdEdit,
+        Task::Denoise => unreachable!("handled above"),
+    };
+    let steps = args.steps.unwrap_or(EDIT_STEPS);
+    let ts = match (&args.ts, args.strength_index, args.strength) {
+        (Some(ts), _, _) => ts.clone(),
+        (None, Some(i), _) => sdedit_ts(i, steps, &cfg.sampling),
+        (None, None, Some(s)) => sdedit_ts(strength_to_index(s, steps)?, steps, &cfg.sampling),
+        (None, None, None) if args.steps.is_some() && args.task == Task::Sdedit => {
+            sdedit_ts(strength_to_index(0.59, steps)?, steps, &cfg.sampling)
+        }
+        (None, None, None) if args.steps.is_some() => (0..steps).collect(),
+        (None, None, None) => default_edit_ts(&task),
+    };
+    let (mut noise, _) = noise_source(&args.run, [batch, 3, h, w], None, ts.len())?;
+    let bar = progress(
+        ts.len().saturating_sub(1),
+        args.task.to_possible_value().expect("named").get_name(),
+    );
+    let req = EditRequest {
+        images: &images,
+        task: &task,
+        class_labels: labels.as_deref(),
+        ts: &ts,
+        steps,
+    };
+    let x = edit(
+        &m.unet,
+        &cfg.sampling,
+        &req,
+        noise.as_mut(),
+        &mut on_step(&bar),
+    )?
+    .context("the edit was cancelled")?;
+    bar.finish_and_clear();
+    write_output(&args.run.output, &x, args.separate)
+}

@@ -1,0 +1,407 @@
+//! `cmpaint edit` and `cmpaint interpolate` end to end: replays against the reference fixtures, the
+//! promises each edit makes about pixels, picture and mask handling, animation output, bad input.
+
+mod common;
+
+use candle_core::{Device, Tensor};
+use common::{cmpaint, fixture, max_abs_diff, model_path, read_image, s, write_noise};
+use std::collections::HashMap;
+use std::path::Path;
+
+fn edit_fixture() -> HashMap<String, Tensor> {
+    candle_core::safetensors::load(fixture("edit_b.safetensors"), &Device::Cpu).unwrap()
+}
+
+fn write_tensor(path: &Path, name: &str, t: &Tensor) {
+    candle_core::safetensors::save(&HashMap::from([(name, t.clone())]), path).unwrap();
+}
+
+/// Replays one edit of model B (the diffusers folder) through the CLI and compares with the reference.
+fn replay(task: &str, extra: &[&str]) {
+    let dir = tempfile::tempdir().unwrap();
+    let fx = edit_fixture();
+    let (image, noise, out) = (
+        dir.path().join("in.safetensors"),
+        dir.path().join("noise.safetensors"),
+        dir.path().join("out.safetensors"),
+    );
+    write_tensor(&image, "image", &fx["images"]);
+    write_noise(&noise, &fx[&format!("{task}_noise")]);
+    let model = model_path('b');
+    let mut args = vec![
+        "edit",
+        task,
+        "--model",
+        s(&model),
+        "--image",
+        s(&image),
+        "--noise",
+        s(&noise),
+    ];
+    args.extend(extra);
+    args.extend(["-o", s(&out)]);
+    let (ok, _, err) = cmpaint(&args);
+    assert!(ok, "{err}");
+    let reference = fx[&format!("{task}_out")].clamp(-1f32, 1f32).unwrap();
+    let e = max_abs_diff(&read_image(&out), &reference);
+    assert!(e <= 1e-4, "{task}: max abs error {e:e}");
+}
+
+#[test]
+fn colorize_superres_and_sdedit_replay_the_reference() {
+    replay("colorize", &["--ts", "0,5,10,15,20,25,30,35,39"]);
+    replay(
+        "superres",
+        &["--factor", "4", "--ts", "0,5,10,15,20,25,30,35,39"],
+    );
+    replay("sdedit", &["--strength-index", "16"]);
+    replay("sdedit", &[]); // the default is the paper's (16, 20, 39)
+}
+
+#[test]
+fn interpolate_replays_the_reference() {
+    let dir = tempfile::tempdir().unwrap();
+    let fx = edit_fixture();
+    let (noise, out) = (
+        dir.path().join("noise.safetensors"),
+        dir.path().join("out.safetensors"),
+    );
+    write_noise(&noise, &fx["interp_noise"]);
+    let (ok, _, err) = cmpaint(&[
+        "interpolate",
+        "--model",
+        s(&model_path('b')),
+        "--noise",
+        s(&noise),
+        "--alpha",
+        "0.3",
+        "-o",
+        s(&out),
+    ]);
+    assert!(ok, "{err}");
+    assert!(max_abs_diff(&read_image(&out), &fx["interp_out"].get(1).unwrap()) <= 1e-4);
+}
+
+fn write_png(path: &Path, w: u32, h: u32, f: impl Fn(u32, u32) -> [u8; 3]) {
+    let img = image::RgbImage::from_fn(w, h, |x, y| image::Rgb(f(x, y)));
+    img.save(path).unwrap();
+}
+
+fn picture(path: &Path, size: u32) {
+    write_png(path, size, size, |x, y| {
+        [
+            (x * 255 / size) as u8,
+            (y * 255 / size) as u8,
+            ((x + y) * 7 % 256) as u8,
+        ]
+    });
+}
+
+#[test]
+fn inpaint_keeps_the_bytes_of_unmasked_pixels() {
+    let dir = tempfile::tempdir().unwrap();
+    let (pic, mask, out) = (
+        dir.path().join("pic.png"),
+        dir.path().join("mask.png"),
+        dir.path().join("out.png"),
+    );
+    picture(&pic, 16);
+    write_png(&mask, 16, 16, |x, y| {
+        if (4..12).contains(&x) && (5..10).contains(&y) {
+            [255; 3]
+        } else {
+            [0; 3]
+        }
+    });
+    let (ok, _, err) = cmpaint(&[
+        "edit",
+        "inpaint",
+        "--model",
+        s(&model_path('c')),
+        "--image",
+        s(&pic),
+        "--mask",
+        s(&mask),
+        "-o",
+        s(&out),
+    ]);
+    assert!(ok, "{err}");
+    let (a, b) = (
+        image::open(&pic).unwrap().to_rgb8(),
+        image::open(&out).unwrap().to_rgb8(),
+    );
+    let mut changed = 0;
+    for (x, y, p) in a.enumerate_pixels() {
+        if (4..12).contains(&x) && (5..10).contains(&y) {
+            changed += usize::from(p != b.get_pixel(x, y));
+        } else {
+            assert_eq!(p, b.get_pixel(x, y), "kept pixel ({x}, {y})");
+        }
+    }
+    assert!(
+        changed > 20,
+        "the masked region was regenerated ({changed} of 40 pixels changed)"
+    );
+}
+
+#[test]
+fn superres_takes_a_low_resolution_picture() {
+    let dir = tempfile::tempdir().unwrap();
+    let (low, out) = (dir.path().join("low.png"), dir.path().join("out.png"));
+    write_png(&low, 4, 4, |x, y| {
+        [(40 + x * 50) as u8, (200 - y * 40) as u8, 128]
+    });
+    let (ok, _, err) = cmpaint(&[
+        "edit",
+        "superres",
+        "--model",
+        s(&model_path('c')),
+        "--image",
+        s(&low),
+        "--factor",
+        "4",
+        "-o",
+        s(&out),
+    ]);
+    assert!(ok, "{err}");
+    let (small, big) = (
+        image::open(&low).unwrap().to_rgb8(),
+        image::open(&out).unwrap().to_rgb8(),
+    );
+    assert_eq!(big.dimensions(), (16, 16));
+    for (px, py, p) in small.enumerate_pixels() {
+        for c in 0..3 {
+            let sum: u32 = (0..16)
+                .map(|k| big.get_pixel(px * 4 + k % 4, py * 4 + k / 4)[c] as u32)
+                .sum();
+            let mean = sum as f64 / 16.0;
+            assert!(
+                (mean - p[c] as f64).abs() <= 1.0,
+                "patch ({px},{py}) channel {c}: {mean} vs {}",
+                p[c]
+            );
+        }
+    }
+}
+
+#[test]
+fn pictures_of_another_size_need_resize() {
+    let dir = tempfile::tempdir().unwrap();
+    let (pic, out) = (dir.path().join("pic.png"), dir.path().join("out.png"));
+    picture(&pic, 24);
+    let model = model_path('c');
+    let base = [
+        "edit",
+        "colorize",
+        "--model",
+        s(&model),
+        "--image",
+        s(&pic),
+        "--ts",
+        "0,20,39",
+        "-o",
+        s(&out),
+    ];
+    let (ok, _, err) = cmpaint(&base);
+    assert!(
+        !ok && err.contains(
+            "the picture is 24×24, the model works at 16×16: pass --resize fit or --resize crop"
+        ),
+        "{err}"
+    );
+    for mode in ["fit", "crop"] {
+        let (ok, _, err) = cmpaint(&[&base[..], &["--resize", mode]].concat());
+        assert!(ok, "{err}");
+        assert_eq!(image::open(&out).unwrap().width(), 16);
+    }
+}
+
+#[test]
+fn edits_run_on_a_pt_checkpoint() {
+    // tiny_openai.pt infers a 64² model: a 64² picture, a class label, every edit
+    let dir = tempfile::tempdir().unwrap();
+    let (pic, mask, out) = (
+        dir.path().join("pic.png"),
+        dir.path().join("mask.png"),
+        dir.path().join("out.png"),
+    );
+    picture(&pic, 64);
+    write_png(&mask, 64, 64, |x, _| if x < 32 { [0; 3] } else { [255; 3] });
+    let pt = model_path('a');
+    for (task, extra) in [
+        ("inpaint", vec!["--mask", s(&mask)]),
+        ("colorize", vec![]),
+        ("superres", vec!["--factor", "8"]),
+        ("sdedit", vec!["--strength", "0.5"]),
+        ("denoise", vec!["--sigma", "0.3"]),
+    ] {
+        let mut args = vec![
+            "edit",
+            task,
+            "--model",
+            s(&pt),
+            "--image",
+            s(&pic),
+            "--class",
+            "3",
+            "--ts",
+            "0,39",
+            "-o",
+            s(&out),
+        ];
+        if task == "sdedit" || task == "denoise" {
+            args.retain(|a| *a != "--ts" && *a != "0,39");
+        }
+        args.extend(extra);
+        let (ok, _, err) = cmpaint(&args);
+        assert!(ok, "{task}: {err}");
+        assert_eq!(image::open(&out).unwrap().width(), 64, "{task}");
+    }
+}
+
+#[test]
+fn denoise_estimates_the_noise_level() {
+    let dir = tempfile::tempdir().unwrap();
+    let (pic, out) = (dir.path().join("pic.png"), dir.path().join("out.png"));
+    picture(&pic, 16);
+    let (ok, _, err) = cmpaint(&[
+        "edit",
+        "denoise",
+        "--model",
+        s(&model_path('c')),
+        "--image",
+        s(&pic),
+        "-o",
+        s(&out),
+    ]);
+    assert!(ok && err.contains("estimated noise level σ ="), "{err}");
+}
+
+#[test]
+fn frames_make_an_animated_png() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("strip.png");
+    let (ok, _, err) = cmpaint(&[
+        "interpolate",
+        "--model",
+        s(&model_path('c')),
+        "--seed-a",
+        "1",
+        "--seed-b",
+        "2",
+        "--frames",
+        "5",
+        "--batch",
+        "2",
+        "-o",
+        s(&out),
+    ]);
+    assert!(ok, "{err}");
+    let decoder = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(&out).unwrap()));
+    let reader = decoder.read_info().unwrap();
+    let info = reader.info();
+    assert_eq!(info.animation_control.map(|a| a.num_frames), Some(5));
+    assert_eq!(
+        (info.width, info.height),
+        (32, 16),
+        "two images side by side per frame"
+    );
+
+    // the ends of a strip are the plain one-step images of the two seeds
+    let (strip, a) = (
+        dir.path().join("strip.safetensors"),
+        dir.path().join("a.safetensors"),
+    );
+    let model = model_path('c');
+    let (ok, _, err) = cmpaint(&[
+        "interpolate",
+        "--model",
+        s(&model),
+        "--seed-a",
+        "1",
+        "--seed-b",
+        "2",
+        "--frames",
+        "3",
+        "-o",
+        s(&strip),
+    ]);
+    assert!(ok, "{err}");
+    let (ok, _, _) = cmpaint(&["generate", "--model", s(&model), "--seed", "2", "-o", s(&a)]);
+    assert!(ok);
+    assert_eq!(
+        max_abs_diff(
+            &read_image(&strip).get(2).unwrap(),
+            &read_image(&a).get(0).unwrap()
+        ),
+        0.0
+    );
+}
+
+#[test]
+fn edit_arguments_are_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let (pic, out) = (dir.path().join("pic.png"), dir.path().join("out.png"));
+    picture(&pic, 16);
+    let c = model_path('c');
+    let fails = |args: &[&str], needle: &str| {
+        let (ok, _, err) = cmpaint(args);
+        assert!(
+            !ok && !err.contains("panicked") && err.contains(needle),
+            "{args:?}: {err}"
+        );
+    };
+    let base = ["--model", s(&c), "--image", s(&pic), "-o", s(&out)];
+    fails(
+        &[&["edit", "inpaint"], &base[..]].concat(),
+        "inpaint needs --mask",
+    );
+    fails(
+        &[&["edit", "colorize", "--mask", s(&pic)], &base[..]].concat(),
+        "--mask is for inpaint only",
+    );
+    fails(
+        &[&["edit", "superres", "--factor", "3"], &base[..]].concat(),
+        "factor 3 must be at least 2 and divide",
+    );
+    fails(
+        &[&["edit", "sdedit", "--strength", "2"], &base[..]].concat(),
+        "strength 2 is outside [0, 1]",
+    );
+    fails(
+        &[&["edit", "denoise", "--sigma", "100"], &base[..]].concat(),
+        "outside the model's range",
+    );
+    let small = dir.path().join("small.png");
+    picture(&small, 8);
+    fails(
+        &[
+            "edit",
+            "inpaint",
+            "--model",
+            s(&c),
+            "--image",
+            s(&pic),
+            "--mask",
+            s(&small),
+            "-o",
+            s(&out),
+        ],
+        "the mask is 8×8, the image 16×16",
+    );
+    let text = dir.path().join("notes.png");
+    std::fs::write(&text, "not an image").unwrap();
+    fails(
+        &[
+            "edit",
+            "colorize",
+            "--model",
+            s(&c),
+            "--image",
+            s(&text),
+            "-o",
+            s(&out),
+        ],
+        "not a readable image",
+    );
+}
