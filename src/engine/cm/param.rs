@@ -13,6 +13,14 @@ pub struct Scalings {
 
 /// `c_skip = σd²/((σ−σmin)²+σd²)`, `c_out = (σ−σmin)·σd/√(σ²+σd²)`, `c_in = 1/√(σ²+σd²)`.
 /// Note the plain σ² inside c_out's root, exactly as the reference; c_skip(σmin)=1, c_out(σmin)=0.
+///
+/// ```
+/// use cmpaint::engine::cm::param::boundary_scalings;
+/// let s = boundary_scalings(0.002, 0.5, 0.002); // f(x, σmin) = x: the boundary condition
+/// assert_eq!((s.c_skip, s.c_out), (1.0, 0.0));
+/// let s = boundary_scalings(80.0, 0.5, 0.002);
+/// assert!((s.c_skip - 3.906293e-5).abs() < 1e-11 && (s.c_in - 0.0124998).abs() < 1e-7);
+/// ```
 pub fn boundary_scalings(sigma: f64, sigma_data: f64, sigma_min: f64) -> Scalings {
     let sd2 = sigma_data * sigma_data;
     let root = (sigma * sigma + sd2).sqrt();

@@ -5,6 +5,14 @@ use crate::engine::model::spec::SamplingConfig;
 
 /// σ_i = (σmax^(1/ρ) + i/(N−1)·(σmin^(1/ρ) − σmax^(1/ρ)))^ρ, computed in f64 like the reference's
 /// multistep sampler (so σ_0 is exactly σmax).
+///
+/// ```
+/// use cmpaint::engine::cm::schedule::karras_sigma;
+/// use cmpaint::engine::model::spec::SamplingConfig;
+/// let cfg = SamplingConfig::default(); // N = 40, σ in [0.002, 80], ρ = 7
+/// assert_eq!(karras_sigma(0, 40, &cfg), 80.0);
+/// assert!((karras_sigma(22, 40, &cfg) - 1.382368).abs() < 1e-6); // the middle of ts (0, 22, 39)
+/// ```
 pub fn karras_sigma(i: usize, n: usize, cfg: &SamplingConfig) -> f64 {
     let max_inv = cfg.sigma_max.powf(1.0 / cfg.rho);
     let min_inv = cfg.sigma_min.powf(1.0 / cfg.rho);
