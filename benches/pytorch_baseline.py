@@ -17,28 +17,8 @@ from diffusers import UNet2DModel
 from safetensors import safe_open
 from safetensors.torch import load_file
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "fixtures"))
-from cm_names import from_openai  # noqa: E402
-
-
-def diffusers_config(cfg):
-    """UNet2DModel kwargs for cmpaint's ModelConfig (src/engine/model/spec.rs)."""
-    u = cfg["unet"]
-    levels = len(u["channel_mult"])
-    attn = [(1 << i) in u["attention_ds"] for i in range(levels)]
-    plain_down = "ResnetDownsampleBlock2D" if u["resblock_updown"] else "DownBlock2D"
-    plain_up = "ResnetUpsampleBlock2D" if u["resblock_updown"] else "UpBlock2D"
-    kind = "resnet" if u["resblock_updown"] else "conv"
-    return dict(
-        sample_size=u["image_size"], in_channels=u["in_channels"], out_channels=u["out_channels"],
-        layers_per_block=u["num_res_blocks"], num_class_embeds=u["num_classes"],
-        block_out_channels=[u["model_channels"] * m for m in u["channel_mult"]],
-        attention_head_dim=u["num_head_channels"], attn_norm_num_groups=32,
-        down_block_types=["AttnDownBlock2D" if a else plain_down for a in attn],
-        up_block_types=["AttnUpBlock2D" if a else plain_up for a in reversed(attn)],
-        downsample_type=kind, upsample_type=kind,
-        resnet_time_scale_shift="scale_shift" if u["use_scale_shift_norm"] else "default",
-    )
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "training"))
+from cm_model import diffusers_config, from_openai  # noqa: E402
 
 
 def onestep(unet, z, s):
