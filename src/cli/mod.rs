@@ -49,8 +49,9 @@ pub enum Command {
 #[derive(Args, Debug)]
 pub struct ModelArgs {
     /// Weights: an OpenAI .pt, safetensors (openai names or the project's own), or a diffusers folder.
+    /// Default: the built-in emoji model.
     #[arg(long)]
-    pub model: PathBuf,
+    pub model: Option<PathBuf>,
     /// A JSON model config file, or the name of a preset (see `cmpaint presets`); overrides what the
     /// file says or what is inferred from it.
     #[arg(long)]
@@ -122,7 +123,10 @@ fn open_checkpoint(args: &ModelArgs) -> Result<Checkpoint> {
             None => (read_config_file(Path::new(c))?, PathBuf::from(c)),
         }),
     };
-    Ok(Checkpoint::open(&args.model, config)?)
+    Ok(match &args.model {
+        Some(path) => Checkpoint::open(path, config)?,
+        None => Checkpoint::embedded_default(config)?,
+    })
 }
 
 /// A model loaded for sampling.

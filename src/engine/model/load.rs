@@ -13,6 +13,7 @@ use crate::engine::error::{EngineError, Result, WeightReport};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use safetensors::SafeTensors;
+use std::borrow::Cow;
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 
@@ -88,7 +89,7 @@ pub struct Checkpoint {
 
 enum Reader {
     Pt(candle_core::pickle::PthTensors),
-    Safetensors(Vec<u8>),
+    Safetensors(Cow<'static, [u8]>),
 }
 
 struct StoredTensor {
@@ -119,6 +120,18 @@ pub fn read_config_file(path: &Path) -> Result<ModelConfig> {
     Ok(cfg)
 }
 
+/// What a weight source holds, before its configuration is settled.
+struct Opened {
+    format: WeightFormat,
+    reader: Reader,
+    stored: HashMap<String, StoredTensor>,
+    /// The project format's config JSON.
+    metadata_config: Option<String>,
+    /// A diffusers folder's network and, for a whole pipeline, its scheduler's grid.
+    diffusers_config: Option<(UNetConfig, Option<SamplingConfig>)>,
+    stored_bytes: usize,
+}
+
 impl Checkpoint {
     /// Opens a weight file or diffusers folder, settles its configuration (an explicit `config`
     /// wins over anything the file says) and checks every weight's name, shape and dtype.
@@ -126,54 +139,49 @@ impl Checkpoint {
         if !path.exists() {
             return Err(not_a_checkpoint(path, "no such file or folder"));
         }
-        let (format, reader, stored, metadata_config, diffusers_config, stored_bytes) = if path
-            .is_dir()
-        {
+        let opened = if path.is_dir() {
             let (weights, cfg) = diffusers_paths(path)?;
-            let (reader, stored, _, bytes) = read_safetensors(&weights)?;
-            let unet = read_diffusers_config(&cfg)?;
-            let sampling = read_diffusers_schedule(path);
-            (
-                WeightFormat::Diffusers,
-                reader,
-                stored,
-                None,
-                Some((unet, sampling)),
-                bytes,
-            )
+            let bytes =
+                std::fs::read(&weights).map_err(|e| not_a_checkpoint(&weights, e.to_string()))?;
+            let mut opened = parse_safetensors(&weights, Cow::Owned(bytes))?;
+            opened.format = WeightFormat::Diffusers;
+            opened.diffusers_config =
+                Some((read_diffusers_config(&cfg)?, read_diffusers_schedule(path)));
+            opened
         } else {
             let magic = read_magic(path)?;
             if magic.starts_with(b"PK\x03\x04") {
-                let (reader, stored, bytes) = read_pt(path)?;
-                (WeightFormat::OpenAiPt, reader, stored, None, None, bytes)
+                read_pt(path)?
             } else if magic.first() == Some(&0x80) {
                 return Err(not_a_checkpoint(
                     path,
                     "a legacy (pre-1.6) torch.save file: re-save it with torch.save(..., _use_new_zipfile_serialization=True)",
                 ));
             } else {
-                let (reader, stored, meta, bytes) = read_safetensors(path)?;
-                match meta {
-                    Some(cfg) => (
-                        WeightFormat::Project,
-                        reader,
-                        stored,
-                        Some(cfg),
-                        None,
-                        bytes,
-                    ),
-                    None => (
-                        WeightFormat::OpenAiSafetensors,
-                        reader,
-                        stored,
-                        None,
-                        None,
-                        bytes,
-                    ),
-                }
+                let bytes =
+                    std::fs::read(path).map_err(|e| not_a_checkpoint(path, e.to_string()))?;
+                parse_safetensors(path, Cow::Owned(bytes))?
             }
         };
+        Self::settle(path, opened, config)
+    }
 
+    /// The default model compiled into the binary (`assets/`), in the project format.
+    pub fn embedded_default(config: Option<(ModelConfig, PathBuf)>) -> Result<Self> {
+        let path = Path::new(super::default_model::NAME);
+        let opened = parse_safetensors(path, Cow::Borrowed(super::default_model::BYTES))?;
+        Self::settle(path, opened, config)
+    }
+
+    fn settle(path: &Path, opened: Opened, config: Option<(ModelConfig, PathBuf)>) -> Result<Self> {
+        let Opened {
+            format,
+            reader,
+            stored,
+            metadata_config,
+            diffusers_config,
+            stored_bytes,
+        } = opened;
         let file_name = path
             .file_name()
             .map(|n| n.to_string_lossy().to_string())
@@ -184,15 +192,23 @@ impl Checkpoint {
             let cfg: ModelConfig =
                 serde_json::from_str(&text).map_err(|e| bad_config(path, e.to_string()))?;
             (cfg, ConfigSource::FileMetadata)
-        } else if let Some((unet, sampling)) = diffusers_config {
+        } else if let Some((unet, scheduler)) = diffusers_config {
             let preset = guess_preset(&file_name, &unet);
-            let sampling = sampling.unwrap_or_else(|| {
-                preset
-                    .as_ref()
-                    .map(|p| p.sampling.clone())
-                    .unwrap_or_default()
-            });
-            let name = preset.map(|p| p.name).unwrap_or_else(|| file_name.clone());
+            let name = preset
+                .as_ref()
+                .map(|p| p.name.clone())
+                .unwrap_or_else(|| file_name.clone());
+            // The scheduler's grid wins; a preset's tuned ts list only applies to the same grid.
+            let sampling = match (scheduler, preset) {
+                (Some(mut s), Some(p)) => {
+                    if s.steps == p.sampling.steps {
+                        s.ts = p.sampling.ts;
+                    }
+                    s
+                }
+                (Some(s), None) => s,
+                (None, p) => p.map(|p| p.sampling).unwrap_or_default(),
+            };
             (
                 ModelConfig {
                     name,
@@ -210,13 +226,7 @@ impl Checkpoint {
                 not_a_checkpoint(path, format!("not a consistency-model UNet: {e}"))
             })?;
             match guess_preset(&file_name, &unet) {
-                Some(p)
-                    if p.unet
-                        == UNetConfig {
-                            image_size: p.unet.image_size,
-                            ..unet.clone()
-                        } =>
-                {
+                Some(p) => {
                     let source = ConfigSource::InferredWithPreset(p.name.clone());
                     (p, source)
                 }
@@ -381,7 +391,7 @@ fn dtype_name(d: DType) -> String {
     format!("{d:?}").to_lowercase()
 }
 
-fn read_pt(path: &Path) -> Result<(Reader, HashMap<String, StoredTensor>, usize)> {
+fn read_pt(path: &Path) -> Result<Opened> {
     let pth = candle_core::pickle::PthTensors::new(path, None).map_err(|e| {
         not_a_checkpoint(
             path,
@@ -407,14 +417,19 @@ fn read_pt(path: &Path) -> Result<(Reader, HashMap<String, StoredTensor>, usize)
             "a PyTorch file without a state dict of tensors",
         ));
     }
-    Ok((Reader::Pt(pth), stored, bytes))
+    Ok(Opened {
+        format: WeightFormat::OpenAiPt,
+        reader: Reader::Pt(pth),
+        stored,
+        metadata_config: None,
+        diffusers_config: None,
+        stored_bytes: bytes,
+    })
 }
 
-#[allow(clippy::type_complexity)]
-fn read_safetensors(
-    path: &Path,
-) -> Result<(Reader, HashMap<String, StoredTensor>, Option<String>, usize)> {
-    let bytes = std::fs::read(path).map_err(|e| not_a_checkpoint(path, e.to_string()))?;
+/// Reads a safetensors header (whole file in `bytes`): the project format when its metadata holds a
+/// config, else openai names.
+fn parse_safetensors(path: &Path, bytes: Cow<'static, [u8]>) -> Result<Opened> {
     if let Some(needed) = safetensors_extent(&bytes)
         && needed > bytes.len()
     {
@@ -451,7 +466,18 @@ fn read_safetensors(
         );
     }
     drop(st);
-    Ok((Reader::Safetensors(bytes), stored, config, data))
+    Ok(Opened {
+        format: if config.is_some() {
+            WeightFormat::Project
+        } else {
+            WeightFormat::OpenAiSafetensors
+        },
+        reader: Reader::Safetensors(bytes),
+        stored,
+        metadata_config: config,
+        diffusers_config: None,
+        stored_bytes: data,
+    })
 }
 
 /// The file length a safetensors header describes (8 + header + the furthest data offset), when the

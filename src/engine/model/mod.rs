@@ -1,6 +1,7 @@
 //! The network: configuration, building blocks, the UNet, and weight loading.
 pub mod blocks;
 pub mod config;
+pub mod default_model;
 pub mod load;
 pub mod spec;
 pub mod unet;

@@ -76,12 +76,23 @@ pub fn preset(name: &str) -> Option<ModelConfig> {
     presets().into_iter().find(|p| p.name == name)
 }
 
-/// The preset a file most likely is: one whose name occurs in the file name (longest match, so
-/// `cd_cat256_lpips` wins over nothing shorter), else the first preset with the same network.
+/// The preset a file most likely is: among the presets with this network (image size aside, which
+/// shapes cannot tell), the one whose name occurs in the file name (longest match), else the first.
 pub fn guess_preset(file_name: &str, unet: &UNetConfig) -> Option<ModelConfig> {
-    let by_name = presets()
+    let same_net: Vec<ModelConfig> = presets()
         .into_iter()
+        .filter(|p| {
+            p.unet
+                == UNetConfig {
+                    image_size: p.unet.image_size,
+                    ..unet.clone()
+                }
+        })
+        .collect();
+    let by_name = same_net
+        .iter()
         .filter(|p| file_name.contains(&p.name))
-        .max_by_key(|p| p.name.len());
-    by_name.or_else(|| presets().into_iter().find(|p| &p.unet == unet))
+        .max_by_key(|p| p.name.len())
+        .cloned();
+    by_name.or_else(|| same_net.into_iter().next())
 }
