@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
-"""Exports a training checkpoint's EMA weights to the engine's format (f16 safetensors, openai names,
-the ModelConfig in the metadata), which `cmpaint --model` and the embedded default load unchanged.
+"""Exports a training checkpoint's EMA (or raw, `--weights model`) weights to the engine's format (f16
+safetensors, openai names, the ModelConfig in the metadata), which `cmpaint --model` and the embedded
+default load unchanged. Pick by evaluate.py's figures: on a short run the EMA may still carry the
+random initialisation.
 
-    python3 training/export.py training/runs/cpu32/checkpoint.pt assets/emoji32.safetensors
+    python3 training/export.py training/runs/cpu32/checkpoint.pt assets/emoji32.safetensors [--weights model]
 """
 import os
 import sys
@@ -14,10 +16,11 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from cm_model import diffusers_config, export, parameter_count  # noqa: E402
 
 ckpt, out = sys.argv[1], sys.argv[2]
+which = sys.argv[sys.argv.index("--weights") + 1] if "--weights" in sys.argv else "ema"
 ck = torch.load(ckpt, map_location="cpu", weights_only=False)
 unet = UNet2DModel(**diffusers_config(ck["config"]))
-unet.load_state_dict(ck["ema"])
+unet.load_state_dict(ck[which])
 export(unet, ck["config"], out)
 s = ck["state"]
-print(f"{out}: {parameter_count(unet):,} parameters (EMA), {s['images']:,} images seen in "
+print(f"{out}: {parameter_count(unet):,} parameters ({which}), {s['images']:,} images seen in "
       f"{s['seconds'] / 60:.1f} min, {os.path.getsize(out) / 1e6:.1f} MB")

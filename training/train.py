@@ -113,7 +113,7 @@ def main():
         if a.total_images:
             state["total_images"] = a.total_images
         print(f"resumed at {state['images']} images, {state['seconds'] / 60:.1f} min")
-    print(f"{config['name']}: {parameter_count(unet):,} parameters, {len(x_train)} training images at {a.res}², "
+    print(f"{config['name']}: {parameter_count(unet):,} parameters, {len(x_train)} training images at {res}², "
           f"{classes} classes, device {dev}, {a.threads} threads")
 
     sd, smin, smax = 0.5, 0.002, 80.0
@@ -158,8 +158,10 @@ def main():
         torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
         opt.step()
         with torch.no_grad():
+            # EMA with a warm-up, so a short run's average is not dominated by the random initialisation
+            decay = min(a.ema, (1 + state["steps"]) / (10 + state["steps"]))
             for pe, p in zip(ema.parameters(), unet.parameters()):
-                pe.lerp_(p, 1 - a.ema)
+                pe.lerp_(p, 1 - decay)
         state["images"] += a.batch
         state["steps"] += 1
 
