@@ -9,13 +9,13 @@
 
 use candle_core::{DType, Device, Tensor};
 use cmpaint::engine::cm::noise::{NoiseSource, SeededNoise};
+use cmpaint::engine::cm::sample::run_to_end;
 use cmpaint::engine::model::config::UNetConfig;
 use cmpaint::engine::model::load::{Checkpoint, save_project};
 use cmpaint::engine::model::spec::{ModelConfig, SamplingConfig};
 use cmpaint::engine::pipeline::{GenerateRequest, generate};
 use criterion::{Criterion, criterion_group, criterion_main};
 use std::collections::HashMap;
-use std::ops::ControlFlow;
 use std::path::PathBuf;
 
 pub fn bench_config() -> ModelConfig {
@@ -94,7 +94,7 @@ fn onestep(c: &mut Criterion) {
                     &req,
                     &mut noise,
                     &Device::Cpu,
-                    &mut |_, _| ControlFlow::Continue(()),
+                    &mut run_to_end,
                 )
                 .unwrap()
                 .unwrap();

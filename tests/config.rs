@@ -124,13 +124,26 @@ fn validate_names_the_problem() {
 #[test]
 fn presets_are_matched_by_network_then_by_name() {
     use cmpaint::engine::model::spec::guess_preset;
-    let name = |file: &str, cfg: &UNetConfig| guess_preset(file, cfg).map(|p| (p.name, p.sampling.steps));
+    let name =
+        |file: &str, cfg: &UNetConfig| guess_preset(file, cfg).map(|p| (p.name, p.sampling.steps));
     let imagenet = UNetConfig::imagenet64();
-    assert_eq!(name("ct_imagenet64.pt", &imagenet), Some(("ct_imagenet64".into(), 201)));
-    assert_eq!(name("weights.pt", &imagenet), Some(("cd_imagenet64_l2".into(), 40)));
+    assert_eq!(
+        name("ct_imagenet64.pt", &imagenet),
+        Some(("ct_imagenet64".into(), 201))
+    );
+    assert_eq!(
+        name("weights.pt", &imagenet),
+        Some(("cd_imagenet64_l2".into(), 40))
+    );
     // a file name never overrides what the shapes say
-    assert_eq!(name("cd_imagenet64_l2.pt", &UNetConfig::lsun256()), Some(("cd_bedroom256_lpips".into(), 40)));
-    assert_eq!(name("ct_cat256.pt", &UNetConfig::lsun256()), Some(("ct_cat256".into(), 151)));
+    assert_eq!(
+        name("cd_imagenet64_l2.pt", &UNetConfig::lsun256()),
+        Some(("cd_bedroom256_lpips".into(), 40))
+    );
+    assert_eq!(
+        name("ct_cat256.pt", &UNetConfig::lsun256()),
+        Some(("ct_cat256".into(), 151))
+    );
     let mut tiny = UNetConfig::imagenet64();
     tiny.num_res_blocks = 1;
     assert_eq!(name("cd_imagenet64_l2.pt", &tiny), None);

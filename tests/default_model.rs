@@ -7,10 +7,10 @@ mod common;
 
 use candle_core::{DType, Device, Tensor};
 use cmpaint::engine::cm::noise::{NoiseSource, ReplayNoise, SeededNoise};
+use cmpaint::engine::cm::sample::run_to_end;
 use cmpaint::engine::model::load::{Checkpoint, WeightFormat};
 use cmpaint::engine::pipeline::{GenerateRequest, generate};
 use common::{cmpaint, fixture, max_abs_diff, read_image, s};
-use std::ops::ControlFlow;
 
 #[test]
 fn the_default_model_is_built_in() {
@@ -49,7 +49,7 @@ fn the_default_model_matches_its_pytorch_original() {
             &req,
             &mut noise,
             &Device::Cpu,
-            &mut |_, _| ControlFlow::Continue(()),
+            &mut run_to_end,
         )
         .unwrap()
         .unwrap();

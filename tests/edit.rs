@@ -7,6 +7,7 @@ mod common;
 use candle_core::{DType, Device, Tensor};
 use cmpaint::engine::cm::edit::{estimate_sigma, luminance_coordinate, patch_mean};
 use cmpaint::engine::cm::noise::{ReplayNoise, SeededNoise};
+use cmpaint::engine::cm::sample::run_to_end;
 use cmpaint::engine::model::load::Checkpoint;
 use cmpaint::engine::model::spec::SamplingConfig;
 use cmpaint::engine::model::unet::UNet;
@@ -16,7 +17,6 @@ use cmpaint::engine::pipeline::{
 };
 use common::{fixture, max_abs, max_abs_diff, model_path};
 use std::collections::HashMap;
-use std::ops::ControlFlow;
 
 const TS: [usize; 9] = [0, 5, 10, 15, 20, 25, 30, 35, 39];
 
@@ -43,10 +43,6 @@ fn case(model: char) -> Case {
     }
 }
 
-fn go() -> impl FnMut(usize, usize) -> ControlFlow<()> {
-    |_, _| ControlFlow::Continue(())
-}
-
 impl Case {
     fn run(&self, task: &EditTask, images: &Tensor, ts: &[usize], noise: Tensor) -> Tensor {
         let mut noise = ReplayNoise::from_tensor(noise).unwrap();
@@ -57,9 +53,15 @@ impl Case {
             ts,
             steps: 40,
         };
-        edit(&self.unet, &self.sampling, &req, &mut noise, &mut go())
-            .unwrap()
-            .unwrap()
+        edit(
+            &self.unet,
+            &self.sampling,
+            &req,
+            &mut noise,
+            &mut run_to_end,
+        )
+        .unwrap()
+        .unwrap()
     }
 
     fn check(&self, name: &str, task: &EditTask, ts: &[usize]) -> Tensor {
@@ -186,7 +188,7 @@ fn interpolation_matches_reference_and_ends_at_plain_generation() {
                 &req,
                 &mut noise,
                 &Device::Cpu,
-                &mut go(),
+                &mut run_to_end,
             )
             .unwrap()
             .unwrap();
@@ -240,7 +242,7 @@ fn bad_edit_inputs_get_clear_errors() {
             ts: &TS,
             steps: 40,
         };
-        edit(&c.unet, &c.sampling, &req, &mut noise, &mut go())
+        edit(&c.unet, &c.sampling, &req, &mut noise, &mut run_to_end)
             .unwrap_err()
             .to_string()
     };

@@ -8,10 +8,10 @@ mod common;
 use candle_core::{DType, Device, Tensor};
 use cmpaint::engine::cm::noise::ReplayNoise;
 use cmpaint::engine::cm::param::{Network, c_noise};
+use cmpaint::engine::cm::sample::run_to_end;
 use cmpaint::engine::model::load::Checkpoint;
 use cmpaint::engine::pipeline::{GenerateRequest, generate};
 use common::{max_abs, max_abs_diff, model_path, parity};
-use std::ops::ControlFlow;
 
 fn labels(fx: &std::collections::HashMap<String, Tensor>) -> Option<Vec<u32>> {
     fx.get("labels")
@@ -73,7 +73,7 @@ fn check_sampler(model: char, run: &str, ts: Option<&[usize]>) {
         &req,
         &mut noise,
         &Device::Cpu,
-        &mut |_, _| ControlFlow::Continue(()),
+        &mut run_to_end,
     )
     .unwrap()
     .unwrap();

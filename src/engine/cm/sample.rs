@@ -10,6 +10,11 @@ use std::ops::ControlFlow;
 /// Called after each network evaluation with (step done, total steps); `Break` cancels the run.
 pub type OnStep<'a> = &'a mut dyn FnMut(usize, usize) -> ControlFlow<()>;
 
+/// An `on_step` for callers that neither report progress nor cancel: `&mut run_to_end`.
+pub fn run_to_end(_done: usize, _total: usize) -> ControlFlow<()> {
+    ControlFlow::Continue(())
+}
+
 /// One-step generation: x = clamp(f(σmax·z, σmax)). `z` is a standard-normal draw.
 pub fn sample_onestep<N: Network + ?Sized>(
     f: &ConsistencyFn<N>,
