@@ -54,17 +54,6 @@ pub fn rgb8_to_tensor(img: &Rgb8, device: &Device) -> Result<Tensor> {
     Ok(Tensor::from_vec(chw, (3, h, w), device)?)
 }
 
-pub fn read_png(path: &Path) -> Result<Rgb8> {
-    let img = image::open(path)
-        .map_err(|e| EngineError::InvalidInput(format!("{}: {e}", path.display())))?;
-    let rgb = img.to_rgb8();
-    Ok(Rgb8 {
-        width: rgb.width() as usize,
-        height: rgb.height() as usize,
-        pixels: rgb.into_raw(),
-    })
-}
-
 pub fn write_png(path: &Path, img: &Rgb8) -> Result<()> {
     image::save_buffer(
         path,

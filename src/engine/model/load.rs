@@ -441,31 +441,30 @@ fn parse_safetensors(path: &Path, bytes: Cow<'static, [u8]>) -> Result<Opened> {
             ),
         ));
     }
-    let st = SafeTensors::deserialize(&bytes).map_err(|e| {
+    // read_metadata validates the header against the buffer (offsets, coverage, length), as
+    // deserialize would; the header is parsed once here and once more when the data is read.
+    let (_, meta) = SafeTensors::read_metadata(&bytes).map_err(|e| {
         not_a_checkpoint(
             path,
             format!("neither a PyTorch checkpoint nor a valid safetensors file ({e})"),
         )
     })?;
-    let (_, meta) =
-        SafeTensors::read_metadata(&bytes).map_err(|e| not_a_checkpoint(path, e.to_string()))?;
     let config = meta
         .metadata()
         .as_ref()
         .and_then(|m| m.get(CONFIG_METADATA_KEY).cloned());
-    let mut stored = HashMap::new();
-    let mut data = 0;
-    for (name, view) in st.iter() {
-        data += view.data().len();
-        stored.insert(
-            name.to_string(),
-            StoredTensor {
-                shape: view.shape().to_vec(),
-                dtype: format!("{:?}", view.dtype()).to_lowercase(),
-            },
-        );
-    }
-    drop(st);
+    let stored = meta
+        .tensors()
+        .into_iter()
+        .map(|(name, info)| {
+            let tensor = StoredTensor {
+                shape: info.shape.clone(),
+                dtype: format!("{:?}", info.dtype).to_lowercase(),
+            };
+            (name, tensor)
+        })
+        .collect();
+    let data = meta.data_len();
     Ok(Opened {
         format: if config.is_some() {
             WeightFormat::Project
