@@ -1,6 +1,9 @@
 //! cmpaint: an image editor built around Consistency Models (Song, Dhariwal, Chen, Sutskever 2023).
 //!
-//! Layers: `cli` → `engine`. The engine takes tensors and returns tensors; it knows nothing of the CLI
-//! or a UI.
+//! Layers: `app` (egui) → `worker` (thread, owns the model) → `engine` (tensors in, tensors out);
+//! `cli` → `worker::execute` / `engine`. `recipe` is the plain-data description of one result.
+pub mod app;
 pub mod cli;
 pub mod engine;
+pub mod recipe;
+pub mod worker;

@@ -26,12 +26,15 @@ use std::path::{Path, PathBuf};
     about = "Consistency-model image generation and editing"
 )]
 pub struct Cli {
+    /// Without a command, the app opens on the built-in model.
     #[command(subcommand)]
-    pub command: Command,
+    pub command: Option<Command>,
 }
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
+    /// Open the desktop app (the default when no command is given).
+    App(AppArgs),
     /// Generate images from noise in one step (or a few with --ts / --multistep).
     Generate(generate::GenerateArgs),
     /// Edit a picture zero-shot (paper Algorithm 4): inpaint, colorize, superres, sdedit, denoise.
@@ -80,6 +83,16 @@ pub struct RunArgs {
 }
 
 #[derive(Args, Debug)]
+pub struct AppArgs {
+    /// Weights to open at start (default: the built-in emoji model).
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// cpu, cuda or auto.
+    #[arg(long, default_value = "auto")]
+    pub device: String,
+}
+
+#[derive(Args, Debug)]
 pub struct ConvertArgs {
     #[command(flatten)]
     pub model: ModelArgs,
@@ -91,7 +104,11 @@ pub struct ConvertArgs {
 }
 
 pub fn run(cli: Cli) -> Result<()> {
-    match cli.command {
+    match cli.command.unwrap_or(Command::App(AppArgs {
+        model: None,
+        device: "auto".into(),
+    })) {
+        Command::App(args) => crate::app::run(args.model, &args.device),
         Command::Generate(args) => generate::run(args),
         Command::Edit(args) => edit::run(args),
         Command::Interpolate(args) => interpolate::run(args),

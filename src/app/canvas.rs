@@ -1,0 +1,336 @@
+//! The canvas widget: view (zoom, pan), pointer input turned into strokes, and drawing — through the
+//! WGSL compositor when the app runs on wgpu, else as a plain egui texture composited on the CPU.
+
+use super::brush::{BrushSettings, Stroke, Tool, pick};
+use super::canvas_gpu::{CanvasCallback, LayerData, Uniforms};
+use super::document::Document;
+use crate::engine::image::Rgb8;
+use eframe::egui::{self, Color32, PointerButton, Pos2, Rect, Sense, Vec2};
+use std::sync::Arc;
+
+pub const MIN_ZOOM: f32 = 0.25;
+pub const MAX_ZOOM: f32 = 64.0;
+const MASK_COLOUR: [f32; 3] = [1.0, 0.15, 0.35];
+const MASK_OPACITY: f32 = 0.55;
+const BACKGROUND: Color32 = Color32::from_gray(38);
+
+/// What happened on the canvas this frame that the app acts on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CanvasEvent {
+    None,
+    StrokeEnded,
+    Picked,
+}
+
+pub struct Canvas {
+    /// Screen points per image pixel.
+    pub zoom: f32,
+    /// Offset of the image centre from the canvas centre, in points.
+    pub pan: Vec2,
+    /// Fit the image to the view on the next frame.
+    pub fit_pending: bool,
+    pub show_mask: bool,
+    /// Whether the wgpu compositor is registered (else the CPU fallback draws).
+    pub gpu: bool,
+    stroke: Option<Stroke>,
+    panning: bool,
+    layers: Option<Arc<LayerData>>,
+    layers_key: (u64, bool),
+    fallback: Option<(egui::TextureHandle, (u64, bool))>,
+    last_rect: Rect,
+}
+
+impl Canvas {
+    pub fn new(gpu: bool) -> Self {
+        Self {
+            zoom: 1.0,
+            pan: Vec2::ZERO,
+            fit_pending: true,
+            show_mask: true,
+            gpu,
+            stroke: None,
+            panning: false,
+            layers: None,
+            layers_key: (u64::MAX, false),
+            fallback: None,
+            last_rect: Rect::NOTHING,
+        }
+    }
+
+    pub fn is_stroking(&self) -> bool {
+        self.stroke.is_some()
+    }
+
+    /// Ctrl+0: the largest integer zoom that fits (or a fraction for huge images).
+    pub fn fit(&mut self, doc: &Document) {
+        let avail = self.last_rect.size() * 0.92;
+        if avail.x <= 0.0 {
+            self.fit_pending = true;
+            return;
+        }
+        let z = (avail.x / doc.width as f32).min(avail.y / doc.height as f32);
+        self.zoom = if z >= 1.0 { z.floor() } else { z }.clamp(MIN_ZOOM, MAX_ZOOM);
+        self.pan = Vec2::ZERO;
+        self.fit_pending = false;
+    }
+
+    /// Ctrl+1: one screen point per image pixel.
+    pub fn actual_size(&mut self) {
+        self.zoom = 1.0;
+        self.pan = Vec2::ZERO;
+    }
+
+    /// The image's rectangle on screen.
+    pub fn image_rect(&self, doc: &Document) -> Rect {
+        let size = Vec2::new(doc.width as f32, doc.height as f32) * self.zoom;
+        Rect::from_center_size(self.last_rect.center() + self.pan, size)
+    }
+
+    /// Screen position → image coordinates (pixel centres at i + 0.5).
+    pub fn to_image(&self, doc: &Document, pos: Pos2) -> (f32, f32) {
+        let r = self.image_rect(doc);
+        ((pos.x - r.min.x) / self.zoom, (pos.y - r.min.y) / self.zoom)
+    }
+
+    /// Shows the canvas filling `ui`, handles its input, and draws it. `compare` replaces the
+    /// picture (and hides the sketch) while the user compares a result with the canvas.
+    pub fn ui(
+        &mut self,
+        ui: &mut egui::Ui,
+        doc: &mut Document,
+        tool: Tool,
+        brush: &mut BrushSettings,
+        compare: Option<&Rgb8>,
+    ) -> CanvasEvent {
+        let rect = ui.available_rect_before_wrap();
+        let response = ui.allocate_rect(rect, Sense::click_and_drag());
+        self.last_rect = rect;
+        if self.fit_pending {
+            self.fit(doc);
+        }
+        let event = self.handle_input(ui, &response, doc, tool, brush);
+
+        let painter = ui.painter_at(rect);
+        let image_rect = self.image_rect(doc);
+        let hover = response.hover_pos().filter(|_| !self.panning);
+        let show_mask = self.show_mask && compare.is_none();
+        if self.gpu {
+            let ppp = ui.ctx().pixels_per_point();
+            let cursor = match (hover, tool) {
+                (Some(p), Tool::Brush | Tool::Eraser | Tool::Mask) => [
+                    p.x * ppp,
+                    p.y * ppp,
+                    brush.size * 0.5 * self.zoom * ppp,
+                    1.0,
+                ],
+                _ => [0.0; 4],
+            };
+            let bg = BACKGROUND.to_normalized_gamma_f32();
+            let uniforms = Uniforms {
+                image_rect: [
+                    image_rect.min.x * ppp,
+                    image_rect.min.y * ppp,
+                    image_rect.max.x * ppp,
+                    image_rect.max.y * ppp,
+                ],
+                image_info: [
+                    doc.width as f32,
+                    doc.height as f32,
+                    (8.0 * ppp).round(),
+                    MASK_OPACITY,
+                ],
+                mask_colour: [
+                    MASK_COLOUR[0],
+                    MASK_COLOUR[1],
+                    MASK_COLOUR[2],
+                    if show_mask { 1.0 } else { 0.0 },
+                ],
+                cursor,
+                background: bg,
+            };
+            let layers = self.layer_data(doc, compare);
+            painter.add(CanvasCallback { layers, uniforms }.paint_callback(rect));
+        } else {
+            painter.rect_filled(rect, 0.0, BACKGROUND);
+            let texture = self.fallback_texture(ui.ctx(), doc, compare, show_mask);
+            painter.image(
+                texture.id(),
+                image_rect,
+                Rect::from_min_max(Pos2::ZERO, Pos2::new(1.0, 1.0)),
+                Color32::WHITE,
+            );
+            if let (Some(p), Tool::Brush | Tool::Eraser | Tool::Mask) = (hover, tool) {
+                let r = brush.size * 0.5 * self.zoom;
+                painter.circle_stroke(p, r, egui::Stroke::new(1.0, Color32::BLACK));
+                painter.circle_stroke(p, r + 1.0, egui::Stroke::new(1.0, Color32::WHITE));
+            }
+        }
+        if hover.is_some() && matches!(tool, Tool::Brush | Tool::Eraser | Tool::Mask) {
+            ui.ctx().set_cursor_icon(egui::CursorIcon::None);
+        }
+        event
+    }
+
+    fn handle_input(
+        &mut self,
+        ui: &egui::Ui,
+        response: &egui::Response,
+        doc: &mut Document,
+        tool: Tool,
+        brush: &mut BrushSettings,
+    ) -> CanvasEvent {
+        let (space, events, scroll, zoom_delta, hover) = ui.input(|i| {
+            (
+                i.key_down(egui::Key::Space),
+                i.events.clone(),
+                i.smooth_scroll_delta.y,
+                i.zoom_delta(),
+                i.pointer.hover_pos(),
+            )
+        });
+        // Zoom about the pointer: wheel, Ctrl+wheel or pinch.
+        if response.hovered() {
+            let factor = zoom_delta * (scroll / 200.0).exp();
+            if (factor - 1.0).abs() > 1e-4
+                && let Some(p) = hover
+            {
+                let new_zoom = (self.zoom * factor).clamp(MIN_ZOOM, MAX_ZOOM);
+                let centre = self.last_rect.center() + self.pan;
+                self.pan += (p - centre) * (1.0 - new_zoom / self.zoom);
+                self.zoom = new_zoom;
+            }
+        }
+        // Pan: middle drag, or Space + left drag.
+        let pan_drag = response.dragged_by(PointerButton::Middle)
+            || (space && response.dragged_by(PointerButton::Primary));
+        if pan_drag && self.stroke.is_none() {
+            self.panning = true;
+            self.pan += response.drag_delta();
+            return CanvasEvent::None;
+        }
+        if self.panning && !response.dragged() {
+            self.panning = false;
+        }
+
+        let mut event = CanvasEvent::None;
+        for e in &events {
+            match e {
+                egui::Event::PointerButton {
+                    pos,
+                    button: PointerButton::Primary,
+                    pressed: true,
+                    ..
+                } if self.last_rect.contains(*pos) && !space => {
+                    let (x, y) = self.to_image(doc, *pos);
+                    if tool == Tool::Picker {
+                        if let Some(c) = pick(doc, x.max(0.0) as usize, y.max(0.0) as usize) {
+                            brush.primary = c;
+                            event = CanvasEvent::Picked;
+                        }
+                    } else if self.stroke.is_none() {
+                        let mut s = Stroke::begin(doc, tool, brush);
+                        s.extend_to(doc, x, y);
+                        self.stroke = Some(s);
+                    }
+                }
+                egui::Event::PointerMoved(pos) => {
+                    let (x, y) = self.to_image(doc, *pos);
+                    if let Some(s) = &mut self.stroke {
+                        s.extend_to(doc, x, y);
+                    }
+                }
+                egui::Event::PointerButton {
+                    button: PointerButton::Primary,
+                    pressed: false,
+                    ..
+                }
+                | egui::Event::PointerGone => {
+                    if let Some(s) = self.stroke.take() {
+                        s.end(doc);
+                        event = CanvasEvent::StrokeEnded;
+                    }
+                }
+                _ => {}
+            }
+        }
+        event
+    }
+
+    /// The layers as the compositor wants them, rebuilt only when the document or compare changes.
+    fn layer_data(&mut self, doc: &Document, compare: Option<&Rgb8>) -> Arc<LayerData> {
+        let key = (doc.revision, compare.is_some());
+        if let Some(l) = &self.layers
+            && self.layers_key == key
+            && compare.is_none()
+        {
+            return l.clone();
+        }
+        let (picture, sketch) = match compare {
+            Some(img) => (rgb_to_rgba(img), vec![0; doc.width * doc.height * 4]),
+            None => (doc.picture.clone(), doc.sketch.clone()),
+        };
+        let layers = Arc::new(LayerData {
+            // Compare views get a revision of their own so they are always re-uploaded.
+            revision: if compare.is_some() {
+                u64::MAX - 1
+            } else {
+                doc.revision
+            },
+            width: doc.width as u32,
+            height: doc.height as u32,
+            picture,
+            sketch,
+            mask: doc.mask.clone(),
+        });
+        self.layers = Some(layers.clone());
+        self.layers_key = key;
+        layers
+    }
+
+    fn fallback_texture(
+        &mut self,
+        ctx: &egui::Context,
+        doc: &Document,
+        compare: Option<&Rgb8>,
+        show_mask: bool,
+    ) -> egui::TextureHandle {
+        let key = (doc.revision ^ (show_mask as u64) << 63, compare.is_some());
+        if let Some((t, k)) = &self.fallback
+            && *k == key
+            && compare.is_none()
+        {
+            return t.clone();
+        }
+        let base = match compare {
+            Some(img) => img.clone(),
+            None => doc.composite(),
+        };
+        let mut pixels = Vec::with_capacity(doc.width * doc.height);
+        for (i, p) in base.pixels.chunks_exact(3).enumerate() {
+            let m = if show_mask {
+                doc.mask[i] as f32 / 255.0 * MASK_OPACITY
+            } else {
+                0.0
+            };
+            let mix = |c: u8, k: usize| (c as f32 * (1.0 - m) + MASK_COLOUR[k] * 255.0 * m) as u8;
+            pixels.push(Color32::from_rgb(mix(p[0], 0), mix(p[1], 1), mix(p[2], 2)));
+        }
+        let image = egui::ColorImage::new([doc.width, doc.height], pixels);
+        let texture = match self.fallback.take() {
+            Some((mut t, _)) => {
+                t.set(image, egui::TextureOptions::NEAREST);
+                t
+            }
+            None => ctx.load_texture("canvas", image, egui::TextureOptions::NEAREST),
+        };
+        self.fallback = Some((texture.clone(), key));
+        texture
+    }
+}
+
+pub fn rgb_to_rgba(img: &Rgb8) -> Vec<u8> {
+    img.pixels
+        .chunks_exact(3)
+        .flat_map(|p| [p[0], p[1], p[2], 255])
+        .collect()
+}

@@ -1,0 +1,388 @@
+//! The document: what the user is painting, as plain data — the picture, the sketch strokes over it,
+//! the inpainting mask — with undo/redo that stores only the rectangle each action touched, under a
+//! byte budget.
+
+use crate::engine::image::Rgb8;
+use crate::recipe::Recipe;
+
+/// The layers the user sees, bottom to top.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layer {
+    /// RGBA8, opaque: a loaded picture or an applied result.
+    Picture,
+    /// RGBA8 with straight alpha: brush strokes over the picture.
+    Sketch,
+    /// One byte per pixel: 255 = regenerate when inpainting, 0 = keep.
+    Mask,
+}
+
+impl Layer {
+    pub fn bytes_per_pixel(self) -> usize {
+        match self {
+            Layer::Mask => 1,
+            _ => 4,
+        }
+    }
+}
+
+/// An axis-aligned pixel rectangle, `x0..x1` × `y0..y1`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rect {
+    pub x0: usize,
+    pub y0: usize,
+    pub x1: usize,
+    pub y1: usize,
+}
+
+impl Rect {
+    pub fn is_empty(&self) -> bool {
+        self.x0 >= self.x1 || self.y0 >= self.y1
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Patch {
+    layer: Layer,
+    rect: Rect,
+    before: Vec<u8>,
+    after: Vec<u8>,
+}
+
+/// One undoable action: the patches it changed plus the recipe before and after.
+#[derive(Debug, Clone)]
+struct UndoStep {
+    patches: Vec<Patch>,
+    recipe_before: Option<Recipe>,
+    recipe_after: Option<Recipe>,
+}
+
+impl UndoStep {
+    fn bytes(&self) -> usize {
+        self.patches
+            .iter()
+            .map(|p| p.before.len() + p.after.len())
+            .sum()
+    }
+}
+
+/// Undo keeps at least this many steps unless they alone exceed the byte budget.
+pub const UNDO_LEVELS: usize = 200;
+pub const UNDO_BUDGET_BYTES: usize = 256 << 20;
+
+#[derive(Debug, Clone)]
+pub struct Document {
+    pub width: usize,
+    pub height: usize,
+    pub picture: Vec<u8>,
+    pub sketch: Vec<u8>,
+    pub mask: Vec<u8>,
+    /// How the picture was made, while it is exactly a result (cleared when painted over).
+    pub recipe: Option<Recipe>,
+    /// Bumped on every change, so views re-upload only when something changed.
+    pub revision: u64,
+    undo: Vec<UndoStep>,
+    redo: Vec<UndoStep>,
+    /// The layers as they were when the open action began (see `begin`).
+    pending: Option<(Vec<u8>, Vec<u8>, Vec<u8>, Option<Recipe>)>,
+}
+
+impl Document {
+    /// A white canvas with no strokes and an empty mask.
+    pub fn blank(width: usize, height: usize) -> Self {
+        Self {
+            width,
+            height,
+            picture: vec![255; width * height * 4],
+            sketch: vec![0; width * height * 4],
+            mask: vec![0; width * height],
+            recipe: None,
+            revision: 0,
+            undo: Vec::new(),
+            redo: Vec::new(),
+            pending: None,
+        }
+    }
+
+    pub fn layer(&self, layer: Layer) -> &[u8] {
+        match layer {
+            Layer::Picture => &self.picture,
+            Layer::Sketch => &self.sketch,
+            Layer::Mask => &self.mask,
+        }
+    }
+
+    pub fn layer_mut(&mut self, layer: Layer) -> &mut Vec<u8> {
+        match layer {
+            Layer::Picture => &mut self.picture,
+            Layer::Sketch => &mut self.sketch,
+            Layer::Mask => &mut self.mask,
+        }
+    }
+
+    pub fn has_sketch(&self) -> bool {
+        self.sketch.chunks_exact(4).any(|p| p[3] != 0)
+    }
+
+    pub fn has_mask(&self) -> bool {
+        self.mask.iter().any(|&m| m != 0)
+    }
+
+    /// The picture with the sketch composited over it: what the model is given.
+    pub fn composite(&self) -> Rgb8 {
+        let mut pixels = Vec::with_capacity(self.width * self.height * 3);
+        for (p, s) in self
+            .picture
+            .chunks_exact(4)
+            .zip(self.sketch.chunks_exact(4))
+        {
+            let a = s[3] as u32;
+            for c in 0..3 {
+                let v = (s[c] as u32 * a + p[c] as u32 * (255 - a) + 127) / 255;
+                pixels.push(v as u8);
+            }
+        }
+        Rgb8 {
+            width: self.width,
+            height: self.height,
+            pixels,
+        }
+    }
+
+    /// The mask in [0, 1] per pixel (1 = regenerate).
+    pub fn mask_f32(&self) -> Vec<f32> {
+        self.mask.iter().map(|&m| m as f32 / 255.0).collect()
+    }
+
+    /// Starts an undoable action: remembers the layers as they are now.
+    pub fn begin(&mut self) {
+        if self.pending.is_none() {
+            self.pending = Some((
+                self.picture.clone(),
+                self.sketch.clone(),
+                self.mask.clone(),
+                self.recipe.clone(),
+            ));
+        }
+    }
+
+    /// The state of `layer` when the open action began (the current state if none is open).
+    pub fn before(&self, layer: Layer) -> &[u8] {
+        match (&self.pending, layer) {
+            (Some((p, _, _, _)), Layer::Picture) => p,
+            (Some((_, s, _, _)), Layer::Sketch) => s,
+            (Some((_, _, m, _)), Layer::Mask) => m,
+            (None, l) => self.layer(l),
+        }
+    }
+
+    /// Marks a change inside an open action (views re-upload).
+    pub fn touch(&mut self) {
+        self.revision += 1;
+    }
+
+    /// Ends the action: stores what changed (only the changed rectangle of each layer) as one undo
+    /// step. An action that changed nothing leaves no step.
+    pub fn commit(&mut self) {
+        let Some((picture, sketch, mask, recipe_before)) = self.pending.take() else {
+            return;
+        };
+        let mut patches = Vec::new();
+        for (layer, before) in [
+            (Layer::Picture, picture),
+            (Layer::Sketch, sketch),
+            (Layer::Mask, mask),
+        ] {
+            let rect = changed_rect(&before, self.layer(layer), self.width, layer);
+            if rect.is_empty() {
+                continue;
+            }
+            patches.push(Patch {
+                layer,
+                rect,
+                before: copy_rect(&before, self.width, layer, rect),
+                after: copy_rect(self.layer(layer), self.width, layer, rect),
+            });
+        }
+        if patches.is_empty() && recipe_before == self.recipe {
+            return;
+        }
+        self.revision += 1;
+        self.redo.clear();
+        self.undo.push(UndoStep {
+            patches,
+            recipe_before,
+            recipe_after: self.recipe.clone(),
+        });
+        self.trim_undo();
+    }
+
+    fn trim_undo(&mut self) {
+        let mut total: usize = self.undo.iter().map(UndoStep::bytes).sum();
+        while self.undo.len() > UNDO_LEVELS || (total > UNDO_BUDGET_BYTES && self.undo.len() > 1) {
+            total -= self.undo.remove(0).bytes();
+        }
+    }
+
+    pub fn can_undo(&self) -> bool {
+        !self.undo.is_empty()
+    }
+
+    pub fn can_redo(&self) -> bool {
+        !self.redo.is_empty()
+    }
+
+    pub fn undo_len(&self) -> usize {
+        self.undo.len()
+    }
+
+    pub fn undo(&mut self) -> bool {
+        self.commit();
+        let Some(step) = self.undo.pop() else {
+            return false;
+        };
+        for p in &step.patches {
+            let width = self.width;
+            paste_rect(self.layer_mut(p.layer), width, p.layer, p.rect, &p.before);
+        }
+        self.recipe = step.recipe_before.clone();
+        self.redo.push(step);
+        self.revision += 1;
+        true
+    }
+
+    pub fn redo(&mut self) -> bool {
+        self.commit();
+        let Some(step) = self.redo.pop() else {
+            return false;
+        };
+        for p in &step.patches {
+            let width = self.width;
+            paste_rect(self.layer_mut(p.layer), width, p.layer, p.rect, &p.after);
+        }
+        self.recipe = step.recipe_after.clone();
+        self.undo.push(step);
+        self.revision += 1;
+        true
+    }
+
+    /// Replaces the picture with a result and clears the sketch it was made from (one undo step).
+    pub fn apply_result(&mut self, image: &Rgb8, recipe: Option<Recipe>) {
+        self.begin();
+        for (dst, src) in self
+            .picture
+            .chunks_exact_mut(4)
+            .zip(image.pixels.chunks_exact(3))
+        {
+            dst[..3].copy_from_slice(src);
+            dst[3] = 255;
+        }
+        self.sketch.fill(0);
+        self.recipe = recipe;
+        self.commit();
+    }
+
+    pub fn clear_mask(&mut self) {
+        self.begin();
+        self.mask.fill(0);
+        self.commit();
+    }
+
+    pub fn invert_mask(&mut self) {
+        self.begin();
+        self.mask.iter_mut().for_each(|m| *m = 255 - *m);
+        self.commit();
+    }
+
+    pub fn clear_sketch(&mut self) {
+        self.begin();
+        self.sketch.fill(0);
+        self.commit();
+    }
+}
+
+/// Bounding rectangle of the pixels that differ between two versions of a layer.
+fn changed_rect(a: &[u8], b: &[u8], width: usize, layer: Layer) -> Rect {
+    let bpp = layer.bytes_per_pixel();
+    let mut r = Rect {
+        x0: usize::MAX,
+        y0: usize::MAX,
+        x1: 0,
+        y1: 0,
+    };
+    for (i, (pa, pb)) in a.chunks_exact(bpp).zip(b.chunks_exact(bpp)).enumerate() {
+        if pa != pb {
+            let (x, y) = (i % width, i / width);
+            r.x0 = r.x0.min(x);
+            r.y0 = r.y0.min(y);
+            r.x1 = r.x1.max(x + 1);
+            r.y1 = r.y1.max(y + 1);
+        }
+    }
+    r
+}
+
+fn copy_rect(data: &[u8], width: usize, layer: Layer, r: Rect) -> Vec<u8> {
+    let bpp = layer.bytes_per_pixel();
+    let mut out = Vec::with_capacity((r.x1 - r.x0) * (r.y1 - r.y0) * bpp);
+    for y in r.y0..r.y1 {
+        out.extend_from_slice(&data[(y * width + r.x0) * bpp..(y * width + r.x1) * bpp]);
+    }
+    out
+}
+
+fn paste_rect(data: &mut [u8], width: usize, layer: Layer, r: Rect, patch: &[u8]) {
+    let bpp = layer.bytes_per_pixel();
+    let row = (r.x1 - r.x0) * bpp;
+    for (i, y) in (r.y0..r.y1).enumerate() {
+        data[(y * width + r.x0) * bpp..(y * width + r.x1) * bpp]
+            .copy_from_slice(&patch[i * row..(i + 1) * row]);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn undo_and_redo_restore_exact_layers() {
+        let mut d = Document::blank(8, 8);
+        let start = d.clone();
+        d.begin();
+        d.sketch[4 * 9..4 * 9 + 4].copy_from_slice(&[10, 20, 30, 255]);
+        d.mask[63] = 200;
+        d.commit();
+        let painted = (d.sketch.clone(), d.mask.clone());
+        assert!(d.undo());
+        assert_eq!(
+            (d.sketch.clone(), d.mask.clone()),
+            (start.sketch, start.mask)
+        );
+        assert!(d.redo());
+        assert_eq!((d.sketch.clone(), d.mask.clone()), painted);
+        assert!(!d.redo());
+    }
+
+    #[test]
+    fn undo_keeps_the_newest_levels_only() {
+        let mut d = Document::blank(4, 4);
+        for i in 0..UNDO_LEVELS + 50 {
+            d.begin();
+            d.mask[i % 16] = d.mask[i % 16].wrapping_add(1);
+            d.commit();
+        }
+        assert_eq!(d.undo_len(), UNDO_LEVELS);
+        // A no-op action leaves no step.
+        d.begin();
+        d.commit();
+        assert_eq!(d.undo_len(), UNDO_LEVELS);
+    }
+
+    #[test]
+    fn composite_blends_the_sketch_over_the_picture() {
+        let mut d = Document::blank(1, 1);
+        d.sketch.copy_from_slice(&[0, 0, 0, 255]);
+        assert_eq!(d.composite().pixels, vec![0, 0, 0]);
+        d.sketch.copy_from_slice(&[0, 0, 0, 0]);
+        assert_eq!(d.composite().pixels, vec![255, 255, 255]);
+    }
+}

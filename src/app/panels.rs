@@ -1,0 +1,498 @@
+//! The panels around the canvas: menu, tools, Model / Generate / Edit / Interpolate / History, and the
+//! status bar. Each reads and writes the app's plain state and calls its actions; none touches a
+//! tensor.
+
+use super::brush::{MAX_SIZE, MIN_SIZE, Tool};
+use super::labels::{class_names, search};
+use super::{App, SeedMode};
+use crate::engine::image::Resize;
+use crate::recipe::Operation;
+use crate::worker::execute::Steps;
+use eframe::egui::{self, Color32, RichText, Vec2};
+
+pub fn menu_bar(app: &mut App, ui: &mut egui::Ui) {
+    egui::Panel::top("menu").show(ui, |ui| {
+        egui::MenuBar::new().ui(ui, |ui| {
+            ui.menu_button("File", |ui| {
+                if ui.button("New canvas").clicked() {
+                    app.new_canvas();
+                }
+                if ui.button("Open image…").clicked() {
+                    app.open_image();
+                }
+                if ui.button("Open recipe…").clicked() {
+                    app.open_recipe();
+                }
+                ui.separator();
+                if ui.button("Export PNG…").clicked() {
+                    app.export_png();
+                }
+            });
+            ui.menu_button("Edit", |ui| {
+                if ui
+                    .add_enabled(app.doc.can_undo(), egui::Button::new("Undo (Ctrl+Z)"))
+                    .clicked()
+                {
+                    app.doc.undo();
+                }
+                if ui
+                    .add_enabled(app.doc.can_redo(), egui::Button::new("Redo (Ctrl+Shift+Z)"))
+                    .clicked()
+                {
+                    app.doc.redo();
+                }
+                ui.separator();
+                if ui.button("Clear sketch").clicked() {
+                    app.doc.clear_sketch();
+                }
+                if ui.button("Clear mask").clicked() {
+                    app.doc.clear_mask();
+                }
+                if ui.button("Invert mask").clicked() {
+                    app.doc.invert_mask();
+                }
+            });
+            ui.menu_button("View", |ui| {
+                if ui.button("Fit (Ctrl+0)").clicked() {
+                    app.canvas.fit(&app.doc);
+                }
+                if ui.button("100 % (Ctrl+1)").clicked() {
+                    app.canvas.actual_size();
+                }
+                ui.checkbox(&mut app.canvas.show_mask, "Show mask");
+            });
+        });
+    });
+}
+
+pub fn status_bar(app: &mut App, ui: &mut egui::Ui) {
+    egui::Panel::bottom("status").show(ui, |ui| {
+        ui.horizontal(|ui| {
+            if let Some(r) = &app.running {
+                let f = r.done as f32 / r.total.max(1) as f32;
+                ui.add(
+                    egui::ProgressBar::new(f)
+                        .desired_width(160.0)
+                        .text(format!("{} {}/{}", r.label, r.done, r.total)),
+                );
+                if ui.button("Cancel (Esc)").clicked() {
+                    app.cancel();
+                }
+            } else if app.is_loading_model() {
+                ui.spinner();
+                ui.label("loading the model…");
+            }
+            if let Some(m) = app.messages.last() {
+                let colour = if m.error {
+                    Color32::from_rgb(235, 90, 90)
+                } else {
+                    ui.visuals().text_color()
+                };
+                ui.label(RichText::new(&m.text).color(colour));
+            }
+            ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
+                let t = &app.stats.frame_seconds;
+                if !t.is_empty() {
+                    let worst = t.iter().cloned().fold(0.0, f64::max);
+                    ui.weak(format!(
+                        "UI {:.1} ms (worst {:.1})",
+                        t[t.len() - 1] * 1e3,
+                        worst * 1e3
+                    ));
+                }
+                ui.weak(format!(
+                    "{}×{} · {:.0} %",
+                    app.doc.width,
+                    app.doc.height,
+                    app.canvas.zoom * 100.0
+                ));
+            });
+        });
+    });
+}
+
+pub fn tools_panel(app: &mut App, ui: &mut egui::Ui) {
+    egui::Panel::left("tools")
+        .resizable(false)
+        .default_size(150.0)
+        .show(ui, |ui| {
+            ui.heading("Tools");
+            for tool in [Tool::Brush, Tool::Eraser, Tool::Mask, Tool::Picker] {
+                ui.selectable_value(&mut app.tool, tool, tool.label());
+            }
+            ui.separator();
+            let b = &mut app.brush;
+            ui.add(
+                egui::Slider::new(&mut b.size, MIN_SIZE..=MAX_SIZE)
+                    .logarithmic(true)
+                    .text("Size"),
+            )
+            .on_hover_text("[ and ] change the size");
+            if app.tool == Tool::Mask {
+                let mut feather = 1.0 - b.hardness;
+                if ui
+                    .add(egui::Slider::new(&mut feather, 0.0..=1.0).text("Feather"))
+                    .changed()
+                {
+                    b.hardness = 1.0 - feather;
+                }
+                ui.checkbox(&mut b.mask_erase, "Erase mask");
+            } else {
+                ui.add(egui::Slider::new(&mut b.hardness, 0.0..=1.0).text("Hardness"));
+            }
+            ui.add(egui::Slider::new(&mut b.opacity, 0.0..=1.0).text("Opacity"));
+            ui.separator();
+            ui.horizontal(|ui| {
+                let l = ui.label("Colours");
+                ui.color_edit_button_srgb(&mut b.primary).labelled_by(l.id);
+                ui.color_edit_button_srgb(&mut b.secondary)
+                    .labelled_by(l.id);
+                if ui
+                    .small_button("Swap")
+                    .on_hover_text("Swap colours (X)")
+                    .clicked()
+                {
+                    b.swap_colours();
+                }
+            });
+            ui.separator();
+            if ui.button("Clear sketch").clicked() {
+                app.doc.clear_sketch();
+            }
+            if ui.button("Clear mask").clicked() {
+                app.doc.clear_mask();
+            }
+            if ui.button("Invert mask").clicked() {
+                app.doc.invert_mask();
+            }
+        });
+}
+
+pub fn side_panel(app: &mut App, ui: &mut egui::Ui) {
+    egui::Panel::right("side")
+        .resizable(true)
+        .default_size(300.0)
+        .show(ui, |ui| {
+            egui::ScrollArea::vertical().show(ui, |ui| {
+                preview(app, ui);
+                egui::CollapsingHeader::new("Model")
+                    .default_open(true)
+                    .show(ui, |ui| model_section(app, ui));
+                egui::CollapsingHeader::new("Generate")
+                    .default_open(true)
+                    .show(ui, |ui| generate_section(app, ui));
+                egui::CollapsingHeader::new("Edit")
+                    .default_open(true)
+                    .show(ui, |ui| edit_section(app, ui));
+                egui::CollapsingHeader::new("Interpolate")
+                    .default_open(true)
+                    .show(ui, |ui| interpolate_section(app, ui));
+                egui::CollapsingHeader::new("History")
+                    .default_open(true)
+                    .show(ui, |ui| history_section(app, ui));
+            });
+        });
+}
+
+fn preview(app: &mut App, ui: &mut egui::Ui) {
+    let ctx = ui.ctx().clone();
+    let Some(p) = &mut app.preview else { return };
+    let label = p.recipe.operation.label();
+    let tex = p.texture(&ctx).clone();
+    ui.label(format!("Preview ({label})"));
+    ui.add(egui::Image::new(&tex).fit_to_exact_size(Vec2::splat(192.0)));
+    ui.horizontal(|ui| {
+        if ui.button("Apply to canvas").clicked() {
+            app.apply_preview();
+        }
+        if ui.button("Dismiss").clicked() {
+            app.preview = None;
+        }
+    });
+    ui.separator();
+}
+
+fn model_section(app: &mut App, ui: &mut egui::Ui) {
+    match &app.model {
+        Some(m) => {
+            ui.label(RichText::new(&m.name).strong());
+            ui.label(format!(
+                "{}×{} · {:.1} M parameters · {}",
+                m.image_size,
+                m.image_size,
+                m.parameters as f64 / 1e6,
+                match m.num_classes {
+                    Some(n) => format!("{n} classes"),
+                    None => "unconditional".into(),
+                }
+            ));
+            ui.weak(match &m.file {
+                Some(f) => f.display().to_string(),
+                None => "built in".into(),
+            });
+        }
+        None => {
+            ui.label("no model loaded");
+        }
+    }
+    ui.horizontal(|ui| {
+        if ui.button("Open file…").clicked()
+            && let Some(p) = app.dialogs.open_model(false)
+        {
+            app.load_model(Some(p));
+        }
+        if ui.button("Open folder…").clicked()
+            && let Some(p) = app.dialogs.open_model(true)
+        {
+            app.load_model(Some(p));
+        }
+        if ui.button("Built in").clicked() {
+            app.load_model(None);
+        }
+    });
+    class_picker(app, ui);
+}
+
+fn class_picker(app: &mut App, ui: &mut egui::Ui) {
+    let Some(model) = &app.model else { return };
+    if model.num_classes.is_none() {
+        return;
+    }
+    let names = class_names(model);
+    let current = app.class.unwrap_or(0) as usize;
+    ui.label(format!(
+        "Class: {current} {}",
+        names.get(current).map(String::as_str).unwrap_or("")
+    ));
+    let l = ui.label("Search");
+    ui.add(egui::TextEdit::singleline(&mut app.class_filter).hint_text("name or number"))
+        .labelled_by(l.id);
+    egui::ScrollArea::vertical()
+        .id_salt("classes")
+        .max_height(120.0)
+        .show(ui, |ui| {
+            for i in search(&names, &app.class_filter) {
+                if ui
+                    .selectable_label(i == current, format!("{i} {}", names[i]))
+                    .clicked()
+                {
+                    app.class = Some(i as u32);
+                }
+            }
+        });
+}
+
+fn generate_section(app: &mut App, ui: &mut egui::Ui) {
+    let has_ts = app.model.as_ref().is_some_and(|m| m.ts.is_some());
+    let g = &mut app.generate;
+    ui.horizontal(|ui| {
+        let l = ui.label("Seed");
+        ui.add(egui::DragValue::new(&mut g.seed)).labelled_by(l.id);
+        egui::ComboBox::from_label("mode")
+            .selected_text(format!("{:?}", g.seed_mode))
+            .show_ui(ui, |ui| {
+                ui.selectable_value(&mut g.seed_mode, SeedMode::Fixed, "Fixed");
+                ui.selectable_value(&mut g.seed_mode, SeedMode::Random, "Random");
+                ui.selectable_value(&mut g.seed_mode, SeedMode::Increment, "Increment");
+            });
+    });
+    ui.horizontal(|ui| {
+        ui.selectable_value(&mut g.steps, Steps::One, "1 step");
+        ui.add_enabled_ui(has_ts, |ui| {
+            ui.selectable_value(&mut g.steps, Steps::Tuned, "2 steps (tuned ts)");
+        });
+    });
+    ui.horizontal(|ui| {
+        ui.add(egui::Slider::new(&mut g.batch, 1..=16).text("Batch"));
+    });
+    ui.horizontal(|ui| {
+        ui.add(egui::Slider::new(&mut g.strength, 0.05..=1.0).text("Sketch strength"))
+            .on_hover_text(
+                "How far Generate may move away from a sketch: 0 keeps it, 1 ignores it",
+            );
+    });
+    let what = if app.doc.has_sketch() {
+        "Generate from sketch"
+    } else {
+        "Generate images"
+    };
+    let button = egui::Button::new(RichText::new(what).strong()).min_size(Vec2::new(200.0, 28.0));
+    if ui
+        .add_enabled(app.model.is_some(), button)
+        .on_hover_text("Ctrl+Enter")
+        .clicked()
+    {
+        app.run_generate();
+    }
+}
+
+fn edit_section(app: &mut App, ui: &mut egui::Ui) {
+    let ready = app.model.is_some();
+    let seed = app.generate.seed;
+    ui.add_enabled_ui(ready, |ui| {
+        ui.horizontal_wrapped(|ui| {
+            if ui
+                .button("Inpaint")
+                .on_hover_text("Regenerate the masked area; the rest stays exactly as it is")
+                .clicked()
+            {
+                app.run_edit(Operation::Inpaint, seed, 1, false);
+            }
+            if ui
+                .button("Colorize")
+                .on_hover_text("Keep the luminance, generate the colours")
+                .clicked()
+            {
+                app.run_edit(Operation::Colorize, seed, 1, false);
+            }
+            if ui.button("Sketch to image").clicked() {
+                app.run_sketch(false);
+            }
+        });
+        ui.horizontal(|ui| {
+            let size = app.doc.width;
+            let factors: Vec<usize> = [2, 4, 8, 16]
+                .into_iter()
+                .filter(|f| size % f == 0 && size / f >= 2)
+                .collect();
+            if !factors.contains(&app.edit.superres_factor)
+                && let Some(&f) = factors.first()
+            {
+                app.edit.superres_factor = f;
+            }
+            egui::ComboBox::from_label("factor")
+                .selected_text(format!("{}×", app.edit.superres_factor))
+                .show_ui(ui, |ui| {
+                    for f in factors {
+                        ui.selectable_value(&mut app.edit.superres_factor, f, format!("{f}×"));
+                    }
+                });
+            if ui
+                .button("Super-resolve")
+                .on_hover_text("Keep the mean of every F×F patch, generate the detail")
+                .clicked()
+            {
+                let factor = app.edit.superres_factor;
+                app.run_edit(Operation::SuperRes { factor }, seed, 1, false);
+            }
+        });
+        ui.checkbox(
+            &mut app.edit.live,
+            "Live: re-run sketch to image when a stroke ends",
+        );
+    });
+}
+
+fn interpolate_section(app: &mut App, ui: &mut egui::Ui) {
+    let mut changed = false;
+    let s = &mut app.interpolate;
+    ui.horizontal(|ui| {
+        let l = ui.label("Seed A");
+        changed |= ui
+            .add(egui::DragValue::new(&mut s.seed_a))
+            .labelled_by(l.id)
+            .changed();
+        let l = ui.label("Seed B");
+        changed |= ui
+            .add(egui::DragValue::new(&mut s.seed_b))
+            .labelled_by(l.id)
+            .changed();
+    });
+    changed |= ui
+        .add(egui::Slider::new(&mut s.alpha, 0.0..=1.0).text("α"))
+        .changed();
+    let mut export = false;
+    ui.horizontal(|ui| {
+        let l = ui.label("Frames");
+        ui.add(egui::DragValue::new(&mut s.strip_frames).range(2..=120))
+            .labelled_by(l.id);
+        export = ui.button("Export strip…").clicked();
+    });
+    if export {
+        app.export_strip();
+    }
+    if changed && app.model.is_some() {
+        app.run_interpolation_frame();
+    }
+}
+
+fn history_section(app: &mut App, ui: &mut egui::Ui) {
+    if app.history.is_empty() {
+        ui.weak("results appear here");
+        return;
+    }
+    let ctx = ui.ctx().clone();
+    let mut apply = None;
+    let mut discard = None;
+    let mut comparing = None;
+    ui.horizontal_wrapped(|ui| {
+        for (i, r) in app.history.iter_mut().enumerate().rev() {
+            let tex = r.texture(&ctx).clone();
+            ui.vertical(|ui| {
+                ui.add(egui::Image::new(&tex).fit_to_exact_size(Vec2::splat(72.0)))
+                    .on_hover_text(format!(
+                        "{} · seed {}",
+                        r.recipe.operation.label(),
+                        r.recipe.seed
+                    ));
+                ui.horizontal(|ui| {
+                    if ui.small_button("Apply").clicked() {
+                        apply = Some(i);
+                    }
+                    let cmp = ui
+                        .small_button("Compare")
+                        .on_hover_text("Hold to show on the canvas");
+                    if cmp.is_pointer_button_down_on() {
+                        comparing = Some(i);
+                    }
+                    if ui
+                        .small_button("Discard")
+                        .on_hover_text("Discard")
+                        .clicked()
+                    {
+                        discard = Some(i);
+                    }
+                });
+            });
+        }
+    });
+    app.compare = comparing;
+    if let Some(i) = apply {
+        app.apply_history(i);
+    }
+    if let Some(i) = discard {
+        app.history.remove(i);
+    }
+}
+
+/// Asks how to bring a loaded picture of another size to the model's: fit, crop, or cancel.
+pub fn import_dialog(app: &mut App, ctx: &egui::Context) {
+    let Some(p) = &app.pending_import else { return };
+    let (w, h) = (p.image.width(), p.image.height());
+    let size = app.doc.width;
+    let mut choice: Option<Option<Resize>> = None;
+    egui::Modal::new(egui::Id::unique("import")).show(ctx, |ui| {
+        ui.label(format!(
+            "The picture is {w}×{h}; the model works at {size}×{size}."
+        ));
+        ui.horizontal(|ui| {
+            if ui.button("Fit (stretch)").clicked() {
+                choice = Some(Some(Resize::Fit));
+            }
+            if ui.button("Crop centre").clicked() {
+                choice = Some(Some(Resize::Crop));
+            }
+            if ui.button("Cancel").clicked() {
+                choice = Some(None);
+            }
+        });
+    });
+    match choice {
+        Some(Some(resize)) => {
+            let p = app.pending_import.take().expect("checked");
+            app.import(p.path, p.image, Some(resize));
+        }
+        Some(None) => app.pending_import = None,
+        None => {}
+    }
+}

@@ -1,0 +1,319 @@
+//! A recipe: everything needed to make one image again — model, operation, seed, class, time indices,
+//! and for edits the picture and mask it started from. The app exports it inside the PNG (an iTXt
+//! chunk, keyword [`RECIPE_KEYWORD`]) and *Open recipe* reads it back and re-runs it; the worker runs
+//! recipes, so a re-run takes the same path as the first run.
+
+use crate::engine::image::Rgb8;
+use base64::Engine as _;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::path::Path;
+
+pub const RECIPE_KEYWORD: &str = "cmpaint-recipe";
+/// Bumped when a field changes meaning; older recipes are refused with a message, never misread.
+pub const RECIPE_VERSION: u32 = 1;
+/// A recipe is a few hundred bytes plus its embedded pictures; refuse anything absurd before parsing.
+const MAX_RECIPE_BYTES: usize = 64 << 20;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Recipe {
+    pub version: u32,
+    pub model: ModelRef,
+    pub operation: Operation,
+    /// Seed of the noise (ChaCha20, see engine::cm::noise).
+    pub seed: u64,
+    /// Class label of a class-conditional model.
+    pub class: Option<u32>,
+    /// N: the Karras grid the time indices refer to.
+    pub steps: usize,
+    /// Time indices on the grid; None = one step from σ_max.
+    pub ts: Option<Vec<usize>>,
+    /// The picture an edit started from.
+    pub input: Option<EmbeddedImage>,
+    /// The inpainting mask (white = regenerate), as a grey picture.
+    pub mask: Option<EmbeddedImage>,
+}
+
+/// Which model made the image: its name, file (None = the built-in model) and SHA-256 of the weights.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModelRef {
+    pub name: String,
+    pub file: Option<String>,
+    pub sha256: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum Operation {
+    /// From noise: one step, or multistep over `ts`.
+    Generate,
+    /// One step from slerp(noise(seed), noise(seed_b), alpha).
+    Interpolate {
+        seed_b: u64,
+        alpha: f64,
+    },
+    /// Stroke → image at a strength in [0, 1] (`ts` holds the resolved indices).
+    SdEdit {
+        strength: f64,
+    },
+    Inpaint,
+    Colorize,
+    SuperRes {
+        factor: usize,
+    },
+}
+
+impl Operation {
+    pub fn label(&self) -> &'static str {
+        match self {
+            Operation::Generate => "generate",
+            Operation::Interpolate { .. } => "interpolate",
+            Operation::SdEdit { .. } => "sketch to image",
+            Operation::Inpaint => "inpaint",
+            Operation::Colorize => "colorize",
+            Operation::SuperRes { .. } => "super-resolve",
+        }
+    }
+
+    /// Whether the operation starts from the picture (and so embeds it in the recipe).
+    pub fn needs_input(&self) -> bool {
+        !matches!(self, Operation::Generate | Operation::Interpolate { .. })
+    }
+}
+
+/// A picture stored in the recipe as a base64 PNG, with its SHA-256 (of the raw pixels) for
+/// comparing pictures without decoding them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EmbeddedImage {
+    pub sha256: String,
+    pub png_base64: String,
+}
+
+impl EmbeddedImage {
+    pub fn from_rgb(img: &Rgb8) -> Result<Self, RecipeError> {
+        Self::encode(img.width, img.height, &img.pixels, png::ColorType::Rgb)
+    }
+
+    /// A mask in [0, 1] per pixel, stored as 8-bit grey.
+    pub fn from_mask(width: usize, height: usize, mask: &[f32]) -> Result<Self, RecipeError> {
+        let grey: Vec<u8> = mask
+            .iter()
+            .map(|m| (m.clamp(0.0, 1.0) * 255.0).round() as u8)
+            .collect();
+        Self::encode(width, height, &grey, png::ColorType::Grayscale)
+    }
+
+    fn encode(
+        width: usize,
+        height: usize,
+        pixels: &[u8],
+        color: png::ColorType,
+    ) -> Result<Self, RecipeError> {
+        let mut bytes = Vec::new();
+        let mut enc = png::Encoder::new(&mut bytes, width as u32, height as u32);
+        enc.set_color(color);
+        enc.set_depth(png::BitDepth::Eight);
+        let mut w = enc.write_header().map_err(RecipeError::png)?;
+        w.write_image_data(pixels).map_err(RecipeError::png)?;
+        w.finish().map_err(RecipeError::png)?;
+        Ok(Self {
+            sha256: sha256_hex(pixels),
+            png_base64: base64::engine::general_purpose::STANDARD.encode(bytes),
+        })
+    }
+
+    pub fn to_rgb(&self) -> Result<Rgb8, RecipeError> {
+        let (w, h, px) = self.decode(png::ColorType::Rgb)?;
+        Ok(Rgb8 {
+            width: w,
+            height: h,
+            pixels: px,
+        })
+    }
+
+    pub fn to_mask(&self) -> Result<(usize, usize, Vec<f32>), RecipeError> {
+        let (w, h, px) = self.decode(png::ColorType::Grayscale)?;
+        Ok((w, h, px.iter().map(|&v| v as f32 / 255.0).collect()))
+    }
+
+    fn decode(&self, want: png::ColorType) -> Result<(usize, usize, Vec<u8>), RecipeError> {
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(&self.png_base64)
+            .map_err(|e| RecipeError::Invalid(format!("embedded picture: {e}")))?;
+        let (w, h, color, px) = decode_png8(&bytes)?;
+        if color != want {
+            return Err(RecipeError::Invalid(format!(
+                "embedded picture is {color:?}, expected {want:?}"
+            )));
+        }
+        if sha256_hex(&px) != self.sha256 {
+            return Err(RecipeError::Invalid(
+                "embedded picture does not match its hash".into(),
+            ));
+        }
+        Ok((w, h, px))
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RecipeError {
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("not a PNG cmpaint can read: {0}")]
+    Png(String),
+    #[error("this PNG has no cmpaint recipe (it was not exported by cmpaint)")]
+    Missing,
+    #[error("the recipe is unreadable: {0}")]
+    Invalid(String),
+}
+
+impl RecipeError {
+    fn png(e: impl std::fmt::Display) -> Self {
+        RecipeError::Png(e.to_string())
+    }
+}
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    format!("{:x}", Sha256::digest(bytes))
+}
+
+/// SHA-256 of a file, read in chunks (checkpoints can be gigabytes).
+pub fn sha256_file(path: &Path) -> std::io::Result<String> {
+    let mut file = std::fs::File::open(path)?;
+    let mut hasher = Sha256::new();
+    std::io::copy(&mut file, &mut hasher)?;
+    Ok(format!("{:x}", hasher.finalize()))
+}
+
+/// An RGB picture with its recipe as PNG bytes.
+pub fn encode_png_with_recipe(img: &Rgb8, recipe: &Recipe) -> Result<Vec<u8>, RecipeError> {
+    let json = serde_json::to_string(recipe).map_err(|e| RecipeError::Invalid(e.to_string()))?;
+    let mut bytes = Vec::new();
+    let mut enc = png::Encoder::new(&mut bytes, img.width as u32, img.height as u32);
+    enc.set_color(png::ColorType::Rgb);
+    enc.set_depth(png::BitDepth::Eight);
+    enc.add_itxt_chunk(RECIPE_KEYWORD.to_string(), json)
+        .map_err(RecipeError::png)?;
+    let mut w = enc.write_header().map_err(RecipeError::png)?;
+    w.write_image_data(&img.pixels).map_err(RecipeError::png)?;
+    w.finish().map_err(RecipeError::png)?;
+    Ok(bytes)
+}
+
+/// The recipe inside PNG bytes.
+pub fn read_recipe(png_bytes: &[u8]) -> Result<Recipe, RecipeError> {
+    let decoder = png::Decoder::new(std::io::Cursor::new(png_bytes));
+    let reader = decoder.read_info().map_err(RecipeError::png)?;
+    let info = reader.info();
+    let chunk = info
+        .utf8_text
+        .iter()
+        .find(|c| c.keyword == RECIPE_KEYWORD)
+        .ok_or(RecipeError::Missing)?;
+    let mut chunk = chunk.clone();
+    chunk
+        .decompress_text_with_limit(MAX_RECIPE_BYTES)
+        .map_err(RecipeError::png)?;
+    let text = chunk.get_text().map_err(RecipeError::png)?;
+    let value: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| RecipeError::Invalid(e.to_string()))?;
+    match value.get("version").and_then(|v| v.as_u64()) {
+        Some(v) if v == RECIPE_VERSION as u64 => {}
+        Some(v) => {
+            return Err(RecipeError::Invalid(format!(
+                "recipe version {v}; this cmpaint reads version {RECIPE_VERSION}"
+            )));
+        }
+        None => return Err(RecipeError::Invalid("no version field".into())),
+    }
+    serde_json::from_value(value).map_err(|e| RecipeError::Invalid(e.to_string()))
+}
+
+/// Decodes an 8-bit PNG to (width, height, colour type, pixels), refusing huge images before
+/// allocating them.
+fn decode_png8(bytes: &[u8]) -> Result<(usize, usize, png::ColorType, Vec<u8>), RecipeError> {
+    const MAX_SIDE: u32 = 8192;
+    let mut decoder = png::Decoder::new(std::io::Cursor::new(bytes));
+    decoder.set_transformations(png::Transformations::EXPAND);
+    let mut reader = decoder.read_info().map_err(RecipeError::png)?;
+    let (w, h) = (reader.info().width, reader.info().height);
+    if w > MAX_SIDE || h > MAX_SIDE {
+        return Err(RecipeError::Invalid(format!(
+            "embedded picture of {w}×{h} is larger than {MAX_SIDE}×{MAX_SIDE}"
+        )));
+    }
+    let size = reader
+        .output_buffer_size()
+        .ok_or_else(|| RecipeError::Png("image too large".into()))?;
+    let mut px = vec![0; size];
+    let frame = reader.next_frame(&mut px).map_err(RecipeError::png)?;
+    if frame.bit_depth != png::BitDepth::Eight {
+        return Err(RecipeError::Invalid("embedded picture is not 8-bit".into()));
+    }
+    px.truncate(frame.buffer_size());
+    Ok((w as usize, h as usize, frame.color_type, px))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn recipe() -> Recipe {
+        let img = Rgb8 {
+            width: 2,
+            height: 1,
+            pixels: vec![1, 2, 3, 250, 251, 252],
+        };
+        Recipe {
+            version: RECIPE_VERSION,
+            model: ModelRef {
+                name: "emoji32".into(),
+                file: None,
+                sha256: "ab".into(),
+            },
+            operation: Operation::SuperRes { factor: 2 },
+            seed: 7,
+            class: Some(3),
+            steps: 40,
+            ts: Some(vec![0, 39]),
+            input: Some(EmbeddedImage::from_rgb(&img).unwrap()),
+            mask: Some(EmbeddedImage::from_mask(2, 1, &[0.0, 1.0]).unwrap()),
+        }
+    }
+
+    #[test]
+    fn recipe_round_trips_through_png_bytes() {
+        let r = recipe();
+        let img = r.input.as_ref().unwrap().to_rgb().unwrap();
+        let png = encode_png_with_recipe(&img, &r).unwrap();
+        assert_eq!(read_recipe(&png).unwrap(), r);
+        assert_eq!(img.pixels, vec![1, 2, 3, 250, 251, 252]);
+        assert_eq!(r.mask.unwrap().to_mask().unwrap().2, vec![0.0, 1.0]);
+    }
+
+    #[test]
+    fn other_versions_and_plain_pngs_are_refused() {
+        let mut r = recipe();
+        let img = r.input.as_ref().unwrap().to_rgb().unwrap();
+        r.version = 99;
+        let png = encode_png_with_recipe(&img, &r).unwrap();
+        let err = read_recipe(&png).unwrap_err().to_string();
+        assert!(err.contains("version 99"), "{err}");
+        let plain = EmbeddedImage::from_rgb(&img).unwrap().png_base64;
+        let plain = base64::engine::general_purpose::STANDARD
+            .decode(plain)
+            .unwrap();
+        assert!(matches!(read_recipe(&plain), Err(RecipeError::Missing)));
+        assert!(matches!(
+            read_recipe(b"not a png"),
+            Err(RecipeError::Png(_))
+        ));
+    }
+
+    #[test]
+    fn tampered_embedded_picture_is_detected() {
+        let mut r = recipe();
+        r.input.as_mut().unwrap().sha256 = "00".into();
+        assert!(r.input.unwrap().to_rgb().is_err());
+    }
+}

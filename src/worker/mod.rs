@@ -1,0 +1,319 @@
+//! The background worker: one thread owns the candle device and the model; the UI talks to it only
+//! through [`Worker`] — jobs go in over a crossbeam channel, progress, results and errors come back as
+//! [`Reply`] messages, and nothing here ever blocks the caller.
+//!
+//! Scheduling rules:
+//! - **Cancel** (`cancel_through`): every job up to an id is cancelled — queued ones are skipped, the
+//!   running one stops at its next network call.
+//! - **Newest wins**: an *interactive* job (a slider frame, a live sketch re-run) is dropped when a newer
+//!   interactive job is queued behind it, and a running one stops at its next step once a newer one
+//!   arrives. Non-interactive jobs (Generate, an edit) always run unless cancelled.
+//! - **Isolation**: a job that fails or panics becomes [`Reply::Failed`] and the worker carries on with
+//!   the model it had; a model that fails to load leaves the previous one in place.
+
+pub mod execute;
+
+use crate::engine::image::Rgb8;
+use crate::recipe::Recipe;
+use candle_core::Device;
+use crossbeam_channel::{Receiver, Sender, unbounded};
+use execute::{LoadedModel, ModelInfo, load_model, run_recipe};
+use std::collections::VecDeque;
+use std::ops::ControlFlow;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+pub type JobId = u64;
+
+#[derive(Debug, Clone)]
+pub enum Job {
+    /// Load a model file or diffusers folder (None = the built-in model).
+    LoadModel(Option<PathBuf>),
+    /// Run a recipe for `batch` images (seeds seed … seed+batch−1).
+    Run {
+        recipe: Box<Recipe>,
+        batch: usize,
+        interactive: bool,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub enum Reply {
+    ModelLoaded {
+        id: JobId,
+        info: ModelInfo,
+    },
+    Progress {
+        id: JobId,
+        done: usize,
+        total: usize,
+    },
+    Finished {
+        id: JobId,
+        images: Vec<(Rgb8, Recipe)>,
+        seconds: f64,
+    },
+    Failed {
+        id: JobId,
+        message: String,
+    },
+    /// Cancelled by the user, or superseded by a newer interactive job.
+    Cancelled {
+        id: JobId,
+    },
+}
+
+impl Reply {
+    pub fn id(&self) -> JobId {
+        match self {
+            Reply::ModelLoaded { id, .. }
+            | Reply::Progress { id, .. }
+            | Reply::Finished { id, .. }
+            | Reply::Failed { id, .. }
+            | Reply::Cancelled { id } => *id,
+        }
+    }
+}
+
+/// State both sides read: the cancel watermark and the newest interactive job.
+#[derive(Default)]
+struct Shared {
+    cancel_through: AtomicU64,
+    newest_interactive: AtomicU64,
+}
+
+/// The UI's handle on the worker thread. Dropping it ends the thread after its current job.
+pub struct Worker {
+    jobs: Option<Sender<(JobId, Job)>>,
+    replies: Receiver<Reply>,
+    shared: Arc<Shared>,
+    next_id: JobId,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Worker {
+    /// Starts the worker on `device`. `wake` is called after every reply (the app passes
+    /// `ctx.request_repaint`), so the UI needs no polling timer.
+    pub fn spawn(device: Device, wake: impl Fn() + Send + 'static) -> Self {
+        let (job_tx, job_rx) = unbounded();
+        let (reply_tx, reply_rx) = unbounded();
+        let shared = Arc::new(Shared::default());
+        let thread_shared = shared.clone();
+        let thread = std::thread::Builder::new()
+            .name("cmpaint-worker".into())
+            .spawn(move || {
+                WorkerThread {
+                    device,
+                    model: None,
+                    jobs: job_rx,
+                    replies: reply_tx,
+                    shared: thread_shared,
+                    wake: Box::new(wake),
+                    queue: VecDeque::new(),
+                }
+                .serve()
+            })
+            .expect("spawning the worker thread");
+        Self {
+            jobs: Some(job_tx),
+            replies: reply_rx,
+            shared,
+            next_id: 1,
+            thread: Some(thread),
+        }
+    }
+
+    pub fn submit(&mut self, job: Job) -> JobId {
+        let id = self.next_id;
+        self.next_id += 1;
+        if let Job::Run {
+            interactive: true, ..
+        } = &job
+        {
+            self.shared.newest_interactive.store(id, Ordering::SeqCst);
+        }
+        if let Some(tx) = &self.jobs {
+            // The worker only stops when this handle drops, so a send cannot fail while we live.
+            let _ = tx.send((id, job));
+        }
+        id
+    }
+
+    /// Cancels every job submitted so far.
+    pub fn cancel_all(&self) {
+        self.shared
+            .cancel_through
+            .fetch_max(self.next_id - 1, Ordering::SeqCst);
+    }
+
+    /// The next reply, if one has arrived (never blocks).
+    pub fn try_recv(&self) -> Option<Reply> {
+        self.replies.try_recv().ok()
+    }
+
+    /// Waits up to `timeout` for a reply (for tests and scripts; the UI uses `try_recv`).
+    pub fn recv_timeout(&self, timeout: std::time::Duration) -> Option<Reply> {
+        self.replies.recv_timeout(timeout).ok()
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        self.cancel_all();
+        self.jobs = None; // closes the channel: the thread ends after its current job
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+struct WorkerThread {
+    device: Device,
+    model: Option<LoadedModel>,
+    jobs: Receiver<(JobId, Job)>,
+    replies: Sender<Reply>,
+    shared: Arc<Shared>,
+    wake: Box<dyn Fn() + Send>,
+    queue: VecDeque<(JobId, Job)>,
+}
+
+impl WorkerThread {
+    fn serve(mut self) {
+        loop {
+            self.queue.extend(self.jobs.try_iter());
+            if self.queue.is_empty() {
+                match self.jobs.recv() {
+                    Ok(job) => self.queue.push_back(job),
+                    Err(_) => return, // the UI is gone
+                }
+                continue;
+            }
+            let (id, job) = self.queue.pop_front().expect("not empty");
+            if self.is_cancelled(id) || self.is_superseded(id, &job) {
+                self.send(Reply::Cancelled { id });
+                continue;
+            }
+            self.run(id, job);
+        }
+    }
+
+    fn is_cancelled(&self, id: JobId) -> bool {
+        id <= self.shared.cancel_through.load(Ordering::SeqCst)
+    }
+
+    fn is_superseded(&self, id: JobId, job: &Job) -> bool {
+        matches!(
+            job,
+            Job::Run {
+                interactive: true,
+                ..
+            }
+        ) && self.shared.newest_interactive.load(Ordering::SeqCst) > id
+    }
+
+    fn send(&self, reply: Reply) {
+        let _ = self.replies.send(reply);
+        (self.wake)();
+    }
+
+    fn run(&mut self, id: JobId, job: Job) {
+        let started = Instant::now();
+        let outcome = catch_unwind(AssertUnwindSafe(|| self.execute(id, &job)));
+        let reply = match outcome {
+            Ok(Ok(Some(reply))) => reply,
+            Ok(Ok(None)) => Reply::Cancelled { id },
+            Ok(Err(message)) => Reply::Failed { id, message },
+            Err(panic) => Reply::Failed {
+                id,
+                message: format!("internal error (the job crashed): {}", panic_text(&panic)),
+            },
+        };
+        let reply = match reply {
+            Reply::Finished { id, images, .. } => Reply::Finished {
+                id,
+                images,
+                seconds: started.elapsed().as_secs_f64(),
+            },
+            r => r,
+        };
+        self.send(reply);
+    }
+
+    /// Ok(None): cancelled or superseded.
+    fn execute(&mut self, id: JobId, job: &Job) -> Result<Option<Reply>, String> {
+        match job {
+            Job::LoadModel(path) => {
+                // Load beside the current model and swap only on success.
+                let loaded =
+                    load_model(path.as_deref(), &self.device).map_err(|e| e.to_string())?;
+                let info = loaded.info.clone();
+                self.model = Some(loaded);
+                Ok(Some(Reply::ModelLoaded { id, info }))
+            }
+            Job::Run {
+                recipe,
+                batch,
+                interactive,
+            } => {
+                let model = self
+                    .model
+                    .as_ref()
+                    .ok_or("no model is loaded: open one in the Model panel")?;
+                check_memory(model, *batch)?;
+                let shared = &self.shared;
+                let replies = &self.replies;
+                let wake = &self.wake;
+                let mut on_step = |done: usize, total: usize| {
+                    let stale = id <= shared.cancel_through.load(Ordering::SeqCst)
+                        || (*interactive && shared.newest_interactive.load(Ordering::SeqCst) > id);
+                    if stale {
+                        return ControlFlow::Break(());
+                    }
+                    let _ = replies.send(Reply::Progress { id, done, total });
+                    wake();
+                    ControlFlow::Continue(())
+                };
+                let images = run_recipe(model, recipe, *batch, &self.device, &mut on_step)
+                    .map_err(|e| e.to_string())?;
+                Ok(images.map(|images| Reply::Finished {
+                    id,
+                    images,
+                    seconds: 0.0,
+                }))
+            }
+        }
+    }
+}
+
+/// Refuses a batch whose activations would not fit in the memory the system has free.
+fn check_memory(model: &LoadedModel, batch: usize) -> Result<(), String> {
+    let need = crate::engine::model::load::activation_bytes(&model.config.unet, batch);
+    match available_memory() {
+        Some(free) if need > free => Err(format!(
+            "a batch of {batch} needs about {:.1} GB of memory and {:.1} GB is free: use a smaller batch",
+            need as f64 / 1e9,
+            free as f64 / 1e9
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// MemAvailable from /proc/meminfo (None where there is no such file).
+pub fn available_memory() -> Option<usize> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kb: usize = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+fn panic_text(panic: &Box<dyn std::any::Any + Send>) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into())
+}

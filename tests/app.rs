@@ -1,0 +1,308 @@
+//! The app driven through its UI with egui_kittest: real widgets, real pointer and key events, and a
+//! real worker thread running the built-in model. File dialogs answer from a script.
+
+use cmpaint::app::App;
+use cmpaint::app::brush::Tool;
+use cmpaint::app::dialogs::Dialogs;
+use cmpaint::recipe::{Operation, read_recipe};
+use cmpaint::worker::Worker;
+use egui::{Event, Key, Modifiers, PointerButton, Pos2, Vec2};
+use egui_kittest::Harness;
+use egui_kittest::kittest::Queryable;
+use std::collections::VecDeque;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use eframe::egui;
+
+/// Answers every dialog with the next scripted path (None when the script is empty: "cancelled").
+#[derive(Clone, Default)]
+struct Scripted(Arc<Mutex<VecDeque<PathBuf>>>);
+
+impl Scripted {
+    fn push(&self, p: PathBuf) {
+        self.0.lock().unwrap().push_back(p);
+    }
+    fn next(&self) -> Option<PathBuf> {
+        self.0.lock().unwrap().pop_front()
+    }
+}
+
+impl Dialogs for Scripted {
+    fn open_image(&mut self) -> Option<PathBuf> {
+        self.next()
+    }
+    fn open_model(&mut self, _folder: bool) -> Option<PathBuf> {
+        self.next()
+    }
+    fn open_recipe(&mut self) -> Option<PathBuf> {
+        self.next()
+    }
+    fn save_png(&mut self, _suggested: &str) -> Option<PathBuf> {
+        self.next()
+    }
+}
+
+fn harness(dialogs: Scripted) -> Harness<'static, App> {
+    let worker = Worker::spawn(candle_core::Device::Cpu, || {});
+    let app = App::new(worker, None, false, Box::new(dialogs));
+    let mut h = Harness::builder()
+        .with_size(Vec2::new(1280.0, 820.0))
+        .build_ui_state(|ui, app: &mut App| app.show(ui), app);
+    wait_until(&mut h, "the model loads", |a| a.model.is_some());
+    h
+}
+
+/// Steps the UI until `done` holds (the worker runs meanwhile), failing after 60 s.
+fn wait_until(h: &mut Harness<'static, App>, what: &str, done: impl Fn(&App) -> bool) {
+    let start = Instant::now();
+    while !done(h.state()) {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "timed out waiting until {what}; messages: {:?}",
+            h.state()
+                .messages
+                .iter()
+                .map(|m| &m.text)
+                .collect::<Vec<_>>()
+        );
+        h.step();
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    h.step();
+}
+
+/// Drags with the left button along `points` (screen positions), one frame per pointer event.
+fn drag(h: &mut Harness<'static, App>, points: &[Pos2]) {
+    let press = |pos, pressed| Event::PointerButton {
+        pos,
+        button: PointerButton::Primary,
+        pressed,
+        modifiers: Modifiers::NONE,
+    };
+    h.event(Event::PointerMoved(points[0]));
+    h.step();
+    h.event(press(points[0], true));
+    h.step();
+    for &p in &points[1..] {
+        h.event(Event::PointerMoved(p));
+        h.step();
+    }
+    h.event(press(*points.last().unwrap(), false));
+    h.step();
+}
+
+/// A horizontal stroke across the middle of the canvas image.
+fn stroke_across_canvas(h: &mut Harness<'static, App>) {
+    let r = h.state().canvas.image_rect(&h.state().doc);
+    let y = r.center().y;
+    drag(
+        h,
+        &[
+            Pos2::new(r.min.x + r.width() * 0.2, y),
+            Pos2::new(r.min.x + r.width() * 0.8, y),
+        ],
+    );
+}
+
+#[test]
+fn painting_a_stroke_and_undoing_it() {
+    let mut h = harness(Scripted::default());
+    assert!(!h.state().doc.has_sketch());
+    stroke_across_canvas(&mut h);
+    let doc = &h.state().doc;
+    assert!(doc.has_sketch());
+    // One continuous line: every pixel between the ends along the middle row is painted.
+    let (w, row) = (doc.width, doc.height / 2);
+    let painted = (w / 5 + 1..w * 4 / 5 - 1).all(|x| {
+        doc.sketch[((row * w) + x) * 4 + 3] > 0 || doc.sketch[((row - 1) * w + x) * 4 + 3] > 0
+    });
+    assert!(painted, "the stroke has gaps");
+    h.key_press_modifiers(Modifiers::COMMAND, Key::Z);
+    h.step();
+    assert!(!h.state().doc.has_sketch(), "Ctrl+Z removes the stroke");
+    h.key_press_modifiers(Modifiers::COMMAND | Modifiers::SHIFT, Key::Z);
+    h.step();
+    assert!(h.state().doc.has_sketch(), "Ctrl+Shift+Z brings it back");
+}
+
+#[test]
+fn tools_and_brush_follow_their_shortcuts() {
+    let mut h = harness(Scripted::default());
+    for (key, tool) in [
+        (Key::E, Tool::Eraser),
+        (Key::M, Tool::Mask),
+        (Key::I, Tool::Picker),
+        (Key::B, Tool::Brush),
+    ] {
+        h.key_press(key);
+        h.step();
+        assert_eq!(h.state().tool, tool, "{key:?}");
+    }
+    let size = h.state().brush.size;
+    h.key_press(Key::CloseBracket);
+    h.step();
+    assert!(h.state().brush.size > size);
+    let (p, s) = (h.state().brush.primary, h.state().brush.secondary);
+    h.key_press(Key::X);
+    h.step();
+    assert_eq!((h.state().brush.primary, h.state().brush.secondary), (s, p));
+    // The mask brush paints the mask layer, not the sketch.
+    h.key_press(Key::M);
+    h.step();
+    stroke_across_canvas(&mut h);
+    assert!(h.state().doc.has_mask() && !h.state().doc.has_sketch());
+}
+
+#[test]
+fn generate_on_a_blank_canvas_brings_images_from_the_worker() {
+    let mut h = harness(Scripted::default());
+    h.get_by_label("Generate images").click();
+    wait_until(&mut h, "results arrive", |a| !a.history.is_empty());
+    let app = h.state();
+    assert_eq!(app.history.len(), app.generate.batch);
+    assert_eq!(app.history[0].recipe.operation, Operation::Generate);
+    assert_eq!(
+        app.doc.composite(),
+        app.history[0].image,
+        "the first result is on the canvas"
+    );
+    assert!(app.doc.can_undo());
+}
+
+#[test]
+fn generate_with_a_sketch_turns_it_into_an_image_and_inpaint_keeps_unmasked_pixels() {
+    let mut h = harness(Scripted::default());
+    stroke_across_canvas(&mut h);
+    h.get_by_label("Generate from sketch").click();
+    wait_until(&mut h, "the sketch result", |a| !a.history.is_empty());
+    let recipe = &h.state().history[0].recipe;
+    assert!(matches!(recipe.operation, Operation::SdEdit { .. }));
+    assert!(
+        recipe.input.is_some(),
+        "the sketch is embedded in the recipe"
+    );
+    assert!(
+        !h.state().doc.has_sketch(),
+        "applying the result clears the sketch"
+    );
+
+    // Mask the top half, inpaint: the bottom half stays bit-exact.
+    let before = h.state().doc.composite();
+    {
+        let doc = &mut h.state_mut().doc;
+        doc.begin();
+        let half = doc.width * doc.height / 2;
+        doc.mask[..half].fill(255);
+        doc.commit();
+    }
+    let n = h.state().history.len();
+    h.get_by_label("Inpaint").click();
+    wait_until(&mut h, "the inpainting", |a| a.history.len() > n);
+    let after = h.state().doc.composite();
+    let half = after.pixels.len() / 2;
+    assert_eq!(after.pixels[half..], before.pixels[half..]);
+    assert_ne!(after.pixels[..half], before.pixels[..half]);
+}
+
+#[test]
+fn dragging_the_slider_renders_only_the_newest_frame() {
+    let mut h = harness(Scripted::default());
+    let slider = h
+        .get_by_role_and_label(egui::accesskit::Role::Slider, "α")
+        .rect();
+    let y = slider.center().y;
+    let xs: Vec<Pos2> = (0..=40)
+        .map(|i| Pos2::new(slider.min.x + slider.width() * i as f32 / 40.0, y))
+        .collect();
+    drag(&mut h, &xs);
+    wait_until(&mut h, "the slider frames settle", |a| !a.is_busy());
+    let app = h.state();
+    let moves = app.stats.frames_shown + app.stats.jobs_cancelled;
+    assert!(moves >= 10, "every slider move asks for a frame ({moves})");
+    assert!(
+        app.stats.frames_shown < moves,
+        "stale frames are dropped, not rendered: {} of {moves}",
+        app.stats.frames_shown
+    );
+    let Operation::Interpolate { alpha, .. } = app.preview.as_ref().unwrap().recipe.operation
+    else {
+        panic!("the preview is an interpolation frame");
+    };
+    assert!(
+        (alpha - app.interpolate.alpha).abs() < 1e-12,
+        "the last frame is the newest"
+    );
+}
+
+#[test]
+fn export_writes_a_png_whose_recipe_reopens_and_reruns_to_the_same_pixels() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("result.png");
+    let script = Scripted::default();
+    let mut h = harness(script.clone());
+    h.state_mut().generate.batch = 1;
+    h.get_by_label("Generate images").click();
+    wait_until(&mut h, "a result", |a| !a.history.is_empty());
+    let made = h.state().doc.composite();
+
+    script.push(out.clone());
+    h.get_by_label("File").click();
+    h.run();
+    h.get_by_label("Export PNG…").click();
+    h.step();
+    let bytes = std::fs::read(&out).expect("the PNG is written");
+    let recipe = read_recipe(&bytes).expect("the PNG carries the recipe");
+    assert_eq!(Some(&recipe), h.state().doc.recipe.as_ref());
+    assert_eq!(
+        image::load_from_memory(&bytes)
+            .unwrap()
+            .to_rgb8()
+            .into_raw(),
+        made.pixels
+    );
+
+    // Paint over, then reopen the recipe: the re-run gives the exported image again.
+    stroke_across_canvas(&mut h);
+    h.state_mut().doc.clear_sketch();
+    h.state_mut().doc.apply_result(
+        &cmpaint::engine::image::Rgb8 {
+            width: made.width,
+            height: made.height,
+            pixels: vec![0; made.pixels.len()],
+        },
+        None,
+    );
+    script.push(out.clone());
+    h.get_by_label("File").click();
+    h.run();
+    h.get_by_label("Open recipe…").click();
+    wait_until(&mut h, "the re-run", |a| a.history.len() == 2);
+    assert_eq!(h.state().doc.composite(), made);
+}
+
+#[test]
+fn a_bad_model_file_reports_an_error_and_keeps_the_current_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("broken.safetensors");
+    std::fs::write(&bad, b"definitely not weights").unwrap();
+    let script = Scripted::default();
+    let mut h = harness(script.clone());
+    let before = h.state().model.clone();
+    script.push(bad);
+    h.get_by_label("Open file…").click();
+    h.step();
+    wait_until(&mut h, "the load fails", |a| !a.is_loading_model());
+    let last = h.state().messages.last().unwrap();
+    assert!(
+        last.error && last.text.contains("broken.safetensors"),
+        "{}",
+        last.text
+    );
+    assert_eq!(h.state().model, before);
+    h.get_by_label("Generate images").click();
+    wait_until(&mut h, "the old model still generates", |a| {
+        !a.history.is_empty()
+    });
+}
