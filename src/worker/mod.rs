@@ -13,6 +13,7 @@
 
 pub mod execute;
 
+use crate::engine::cm::sample::OnStep;
 use crate::engine::image::Rgb8;
 use crate::recipe::Recipe;
 use candle_core::Device;
@@ -99,6 +100,17 @@ impl Worker {
     /// Starts the worker on `device`. `wake` is called after every reply (the app passes
     /// `ctx.request_repaint`), so the UI needs no polling timer.
     pub fn spawn(device: Device, wake: impl Fn() + Send + 'static) -> Self {
+        Self::spawn_with(
+            CandleBackend {
+                device,
+                model: None,
+            },
+            wake,
+        )
+    }
+
+    /// Starts the worker on any backend (tests use one whose steps they control).
+    pub fn spawn_with(backend: impl Backend, wake: impl Fn() + Send + 'static) -> Self {
         let (job_tx, job_rx) = unbounded();
         let (reply_tx, reply_rx) = unbounded();
         let shared = Arc::new(Shared::default());
@@ -107,8 +119,7 @@ impl Worker {
             .name("cmpaint-worker".into())
             .spawn(move || {
                 WorkerThread {
-                    device,
-                    model: None,
+                    backend: Box::new(backend),
                     jobs: job_rx,
                     replies: reply_tx,
                     shared: thread_shared,
@@ -171,9 +182,57 @@ impl Drop for Worker {
     }
 }
 
-struct WorkerThread {
+/// What the worker thread runs jobs on: the model and its device. A backend reports errors as
+/// one-line messages; it may also panic, which the worker turns into an error.
+pub trait Backend: Send + 'static {
+    /// Loads a model (None = built in), replacing the current one only on success.
+    fn load(&mut self, path: Option<&std::path::Path>) -> Result<ModelInfo, String>;
+    /// Runs a recipe for `batch` images; None when `on_step` cancelled it.
+    fn run(
+        &mut self,
+        recipe: &Recipe,
+        batch: usize,
+        on_step: OnStep,
+    ) -> Result<Option<Vec<(Rgb8, Recipe)>>, String>;
+}
+
+/// The real backend: a candle device and the UNet loaded on it.
+pub struct CandleBackend {
     device: Device,
     model: Option<LoadedModel>,
+}
+
+impl Backend for CandleBackend {
+    fn load(&mut self, path: Option<&std::path::Path>) -> Result<ModelInfo, String> {
+        let loaded = load_model(path, &self.device).map_err(|e| e.to_string())?;
+        let info = loaded.info.clone();
+        self.model = Some(loaded);
+        Ok(info)
+    }
+
+    fn run(
+        &mut self,
+        recipe: &Recipe,
+        batch: usize,
+        on_step: OnStep,
+    ) -> Result<Option<Vec<(Rgb8, Recipe)>>, String> {
+        let model = self
+            .model
+            .as_ref()
+            .ok_or("no model is loaded: open one in the Model panel")?;
+        if recipe.model.sha256 != model.info.sha256 {
+            return Err(format!(
+                "the recipe was made with {} and the loaded model is {}: load that model first",
+                recipe.model.name, model.info.name
+            ));
+        }
+        check_memory(model, batch)?;
+        run_recipe(model, recipe, batch, &self.device, on_step).map_err(|e| e.to_string())
+    }
+}
+
+struct WorkerThread {
+    backend: Box<dyn Backend>,
     jobs: Receiver<(JobId, Job)>,
     replies: Sender<Reply>,
     shared: Arc<Shared>,
@@ -247,11 +306,7 @@ impl WorkerThread {
     fn execute(&mut self, id: JobId, job: &Job) -> Result<Option<Reply>, String> {
         match job {
             Job::LoadModel(path) => {
-                // Load beside the current model and swap only on success.
-                let loaded =
-                    load_model(path.as_deref(), &self.device).map_err(|e| e.to_string())?;
-                let info = loaded.info.clone();
-                self.model = Some(loaded);
+                let info = self.backend.load(path.as_deref())?;
                 Ok(Some(Reply::ModelLoaded { id, info }))
             }
             Job::Run {
@@ -259,11 +314,6 @@ impl WorkerThread {
                 batch,
                 interactive,
             } => {
-                let model = self
-                    .model
-                    .as_ref()
-                    .ok_or("no model is loaded: open one in the Model panel")?;
-                check_memory(model, *batch)?;
                 let shared = &self.shared;
                 let replies = &self.replies;
                 let wake = &self.wake;
@@ -277,8 +327,7 @@ impl WorkerThread {
                     wake();
                     ControlFlow::Continue(())
                 };
-                let images = run_recipe(model, recipe, *batch, &self.device, &mut on_step)
-                    .map_err(|e| e.to_string())?;
+                let images = self.backend.run(recipe, *batch, &mut on_step)?;
                 Ok(images.map(|images| Reply::Finished {
                     id,
                     images,

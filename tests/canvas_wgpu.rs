@@ -1,0 +1,106 @@
+//! The WGSL canvas compositor rendered for real through wgpu (Mesa's lavapipe when headless): exact
+//! pixel checks of the layer compositing and nearest-neighbour magnification, plus a snapshot of the
+//! whole canvas (tests/snapshots/canvas.png; `UPDATE_SNAPSHOTS=1 cargo test` rewrites it).
+
+use cmpaint::app::brush::{BrushSettings, Tool};
+use cmpaint::app::canvas::Canvas;
+use cmpaint::app::canvas_gpu;
+use cmpaint::app::document::Document;
+use eframe::egui::{self, Vec2};
+use eframe::egui_wgpu::RendererOptions;
+use egui_kittest::Harness;
+use egui_kittest::wgpu::{WgpuTestRenderer, create_render_state, default_wgpu_setup};
+
+const SIDE: usize = 8;
+const ZOOM: f32 = 16.0;
+
+/// An 8×8 picture: red ramp left to right, green top to bottom; a half-transparent blue sketch
+/// pixel at (2, 5); the mask over the right-most column.
+fn document() -> Document {
+    let mut d = Document::blank(SIDE, SIDE);
+    for y in 0..SIDE {
+        for x in 0..SIDE {
+            let i = (y * SIDE + x) * 4;
+            d.picture[i..i + 4].copy_from_slice(&[(x * 32) as u8, (y * 32) as u8, 40, 255]);
+        }
+    }
+    let s = (5 * SIDE + 2) * 4;
+    d.sketch[s..s + 4].copy_from_slice(&[0, 0, 255, 128]);
+    for y in 0..SIDE {
+        d.mask[y * SIDE + SIDE - 1] = 255;
+    }
+    d.touch();
+    d
+}
+
+struct State {
+    doc: Document,
+    canvas: Canvas,
+    brush: BrushSettings,
+}
+
+fn harness() -> Harness<'static, State> {
+    let render_state = create_render_state(default_wgpu_setup(), RendererOptions::PREDICTABLE);
+    canvas_gpu::register(&render_state);
+    let mut canvas = Canvas::new(true);
+    canvas.fit_pending = false;
+    canvas.zoom = ZOOM;
+    let state = State {
+        doc: document(),
+        canvas,
+        brush: BrushSettings::default(),
+    };
+    Harness::builder()
+        .with_size(Vec2::new(200.0, 160.0))
+        .with_pixels_per_point(1.0)
+        .renderer(WgpuTestRenderer::from_render_state(render_state))
+        .build_ui_state(
+            |ui, s: &mut State| {
+                egui::CentralPanel::default()
+                    .frame(egui::Frame::NONE)
+                    .show(ui, |ui| {
+                        s.canvas
+                            .ui(ui, &mut s.doc, Tool::Picker, &mut s.brush, None);
+                    });
+            },
+            state,
+        )
+}
+
+#[test]
+fn the_compositor_draws_each_model_pixel_as_a_crisp_square_with_the_layers_blended() {
+    let mut h = harness();
+    h.run();
+    let image = h
+        .render()
+        .expect("wgpu renders (install mesa-vulkan-drivers)");
+    let rect = h.state().canvas.image_rect(&h.state().doc);
+    // The colour at the centre and near the corners of image pixel (x, y).
+    let at = |x: usize, y: usize, fx: f32, fy: f32| {
+        let px = rect.min.x + (x as f32 + fx) * ZOOM;
+        let py = rect.min.y + (y as f32 + fy) * ZOOM;
+        let p = image.get_pixel(px as u32, py as u32).0;
+        [p[0], p[1], p[2]]
+    };
+    for (x, y) in [(0, 0), (3, 1), (6, 7)] {
+        let want = [(x * 32) as u8, (y * 32) as u8, 40];
+        for (fx, fy) in [(0.5, 0.5), (0.1, 0.1), (0.9, 0.9)] {
+            assert_eq!(at(x, y, fx, fy), want, "pixel ({x}, {y}) at ({fx}, {fy})");
+        }
+    }
+    // The sketch pixel: blue at alpha 128/255 over the picture.
+    let blend = |pic: f32, s: f32| (pic + (s - pic) * (128.0 / 255.0)).round() as i32;
+    let got = at(2, 5, 0.5, 0.5);
+    let want = [blend(64.0, 0.0), blend(160.0, 0.0), blend(40.0, 255.0)];
+    for c in 0..3 {
+        assert!(
+            (got[c] as i32 - want[c]).abs() <= 1,
+            "sketch blend {got:?} vs {want:?}"
+        );
+    }
+    // The masked column is tinted; its neighbour is not.
+    let masked = at(SIDE - 1, 0, 0.5, 0.5);
+    assert_ne!(masked, [((SIDE - 1) * 32) as u8, 0, 40]);
+    assert!(masked[0] > 200, "the mask tint is reddish: {masked:?}");
+    h.snapshot("canvas");
+}

@@ -1,0 +1,230 @@
+//! The worker's scheduling and isolation rules, on a backend whose steps the test controls (no
+//! sleeps: a job waits at a gate until the test opens it).
+
+use cmpaint::engine::cm::sample::OnStep;
+use cmpaint::engine::image::Rgb8;
+use cmpaint::recipe::{ModelRef, Operation, RECIPE_VERSION, Recipe};
+use cmpaint::worker::execute::ModelInfo;
+use cmpaint::worker::{Backend, Job, JobId, Reply, Worker};
+use crossbeam_channel::{Receiver, Sender, bounded, unbounded};
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::Duration;
+
+/// Runs `steps` steps per job; before its first step every job tells `started` and waits for `gate`.
+/// A recipe with seed 666 panics; a load of a path named "bad" fails.
+struct Gated {
+    steps: usize,
+    started: Sender<u64>,
+    gate: Receiver<()>,
+}
+
+impl Backend for Gated {
+    fn load(&mut self, path: Option<&Path>) -> Result<ModelInfo, String> {
+        if path.is_some_and(|p| p.ends_with("bad")) {
+            return Err("bad: not a checkpoint".into());
+        }
+        Ok(info())
+    }
+
+    fn run(
+        &mut self,
+        recipe: &Recipe,
+        _batch: usize,
+        on_step: OnStep,
+    ) -> Result<Option<Vec<(Rgb8, Recipe)>>, String> {
+        let _ = self.started.send(recipe.seed);
+        let _ = self.gate.recv_timeout(Duration::from_secs(10));
+        if recipe.seed == 666 {
+            panic!("a bug in a job");
+        }
+        for i in 1..=self.steps {
+            if on_step(i, self.steps).is_break() {
+                return Ok(None);
+            }
+        }
+        let img = Rgb8 {
+            width: 1,
+            height: 1,
+            pixels: vec![recipe.seed as u8, 0, 0],
+        };
+        Ok(Some(vec![(img, recipe.clone())]))
+    }
+}
+
+fn info() -> ModelInfo {
+    ModelInfo {
+        name: "test".into(),
+        file: None,
+        sha256: "00".into(),
+        image_size: 1,
+        num_classes: None,
+        steps: 40,
+        ts: None,
+        parameters: 0,
+    }
+}
+
+fn recipe(seed: u64) -> Box<Recipe> {
+    Box::new(Recipe {
+        version: RECIPE_VERSION,
+        model: ModelRef {
+            name: "test".into(),
+            file: None,
+            sha256: "00".into(),
+        },
+        operation: Operation::Interpolate {
+            seed_b: 1,
+            alpha: 0.5,
+        },
+        seed,
+        class: None,
+        steps: 40,
+        ts: None,
+        input: None,
+        mask: None,
+    })
+}
+
+fn run(seed: u64, interactive: bool) -> Job {
+    Job::Run {
+        recipe: recipe(seed),
+        batch: 1,
+        interactive,
+    }
+}
+
+struct Rig {
+    worker: Worker,
+    started: Receiver<u64>,
+    gate: Sender<()>,
+}
+
+fn rig(steps: usize) -> Rig {
+    let (started_tx, started) = unbounded();
+    let (gate, gate_rx) = unbounded();
+    let worker = Worker::spawn_with(
+        Gated {
+            steps,
+            started: started_tx,
+            gate: gate_rx,
+        },
+        || {},
+    );
+    Rig {
+        worker,
+        started,
+        gate,
+    }
+}
+
+/// The final reply (Finished, Failed or Cancelled) of each of `ids`.
+fn outcomes(worker: &Worker, ids: &[JobId]) -> HashMap<JobId, Reply> {
+    let mut out = HashMap::new();
+    while out.len() < ids.len() {
+        let reply = worker
+            .recv_timeout(Duration::from_secs(20))
+            .expect("the worker answers every job");
+        if !matches!(reply, Reply::Progress { .. } | Reply::ModelLoaded { .. }) {
+            out.insert(reply.id(), reply);
+        }
+    }
+    out
+}
+
+#[test]
+fn a_panicking_job_becomes_an_error_and_the_worker_carries_on() {
+    let mut r = rig(1);
+    let crash = r.worker.submit(run(666, false));
+    let next = r.worker.submit(run(7, false));
+    r.gate.send(()).unwrap();
+    r.gate.send(()).unwrap();
+    let out = outcomes(&r.worker, &[crash, next]);
+    match &out[&crash] {
+        Reply::Failed { message, .. } => assert!(message.contains("a bug in a job"), "{message}"),
+        other => panic!("expected Failed, got {other:?}"),
+    }
+    assert!(matches!(out[&next], Reply::Finished { .. }));
+}
+
+#[test]
+fn a_failed_load_is_an_error_message() {
+    let mut r = rig(1);
+    let ok = r.worker.submit(Job::LoadModel(None));
+    let bad = r.worker.submit(Job::LoadModel(Some("bad".into())));
+    let mut replies = Vec::new();
+    while replies.len() < 2 {
+        replies.push(r.worker.recv_timeout(Duration::from_secs(10)).unwrap());
+    }
+    assert!(matches!(&replies[0], Reply::ModelLoaded { id, .. } if *id == ok));
+    assert!(
+        matches!(&replies[1], Reply::Failed { id, message } if *id == bad && message.contains("bad"))
+    );
+}
+
+#[test]
+fn the_newest_interactive_job_wins_and_stale_ones_are_never_computed() {
+    let mut r = rig(1);
+    let first = r.worker.submit(run(0, true));
+    assert_eq!(r.started.recv().unwrap(), 0, "the first frame is running");
+    // 500 slider moves while it runs.
+    let ids: Vec<JobId> = (1..=500).map(|i| r.worker.submit(run(i, true))).collect();
+    r.gate.send(()).unwrap(); // the running frame finishes its network call
+    r.gate.send(()).unwrap(); // the newest frame runs
+    let mut all = vec![first];
+    all.extend(&ids);
+    let out = outcomes(&r.worker, &all);
+    let finished: Vec<JobId> = all
+        .iter()
+        .copied()
+        .filter(|id| matches!(out[id], Reply::Finished { .. }))
+        .collect();
+    assert_eq!(
+        finished,
+        vec![*ids.last().unwrap()],
+        "only the newest frame is rendered"
+    );
+    // Exactly two jobs reached the backend: the one already running and the newest.
+    assert_eq!(r.started.try_iter().collect::<Vec<_>>(), vec![500]);
+}
+
+#[test]
+fn cancel_stops_the_running_job_at_its_next_step_and_skips_the_queue() {
+    let mut r = rig(40);
+    let running = r.worker.submit(run(1, false));
+    let queued: Vec<JobId> = (2..10).map(|s| r.worker.submit(run(s, false))).collect();
+    r.started.recv().unwrap();
+    r.worker.cancel_all();
+    r.worker.cancel_all(); // pressing Esc again is harmless
+    r.gate.send(()).unwrap();
+    let mut all = vec![running];
+    all.extend(&queued);
+    let out = outcomes(&r.worker, &all);
+    assert!(
+        all.iter()
+            .all(|id| matches!(out[id], Reply::Cancelled { .. }))
+    );
+    // A job submitted after the cancel runs normally.
+    let after = r.worker.submit(run(11, false));
+    r.gate.send(()).unwrap();
+    assert!(matches!(
+        outcomes(&r.worker, &[after])[&after],
+        Reply::Finished { .. }
+    ));
+}
+
+#[test]
+fn dropping_the_worker_mid_job_does_not_hang() {
+    let mut r = rig(1_000_000);
+    r.worker.submit(run(1, false));
+    r.started.recv().unwrap();
+    let (done_tx, done) = bounded(1);
+    let gate = r.gate.clone();
+    std::thread::spawn(move || {
+        gate.send(()).unwrap();
+        drop(r.worker);
+        done_tx.send(()).unwrap();
+    });
+    done.recv_timeout(Duration::from_secs(10))
+        .expect("the worker thread ends after a cancel at the next step");
+}
