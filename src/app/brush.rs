@@ -164,10 +164,14 @@ impl Stroke {
         let layer = self.layer();
         let r = self.settings.size / 2.0 + 2.0;
         let (w, h) = (doc.width, doc.height);
-        let x0 = (x.min(from.0) - r).floor().max(0.0) as usize;
-        let y0 = (y.min(from.1) - r).floor().max(0.0) as usize;
+        // Pointer positions may lie anywhere, even far off the image: clamp to it.
+        let x0 = ((x.min(from.0) - r).floor().max(0.0) as usize).min(w);
+        let y0 = ((y.min(from.1) - r).floor().max(0.0) as usize).min(h);
         let x1 = ((x.max(from.0) + r).ceil().max(0.0) as usize).min(w);
         let y1 = ((y.max(from.1) + r).ceil().max(0.0) as usize).min(h);
+        if x0 >= x1 || y0 >= y1 {
+            return;
+        }
         let before = doc
             .before(layer)
             .to_vec_rect(w, layer.bytes_per_pixel(), x0, y0, x1, y1);
@@ -307,6 +311,25 @@ mod tests {
         }
         s.end(&mut doc);
         assert_eq!(doc.sketch[(8 * 16 + 8) * 4 + 3], 128);
+    }
+
+    #[test]
+    fn strokes_off_the_image_change_nothing_and_never_panic() {
+        let mut doc = Document::blank(8, 8);
+        for tool in [Tool::Brush, Tool::Eraser, Tool::Mask] {
+            let mut s = Stroke::begin(&mut doc, tool, &settings(3.0));
+            for (x, y) in [
+                (40.0, 3.0),
+                (9.5, -20.0),
+                (-1e6, 1e6),
+                (f32::NAN, 2.0),
+                (100.0, 100.0),
+            ] {
+                s.extend_to(&mut doc, x, y);
+            }
+            s.end(&mut doc);
+        }
+        assert!(!doc.has_sketch() && !doc.has_mask() && !doc.can_undo());
     }
 
     #[test]

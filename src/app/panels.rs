@@ -172,6 +172,7 @@ pub fn side_panel(app: &mut App, ui: &mut egui::Ui) {
     egui::Panel::right("side")
         .resizable(true)
         .default_size(300.0)
+        .size_range(260.0..=480.0)
         .show(ui, |ui| {
             egui::ScrollArea::vertical().show(ui, |ui| {
                 preview(app, ui);
@@ -425,37 +426,34 @@ fn history_section(app: &mut App, ui: &mut egui::Ui) {
     let mut apply = None;
     let mut discard = None;
     let mut comparing = None;
-    ui.horizontal_wrapped(|ui| {
-        for (i, r) in app.history.iter_mut().enumerate().rev() {
-            let tex = r.texture(&ctx).clone();
+    // Newest first, one row each: thumbnail, what made it, and its actions.
+    for (i, r) in app.history.iter_mut().enumerate().rev() {
+        let tex = r.texture(&ctx).clone();
+        ui.horizontal(|ui| {
+            ui.add(egui::Image::new(&tex).fit_to_exact_size(Vec2::splat(56.0)));
             ui.vertical(|ui| {
-                ui.add(egui::Image::new(&tex).fit_to_exact_size(Vec2::splat(72.0)))
-                    .on_hover_text(format!(
-                        "{} · seed {}",
-                        r.recipe.operation.label(),
-                        r.recipe.seed
-                    ));
+                ui.label(format!(
+                    "{} · seed {}",
+                    r.recipe.operation.label(),
+                    r.recipe.seed
+                ));
                 ui.horizontal(|ui| {
                     if ui.small_button("Apply").clicked() {
                         apply = Some(i);
                     }
                     let cmp = ui
                         .small_button("Compare")
-                        .on_hover_text("Hold to show on the canvas");
+                        .on_hover_text("Hold to show it on the canvas");
                     if cmp.is_pointer_button_down_on() {
                         comparing = Some(i);
                     }
-                    if ui
-                        .small_button("Discard")
-                        .on_hover_text("Discard")
-                        .clicked()
-                    {
+                    if ui.small_button("Discard").clicked() {
                         discard = Some(i);
                     }
                 });
             });
-        }
-    });
+        });
+    }
     app.compare = comparing;
     if let Some(i) = apply {
         app.apply_history(i);
