@@ -28,6 +28,12 @@ impl Dialogs for NoDialogs {
     fn save_png(&mut self, _suggested: &str) -> Option<PathBuf> {
         None
     }
+    fn open_project(&mut self) -> Option<PathBuf> {
+        None
+    }
+    fn save_project(&mut self, _suggested: &str) -> Option<PathBuf> {
+        None
+    }
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {

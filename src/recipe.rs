@@ -94,13 +94,31 @@ impl EmbeddedImage {
         Self::encode(img.width, img.height, &img.pixels, png::ColorType::Rgb)
     }
 
+    /// Straight-alpha RGBA8 (the sketch layer of a project).
+    pub fn from_rgba(width: usize, height: usize, rgba: &[u8]) -> Result<Self, RecipeError> {
+        Self::encode(width, height, rgba, png::ColorType::Rgba)
+    }
+
+    pub fn to_rgba(&self) -> Result<(usize, usize, Vec<u8>), RecipeError> {
+        self.decode(png::ColorType::Rgba)
+    }
+
+    /// 8-bit grey, as stored (the mask layer of a project).
+    pub fn from_grey(width: usize, height: usize, grey: &[u8]) -> Result<Self, RecipeError> {
+        Self::encode(width, height, grey, png::ColorType::Grayscale)
+    }
+
+    pub fn to_grey(&self) -> Result<(usize, usize, Vec<u8>), RecipeError> {
+        self.decode(png::ColorType::Grayscale)
+    }
+
     /// A mask in [0, 1] per pixel, stored as 8-bit grey.
     pub fn from_mask(width: usize, height: usize, mask: &[f32]) -> Result<Self, RecipeError> {
         let grey: Vec<u8> = mask
             .iter()
             .map(|m| (m.clamp(0.0, 1.0) * 255.0).round() as u8)
             .collect();
-        Self::encode(width, height, &grey, png::ColorType::Grayscale)
+        Self::from_grey(width, height, &grey)
     }
 
     fn encode(
@@ -132,7 +150,7 @@ impl EmbeddedImage {
     }
 
     pub fn to_mask(&self) -> Result<(usize, usize, Vec<f32>), RecipeError> {
-        let (w, h, px) = self.decode(png::ColorType::Grayscale)?;
+        let (w, h, px) = self.to_grey()?;
         Ok((w, h, px.iter().map(|&v| v as f32 / 255.0).collect()))
     }
 
@@ -145,6 +163,16 @@ impl EmbeddedImage {
             return Err(RecipeError::Invalid(format!(
                 "embedded picture is {color:?}, expected {want:?}"
             )));
+        }
+        let channels = match want {
+            png::ColorType::Rgba => 4,
+            png::ColorType::Rgb => 3,
+            _ => 1,
+        };
+        if px.len() != w * h * channels {
+            return Err(RecipeError::Invalid(
+                "embedded picture has the wrong size".into(),
+            ));
         }
         if sha256_hex(&px) != self.sha256 {
             return Err(RecipeError::Invalid(

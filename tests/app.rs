@@ -42,6 +42,12 @@ impl Dialogs for Scripted {
     fn save_png(&mut self, _suggested: &str) -> Option<PathBuf> {
         self.next()
     }
+    fn open_project(&mut self) -> Option<PathBuf> {
+        self.next()
+    }
+    fn save_project(&mut self, _suggested: &str) -> Option<PathBuf> {
+        self.next()
+    }
 }
 
 fn harness(dialogs: Scripted) -> Harness<'static, App> {
@@ -305,4 +311,183 @@ fn a_bad_model_file_reports_an_error_and_keeps_the_current_model() {
     wait_until(&mut h, "the old model still generates", |a| {
         !a.history.is_empty()
     });
+}
+
+#[test]
+fn opening_a_picture_of_another_size_asks_fit_or_crop() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("wide.png");
+    // 64×32: left half red, right half blue. Cropping the centre square keeps both halves.
+    let img = image::RgbImage::from_fn(64, 32, |x, _| {
+        if x < 32 {
+            image::Rgb([255, 0, 0])
+        } else {
+            image::Rgb([0, 0, 255])
+        }
+    });
+    img.save(&path).unwrap();
+    let script = Scripted::default();
+    let mut h = harness(script.clone());
+    script.push(path);
+    h.get_by_label("File").click();
+    h.run();
+    h.get_by_label("Open image…").click();
+    h.run();
+    h.get_by_label("Crop centre").click();
+    h.run();
+    let doc = &h.state().doc;
+    let px = |x: usize| &doc.picture[(16 * doc.width + x) * 4..(16 * doc.width + x) * 4 + 3];
+    assert_eq!(px(2), [255, 0, 0]);
+    assert_eq!(px(doc.width - 3), [0, 0, 255]);
+    assert!(h.state().doc.can_undo(), "opening a picture can be undone");
+}
+
+#[test]
+fn export_strip_writes_an_animated_png_of_every_frame() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("strip.png");
+    let script = Scripted::default();
+    let mut h = harness(script.clone());
+    h.state_mut().interpolate.strip_frames = 5;
+    script.push(out.clone());
+    h.get_by_label("Export strip…").click();
+    h.step();
+    wait_until(&mut h, "the strip is written", |_| out.exists());
+    let decoder = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(&out).unwrap()));
+    let reader = decoder.read_info().unwrap();
+    let anim = reader.info().animation_control().expect("an animated PNG");
+    assert_eq!(anim.num_frames, 5);
+}
+
+fn harness_with_autosave(dir: &std::path::Path, dialogs: Scripted) -> Harness<'static, App> {
+    let worker = Worker::spawn(candle_core::Device::Cpu, || {});
+    let app = App::new(worker, None, false, Box::new(dialogs)).with_autosave(dir.to_path_buf());
+    let mut h = Harness::builder()
+        .with_size(Vec2::new(1280.0, 820.0))
+        .build_ui_state(|ui, app: &mut App| app.show(ui), app);
+    wait_until(&mut h, "the model loads", |a| a.model.is_some());
+    h
+}
+
+#[test]
+fn after_a_kill_the_next_start_restores_everything_up_to_the_last_autosave() {
+    let dir = tempfile::tempdir().unwrap();
+    let (doc, history) = {
+        let mut h = harness_with_autosave(dir.path(), Scripted::default());
+        h.state_mut().generate.batch = 2;
+        h.get_by_label("Generate images").click();
+        wait_until(&mut h, "results", |a| a.history.len() == 2);
+        stroke_across_canvas(&mut h);
+        h.key_press(Key::M);
+        h.step();
+        stroke_across_canvas(&mut h);
+        h.state_mut().autosave_now();
+        let app = h.state();
+        let history: Vec<_> = app.history.iter().map(|r| r.image.clone()).collect();
+        let doc = (
+            app.doc.picture.clone(),
+            app.doc.sketch.clone(),
+            app.doc.mask.clone(),
+        );
+        // A stroke after the autosave, then the process dies (no on_exit): that stroke may be lost.
+        stroke_across_canvas(&mut h);
+        std::mem::forget(h);
+        (doc, history)
+    };
+    let mut h = harness_with_autosave(dir.path(), Scripted::default());
+    h.run();
+    h.get_by_label("Restore").click();
+    h.run();
+    let app = h.state();
+    assert_eq!(
+        (
+            app.doc.picture.clone(),
+            app.doc.sketch.clone(),
+            app.doc.mask.clone()
+        ),
+        doc
+    );
+    let restored: Vec<_> = app.history.iter().map(|r| r.image.clone()).collect();
+    assert_eq!(restored, history);
+}
+
+#[test]
+fn a_save_interrupted_at_any_byte_leaves_the_previous_autosave_whole() {
+    use cmpaint::app::project::{AUTOSAVE_FILE, Project};
+    let dir = tempfile::tempdir().unwrap();
+    let mut h = harness_with_autosave(dir.path(), Scripted::default());
+    stroke_across_canvas(&mut h);
+    h.state_mut().autosave_now();
+    let path = dir.path().join(AUTOSAVE_FILE);
+    let old = std::fs::read(&path).unwrap();
+    // The next save's bytes, cut off at every point before its rename — as a kill would leave them.
+    h.key_press(Key::M);
+    h.step();
+    stroke_across_canvas(&mut h);
+    h.state_mut().autosave_now();
+    let new = std::fs::read(&path).unwrap();
+    assert_ne!(old, new);
+    std::fs::write(&path, &old).unwrap();
+    let tmp = dir.path().join(format!(".{AUTOSAVE_FILE}.cmpaint-tmp"));
+    for cut in (0..new.len()).step_by(97) {
+        std::fs::write(&tmp, &new[..cut]).unwrap();
+        let p = Project::read(&path).expect("the last complete autosave is intact");
+        assert_eq!(p.to_bytes(), old, "cut at {cut}");
+    }
+    // A later autosave replaces the leftover temp file.
+    h.key_press(Key::B);
+    h.step();
+    stroke_across_canvas(&mut h);
+    h.state_mut().autosave_now();
+    assert!(!tmp.exists());
+    Project::read(&path).unwrap().restore().unwrap();
+}
+
+#[test]
+fn a_failed_export_or_save_says_why_and_keeps_the_document() {
+    let script = Scripted::default();
+    let mut h = harness(script.clone());
+    stroke_across_canvas(&mut h);
+    let doc = h.state().doc.sketch.clone();
+    script.push(PathBuf::from("/nonexistent-folder/out.png"));
+    h.state_mut().export_png();
+    let last = h.state().messages.last().unwrap();
+    assert!(
+        last.error && last.text.contains("nonexistent-folder"),
+        "{}",
+        last.text
+    );
+    script.push(PathBuf::from("/nonexistent-folder/p.cmpaint"));
+    h.state_mut().save_project(true);
+    let last = h.state().messages.last().unwrap();
+    assert!(
+        last.error && last.text.contains("still open"),
+        "{}",
+        last.text
+    );
+    assert!(h.state().is_dirty());
+    assert_eq!(h.state().doc.sketch, doc);
+    assert!(!std::path::Path::new("/nonexistent-folder").exists());
+}
+
+#[test]
+fn a_saved_project_reopens_with_its_layers_and_results() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("p.cmpaint");
+    let script = Scripted::default();
+    let mut h = harness(script.clone());
+    h.state_mut().generate.batch = 1;
+    h.get_by_label("Generate images").click();
+    wait_until(&mut h, "a result", |a| a.history.len() == 1);
+    stroke_across_canvas(&mut h);
+    script.push(file.clone());
+    h.state_mut().save_project(true);
+    assert!(!h.state().is_dirty());
+    let sketch = h.state().doc.sketch.clone();
+    h.state_mut().new_canvas();
+    script.push(file);
+    h.state_mut().open_project();
+    assert_eq!(h.state().doc.sketch, sketch);
+    assert_eq!(h.state().history.len(), 1);
+    assert!(!h.state().is_dirty());
 }

@@ -12,6 +12,10 @@ pub trait Dialogs {
     fn open_recipe(&mut self) -> Option<PathBuf>;
     /// Where to save a PNG (`suggested` is the default file name).
     fn save_png(&mut self, suggested: &str) -> Option<PathBuf>;
+    /// A `.cmpaint` project to open.
+    fn open_project(&mut self) -> Option<PathBuf>;
+    /// Where to save the project.
+    fn save_project(&mut self, suggested: &str) -> Option<PathBuf>;
 }
 
 /// Native dialogs through rfd.
@@ -48,6 +52,21 @@ impl Dialogs for NativeDialogs {
             .set_title("Export PNG")
             .set_file_name(suggested)
             .add_filter("PNG", &["png"])
+            .save_file()
+    }
+
+    fn open_project(&mut self) -> Option<PathBuf> {
+        rfd::FileDialog::new()
+            .set_title("Open project")
+            .add_filter("cmpaint project", &["cmpaint"])
+            .pick_file()
+    }
+
+    fn save_project(&mut self, suggested: &str) -> Option<PathBuf> {
+        rfd::FileDialog::new()
+            .set_title("Save project")
+            .set_file_name(suggested)
+            .add_filter("cmpaint project", &["cmpaint"])
             .save_file()
     }
 }

@@ -10,6 +10,7 @@
 //! | panels                           | `panels.rs`     |
 //! | file dialogs (a trait)           | `dialogs.rs`    |
 //! | class names                      | `labels.rs`     |
+//! | project file, autosave           | `project.rs`    |
 
 pub mod brush;
 pub mod canvas;
@@ -18,6 +19,7 @@ pub mod dialogs;
 pub mod document;
 pub mod labels;
 mod panels;
+pub mod project;
 
 use crate::engine::image::{Resize, Rgb8, decode, to_model_size, write_apng};
 use crate::recipe::{EmbeddedImage, Operation, Recipe, encode_png_with_recipe, read_recipe};
@@ -28,6 +30,7 @@ use canvas::{Canvas, CanvasEvent};
 use dialogs::Dialogs;
 use document::Document;
 use eframe::egui;
+use project::Project;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -57,12 +60,11 @@ pub fn run(model: Option<PathBuf>, device: &str) -> anyhow::Result<()> {
                 let ctx = cc.egui_ctx.clone();
                 move || ctx.request_repaint()
             });
-            Ok(Box::new(App::new(
-                worker,
-                model,
-                gpu,
-                Box::new(dialogs::NativeDialogs),
-            )))
+            let app = App::new(worker, model, gpu, Box::new(dialogs::NativeDialogs));
+            Ok(Box::new(match project::data_dir() {
+                Some(dir) => app.with_autosave(dir),
+                None => app,
+            }))
         }),
     )
     .map_err(|e| anyhow::anyhow!("cannot open the window: {e}"))
@@ -204,7 +206,26 @@ pub struct App {
     strip: Option<StripExport>,
     pending_import: Option<PendingImport>,
     dialogs: Box<dyn Dialogs>,
+    /// The project file the document was last saved to or opened from.
+    pub project_path: Option<PathBuf>,
+    /// Document revision and history length when the project was last saved (None: never).
+    saved_state: Option<(u64, usize)>,
+    autosave: Option<Autosave>,
+    /// An autosave found at start, waiting for the user to restore or discard it.
+    pending_restore: Option<Project>,
 }
+
+/// Background saves of the document to the data folder.
+struct Autosave {
+    path: PathBuf,
+    /// Document revision and history length last written.
+    written: (u64, usize),
+    last: Instant,
+    running: Option<std::thread::JoinHandle<Result<(), String>>>,
+}
+
+/// Seconds between autosaves of a changed document.
+pub const AUTOSAVE_SECONDS: u64 = 30;
 
 impl App {
     /// Starts loading `model` (None = built-in) on the worker and opens a blank canvas.
@@ -252,6 +273,170 @@ impl App {
             strip: None,
             pending_import: None,
             dialogs,
+            project_path: None,
+            saved_state: None,
+            autosave: None,
+            pending_restore: None,
+        }
+    }
+
+    /// Autosaves into `dir` (see `project::data_dir`); an autosave already there is offered for
+    /// restoring first.
+    pub fn with_autosave(mut self, dir: PathBuf) -> Self {
+        let path = dir.join(project::AUTOSAVE_FILE);
+        if path.exists() {
+            match Project::read(&path) {
+                Ok(p) => self.pending_restore = Some(p),
+                Err(e) => self.error(format!("the last autosave cannot be restored: {e}")),
+            }
+        }
+        self.autosave = Some(Autosave {
+            path,
+            written: (self.doc.revision, 0),
+            last: Instant::now(),
+            running: None,
+        });
+        self
+    }
+
+    /// The state that makes a save necessary: document revision and number of results.
+    fn save_state(&self) -> (u64, usize) {
+        (self.doc.revision, self.history.len())
+    }
+
+    pub fn is_dirty(&self) -> bool {
+        self.saved_state != Some(self.save_state())
+            && (self.doc.can_undo() || !self.history.is_empty())
+    }
+
+    fn capture(&self) -> Result<Project, String> {
+        let history: Vec<(&Rgb8, &Recipe)> =
+            self.history.iter().map(|r| (&r.image, &r.recipe)).collect();
+        let model = self.model.as_ref().and_then(|m| m.file.as_deref());
+        Project::capture(&self.doc, &history, model).map_err(|e| e.to_string())
+    }
+
+    /// Every AUTOSAVE_SECONDS, when something changed: the document is copied here and encoded and
+    /// written on a background thread (temp file, fsync, rename).
+    fn autosave_tick(&mut self, force: bool) {
+        let state = self.save_state();
+        let Some(a) = &mut self.autosave else { return };
+        if let Some(h) = a.running.take_if(|h| h.is_finished() || force)
+            && let Ok(Err(e)) = h.join()
+        {
+            let msg = format!("autosave failed: {e}");
+            self.error(msg);
+            return;
+        }
+        let a = self.autosave.as_mut().expect("checked");
+        let due = force || a.last.elapsed().as_secs() >= AUTOSAVE_SECONDS;
+        if !due || a.written == state || a.running.is_some() || self.pending_restore.is_some() {
+            return;
+        }
+        let doc = self.doc.clone();
+        let history: Vec<(Rgb8, Recipe)> = self
+            .history
+            .iter()
+            .map(|r| (r.image.clone(), r.recipe.clone()))
+            .collect();
+        let model = self.model.as_ref().and_then(|m| m.file.clone());
+        let a = self.autosave.as_mut().expect("checked");
+        let path = a.path.clone();
+        a.written = state;
+        a.last = Instant::now();
+        let save = move || {
+            let refs: Vec<(&Rgb8, &Recipe)> = history.iter().map(|(i, r)| (i, r)).collect();
+            let p = Project::capture(&doc, &refs, model.as_deref()).map_err(|e| e.to_string())?;
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+            }
+            write_atomic_with(&path, |tmp| write_file(tmp, &p.to_bytes()))
+        };
+        if force {
+            if let Err(e) = save() {
+                self.error(format!("autosave failed: {e}"));
+            }
+        } else {
+            a.running = Some(std::thread::spawn(save));
+        }
+    }
+
+    /// Writes an autosave now and waits for it (on exit, and for tests).
+    pub fn autosave_now(&mut self) {
+        self.autosave_tick(true);
+    }
+
+    /// Replaces the document and history with a project's.
+    fn restore(&mut self, project: &Project) -> Result<(), String> {
+        let r = project.restore().map_err(|e| e.to_string())?;
+        self.doc = r.doc;
+        self.history = r
+            .history
+            .into_iter()
+            .map(|(img, recipe)| Result_::new(img, recipe))
+            .collect();
+        self.canvas.fit_pending = true;
+        let current = self.model.as_ref().and_then(|m| m.file.clone());
+        if r.model != current && r.model.as_ref().is_none_or(|p| p.exists()) {
+            self.load_model(r.model);
+        }
+        Ok(())
+    }
+
+    pub fn restore_autosave(&mut self, restore: bool) {
+        let Some(p) = self.pending_restore.take() else {
+            return;
+        };
+        if restore {
+            match self.restore(&p) {
+                Ok(()) => self.info("restored the last session"),
+                Err(e) => self.error(format!("the autosave cannot be restored: {e}")),
+            }
+        }
+        // From now on autosaves overwrite it.
+        if let Some(a) = &mut self.autosave {
+            a.written = (u64::MAX, usize::MAX);
+        }
+    }
+
+    /// File → Save Project (As…): writes the document, results and model to a `.cmpaint` file.
+    pub fn save_project(&mut self, ask: bool) {
+        let path = match (&self.project_path, ask) {
+            (Some(p), false) => p.clone(),
+            _ => match self.dialogs.save_project("painting.cmpaint") {
+                Some(p) => p,
+                None => return,
+            },
+        };
+        let written = self
+            .capture()
+            .and_then(|p| write_atomic_with(&path, |tmp| write_file(tmp, &p.to_bytes())));
+        match written {
+            Ok(()) => {
+                self.saved_state = Some(self.save_state());
+                self.project_path = Some(path.clone());
+                self.info(format!("saved {}", path.display()));
+            }
+            Err(e) => self.error(format!(
+                "the project was not saved and is still open with its changes: {e}"
+            )),
+        }
+    }
+
+    pub fn open_project(&mut self) {
+        let Some(path) = self.dialogs.open_project() else {
+            return;
+        };
+        let opened = Project::read(&path)
+            .map_err(|e| e.to_string())
+            .and_then(|p| self.restore(&p));
+        match opened {
+            Ok(()) => {
+                self.saved_state = Some(self.save_state());
+                self.project_path = Some(path.clone());
+                self.info(format!("opened {}", path.display()));
+            }
+            Err(e) => self.error(format!("{}: {e}", path.display())),
         }
     }
 
@@ -278,12 +463,14 @@ impl App {
     pub fn show(&mut self, ui: &mut egui::Ui) {
         let started = Instant::now();
         self.poll_worker();
+        self.autosave_tick(false);
         self.shortcuts(ui.ctx());
         panels::menu_bar(self, ui);
         panels::status_bar(self, ui);
         panels::tools_panel(self, ui);
         panels::side_panel(self, ui);
         panels::import_dialog(self, ui.ctx());
+        panels::restore_dialog(self, ui.ctx());
         egui::CentralPanel::default()
             .frame(egui::Frame::NONE)
             .show(ui, |ui| {
@@ -319,8 +506,9 @@ impl App {
         let cmd_shift = |k| KeyboardShortcut::new(Modifiers::COMMAND | Modifiers::SHIFT, k);
         // Shortcuts with a modifier work everywhere; single keys only when no text field has focus.
         let typing = ctx.egui_wants_keyboard_input();
-        let (redo, undo, run, fit, actual, cancel) = ctx.input_mut(|i| {
+        let (save, redo, undo, run, fit, actual, cancel) = ctx.input_mut(|i| {
             (
+                i.consume_shortcut(&cmd(Key::S)),
                 i.consume_shortcut(&cmd_shift(Key::Z)) || i.consume_shortcut(&cmd(Key::Y)),
                 i.consume_shortcut(&cmd(Key::Z)),
                 i.consume_shortcut(&cmd(Key::Enter)),
@@ -329,6 +517,9 @@ impl App {
                 i.key_pressed(Key::Escape),
             )
         });
+        if save {
+            self.save_project(false);
+        }
         if undo && !self.canvas.is_stroking() {
             self.doc.undo();
         }
@@ -830,6 +1021,10 @@ impl App {
 impl eframe::App for App {
     fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
         self.show(ui);
+    }
+
+    fn on_exit(&mut self) {
+        self.autosave_now();
     }
 }
 

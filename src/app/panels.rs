@@ -24,6 +24,16 @@ pub fn menu_bar(app: &mut App, ui: &mut egui::Ui) {
                     app.open_recipe();
                 }
                 ui.separator();
+                if ui.button("Open project…").clicked() {
+                    app.open_project();
+                }
+                if ui.button("Save project (Ctrl+S)").clicked() {
+                    app.save_project(false);
+                }
+                if ui.button("Save project as…").clicked() {
+                    app.save_project(true);
+                }
+                ui.separator();
                 if ui.button("Export PNG…").clicked() {
                     app.export_png();
                 }
@@ -91,6 +101,9 @@ pub fn status_bar(app: &mut App, ui: &mut egui::Ui) {
                 ui.label(RichText::new(&m.text).color(colour));
             }
             ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
+                if app.is_dirty() {
+                    ui.weak("unsaved changes");
+                }
                 let t = &app.stats.frame_seconds;
                 if !t.is_empty() {
                     let worst = t.iter().cloned().fold(0.0, f64::max);
@@ -492,5 +505,33 @@ pub fn import_dialog(app: &mut App, ctx: &egui::Context) {
         }
         Some(None) => app.pending_import = None,
         None => {}
+    }
+}
+
+/// At start, when an autosave was found: restore it or start fresh.
+pub fn restore_dialog(app: &mut App, ctx: &egui::Context) {
+    let Some(p) = &app.pending_restore else {
+        return;
+    };
+    let mut choice = None;
+    egui::Modal::new(egui::Id::unique("restore")).show(ctx, |ui| {
+        ui.heading("Restore your last session?");
+        ui.label(format!(
+            "cmpaint found the autosave of a {}×{} canvas with {} result(s).",
+            p.width,
+            p.height,
+            p.history.len()
+        ));
+        ui.horizontal(|ui| {
+            if ui.button("Restore").clicked() {
+                choice = Some(true);
+            }
+            if ui.button("Start fresh").clicked() {
+                choice = Some(false);
+            }
+        });
+    });
+    if let Some(restore) = choice {
+        app.restore_autosave(restore);
     }
 }
