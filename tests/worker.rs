@@ -228,3 +228,81 @@ fn dropping_the_worker_mid_job_does_not_hang() {
     done.recv_timeout(Duration::from_secs(10))
         .expect("the worker thread ends after a cancel at the next step");
 }
+
+/// Resident memory of this process in bytes (Linux).
+fn rss() -> usize {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap();
+    let pages: usize = statm.split_whitespace().nth(1).unwrap().parse().unwrap();
+    pages * 4096
+}
+
+#[test]
+fn a_storm_of_ten_thousand_slider_moves_computes_only_the_newest_and_memory_stays_flat() {
+    let mut r = rig(1);
+    let first = r.worker.submit(run(0, true));
+    r.started.recv().unwrap();
+    let before = rss();
+    let mut ids = vec![first];
+    // Ten bursts of 1,000 moves (ten seconds of a 1 kHz pointer), each while a frame is running.
+    for burst in 0..10u64 {
+        ids.extend((0..1000).map(|i| r.worker.submit(run(1 + burst * 1000 + i, true))));
+        r.gate.send(()).unwrap(); // the running frame ends: superseded
+        let next = r.started.recv().unwrap();
+        assert_eq!(next, (burst + 1) * 1000, "the newest move runs next");
+    }
+    r.gate.send(()).unwrap();
+    let out = outcomes(&r.worker, &ids);
+    let finished: Vec<_> = ids
+        .iter()
+        .filter(|id| matches!(out[id], Reply::Finished { .. }))
+        .collect();
+    assert_eq!(finished, vec![ids.last().unwrap()]);
+    let grown = rss().saturating_sub(before);
+    assert!(grown < 32 << 20, "memory grew by {} MB", grown >> 20);
+}
+
+#[test]
+fn cancel_pressed_over_and_over_mid_run_never_deadlocks() {
+    let mut r = rig(200);
+    let ids: Vec<JobId> = (0..20).map(|s| r.worker.submit(run(s, false))).collect();
+    let gate = r.gate.clone();
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            for _ in 0..20 {
+                gate.send(()).unwrap();
+            }
+        });
+        for _ in 0..10_000 {
+            r.worker.cancel_all();
+        }
+    });
+    let out = outcomes(&r.worker, &ids);
+    assert_eq!(out.len(), ids.len(), "every job got its final reply");
+}
+
+#[test]
+fn a_batch_that_cannot_fit_in_memory_is_refused_before_allocating() {
+    use cmpaint::worker::execute::{Steps, plan};
+    let mut worker = Worker::spawn(candle_core::Device::Cpu, || {});
+    worker.submit(Job::LoadModel(None));
+    let info = match worker.recv_timeout(Duration::from_secs(60)).unwrap() {
+        Reply::ModelLoaded { info, .. } => info,
+        other => panic!("{other:?}"),
+    };
+    let recipe = plan(&info, Operation::Generate, 0, Some(7), Steps::One).unwrap();
+    let id = worker.submit(Job::Run {
+        recipe: Box::new(recipe),
+        batch: 50_000_000,
+        interactive: false,
+    });
+    let out = outcomes(&worker, &[id]);
+    match &out[&id] {
+        Reply::Failed { message, .. } => {
+            assert!(
+                message.contains("needs about") && message.contains("free"),
+                "{message}"
+            )
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}
