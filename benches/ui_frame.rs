@@ -88,6 +88,7 @@ fn main() {
         h.state_mut().run_interpolation_frame();
         while h.state().stats.frames_shown == shown {
             h.step();
+            std::thread::sleep(Duration::from_millis(1));
         }
         latency.push(t.elapsed().as_secs_f64() * 1e3);
     }

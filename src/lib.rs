@@ -1,9 +1,12 @@
 //! cmpaint: an image editor built around Consistency Models (Song, Dhariwal, Chen, Sutskever 2023).
 //!
-//! Layers: `app` (egui) → `worker` (thread, owns the model) → `engine` (tensors in, tensors out);
+//! Layers: `app` (egui; feature `app`, on by default) → `paint` (document, strokes, project files) and
+//! `worker` (thread, owns the model) → `engine` (tensors in, tensors out);
 //! `cli` → `worker::execute` / `engine`. `recipe` is the plain-data description of one result.
+#[cfg(feature = "app")]
 pub mod app;
 pub mod cli;
 pub mod engine;
+pub mod paint;
 pub mod recipe;
 pub mod worker;

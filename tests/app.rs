@@ -2,8 +2,8 @@
 //! real worker thread running the built-in model. File dialogs answer from a script.
 
 use cmpaint::app::App;
-use cmpaint::app::brush::Tool;
 use cmpaint::app::dialogs::Dialogs;
+use cmpaint::paint::brush::Tool;
 use cmpaint::recipe::{Operation, read_recipe};
 use cmpaint::worker::Worker;
 use egui::{Event, Key, Modifiers, PointerButton, Pos2, Vec2};
@@ -413,7 +413,7 @@ fn after_a_kill_the_next_start_restores_everything_up_to_the_last_autosave() {
 
 #[test]
 fn a_save_interrupted_at_any_byte_leaves_the_previous_autosave_whole() {
-    use cmpaint::app::project::{AUTOSAVE_FILE, Project};
+    use cmpaint::paint::project::{AUTOSAVE_FILE, Project};
     let dir = tempfile::tempdir().unwrap();
     let mut h = harness_with_autosave(dir.path(), Scripted::default());
     stroke_across_canvas(&mut h);

@@ -2,10 +2,10 @@
 //! pixel checks of the layer compositing and nearest-neighbour magnification, plus a snapshot of the
 //! whole canvas (tests/snapshots/canvas.png; `UPDATE_SNAPSHOTS=1 cargo test` rewrites it).
 
-use cmpaint::app::brush::{BrushSettings, Tool};
 use cmpaint::app::canvas::Canvas;
 use cmpaint::app::canvas_gpu;
-use cmpaint::app::document::Document;
+use cmpaint::paint::brush::{BrushSettings, Tool};
+use cmpaint::paint::document::Document;
 use eframe::egui::{self, Vec2};
 use eframe::egui_wgpu::RendererOptions;
 use egui_kittest::Harness;

@@ -1,10 +1,10 @@
 //! The canvas widget: view (zoom, pan), pointer input turned into strokes, and drawing — through the
 //! WGSL compositor when the app runs on wgpu, else as a plain egui texture composited on the CPU.
 
-use super::brush::{BrushSettings, Stroke, Tool, pick};
 use super::canvas_gpu::{CanvasCallback, LayerData, Uniforms};
-use super::document::Document;
 use crate::engine::image::Rgb8;
+use crate::paint::brush::{BrushSettings, Stroke, Tool, pick};
+use crate::paint::document::Document;
 use eframe::egui::{self, Color32, PointerButton, Pos2, Rect, Sense, Vec2};
 use std::sync::Arc;
 

@@ -1,36 +1,30 @@
-//! The desktop app (eframe/egui on wgpu). UI state is plain data; the only bridge to the model is the
-//! [`Worker`], so the UI thread never waits on a network call.
+//! The desktop app (eframe/egui on wgpu) over the plain-data document in `paint`. The only bridge to
+//! the model is the [`Worker`], so the UI thread never waits on a network call.
 //!
 //! | concept                          | file            |
 //! |----------------------------------|-----------------|
-//! | picture, sketch, mask, undo      | `document.rs`   |
-//! | tools and strokes                | `brush.rs`      |
 //! | canvas view and input            | `canvas.rs`     |
 //! | WGSL compositor (wgpu callback)  | `canvas_gpu.rs` |
 //! | panels                           | `panels.rs`     |
 //! | file dialogs (a trait)           | `dialogs.rs`    |
 //! | class names                      | `labels.rs`     |
-//! | project file, autosave           | `project.rs`    |
 
-pub mod brush;
 pub mod canvas;
 pub mod canvas_gpu;
 pub mod dialogs;
-pub mod document;
 pub mod labels;
 mod panels;
-pub mod project;
 
 use crate::engine::image::{Resize, Rgb8, decode, to_model_size, write_apng};
+use crate::paint::brush::{BrushSettings, Tool};
+use crate::paint::document::Document;
+use crate::paint::project::{self, Project};
 use crate::recipe::{EmbeddedImage, Operation, Recipe, encode_png_with_recipe, read_recipe};
 use crate::worker::execute::{ModelInfo, Steps, network_calls, plan};
 use crate::worker::{Job, JobId, Reply, Worker};
-use brush::{BrushSettings, Tool};
 use canvas::{Canvas, CanvasEvent};
 use dialogs::Dialogs;
-use document::Document;
 use eframe::egui;
-use project::Project;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;

@@ -2,10 +2,10 @@
 //! status bar. Each reads and writes the app's plain state and calls its actions; none touches a
 //! tensor.
 
-use super::brush::{MAX_SIZE, MIN_SIZE, Tool};
 use super::labels::{class_names, search};
 use super::{App, SeedMode};
 use crate::engine::image::Resize;
+use crate::paint::brush::{MAX_SIZE, MIN_SIZE, Tool};
 use crate::recipe::Operation;
 use crate::worker::execute::Steps;
 use eframe::egui::{self, Color32, RichText, Vec2};

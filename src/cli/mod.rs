@@ -108,7 +108,10 @@ pub fn run(cli: Cli) -> Result<()> {
         model: None,
         device: "auto".into(),
     })) {
+        #[cfg(feature = "app")]
         Command::App(args) => crate::app::run(args.model, &args.device),
+        #[cfg(not(feature = "app"))]
+        Command::App(_) => bail!("this cmpaint was built without the app (cargo feature `app`)"),
         Command::Generate(args) => generate::run(args),
         Command::Edit(args) => edit::run(args),
         Command::Interpolate(args) => interpolate::run(args),

@@ -157,16 +157,35 @@ pub fn to_model_size(
     }
 }
 
+/// Largest picture side accepted, checked from the header before any pixel memory is allocated.
+pub const MAX_IMAGE_SIDE: u32 = 16384;
+/// Largest decoder allocation (a 16384² RGBA8 picture is 1 GiB).
+pub const MAX_IMAGE_BYTES: u64 = 1 << 30;
+
 /// Decodes a PNG or JPEG (grey or colour, any bit depth) with a clear error for anything else.
 pub fn decode(path: &Path) -> Result<image::DynamicImage> {
-    image::ImageReader::open(path)
-        .map_err(|e| EngineError::InvalidInput(format!("{}: {e}", path.display())))?
+    let bytes = std::fs::read(path)
+        .map_err(|e| EngineError::InvalidInput(format!("{}: {e}", path.display())))?;
+    decode_bytes(&bytes).map_err(|e| EngineError::InvalidInput(format!("{}: {e}", path.display())))
+}
+
+/// Decodes PNG or JPEG bytes under the size limits above; the error is one line.
+pub fn decode_bytes(bytes: &[u8]) -> std::result::Result<image::DynamicImage, String> {
+    let mut reader = image::ImageReader::new(std::io::Cursor::new(bytes))
         .with_guessed_format()
-        .map_err(|e| EngineError::InvalidInput(format!("{}: {e}", path.display())))?
+        .map_err(|e| e.to_string())?;
+    match reader.format() {
+        Some(image::ImageFormat::Png | image::ImageFormat::Jpeg) => {}
+        _ => return Err("not a readable image (not PNG or JPEG)".into()),
+    }
+    let mut limits = image::Limits::default();
+    limits.max_image_width = Some(MAX_IMAGE_SIDE);
+    limits.max_image_height = Some(MAX_IMAGE_SIDE);
+    limits.max_alloc = Some(MAX_IMAGE_BYTES);
+    reader.limits(limits);
+    reader
         .decode()
-        .map_err(|e| {
-            EngineError::InvalidInput(format!("{}: not a readable image ({e})", path.display()))
-        })
+        .map_err(|e| format!("not a readable image ({e})"))
 }
 
 /// A picture as a `[1, 3, H, W]` tensor in [−1, 1]; grey pictures are replicated to three channels.

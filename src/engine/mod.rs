@@ -30,3 +30,12 @@ pub fn select_device(name: &str) -> Result<candle_core::Device> {
         ))),
     }
 }
+
+/// Memory the system can still hand out (MemAvailable in /proc/meminfo; None where unknown), checked
+/// before loading weights or running a batch so a too-large request is refused, not an OOM kill.
+pub fn available_memory() -> Option<usize> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kb: usize = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}

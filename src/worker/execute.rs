@@ -63,15 +63,6 @@ pub fn load_model(file: Option<&Path>, device: &Device) -> Result<LoadedModel> {
             sha256_hex(default_model::BYTES),
         ),
     };
-    let need = ck.f32_bytes();
-    if let Some(free) = super::available_memory().filter(|&free| need > free) {
-        return Err(EngineError::InvalidInput(format!(
-            "{}: the weights need {:.1} GB of memory and {:.1} GB is free",
-            ck.path.display(),
-            need as f64 / 1e9,
-            free as f64 / 1e9
-        )));
-    }
     let unet = ck.load(device)?;
     let cfg = &ck.config;
     let info = ModelInfo {

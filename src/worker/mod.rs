@@ -341,7 +341,7 @@ impl WorkerThread {
 /// Refuses a batch whose activations would not fit in the memory the system has free.
 fn check_memory(model: &LoadedModel, batch: usize) -> Result<(), String> {
     let need = crate::engine::model::load::activation_bytes(&model.config.unet, batch);
-    match available_memory() {
+    match crate::engine::available_memory() {
         Some(free) if need > free => Err(format!(
             "a batch of {batch} needs about {:.1} GB of memory and {:.1} GB is free: use a smaller batch",
             need as f64 / 1e9,
@@ -349,14 +349,6 @@ fn check_memory(model: &LoadedModel, batch: usize) -> Result<(), String> {
         )),
         _ => Ok(()),
     }
-}
-
-/// MemAvailable from /proc/meminfo (None where there is no such file).
-pub fn available_memory() -> Option<usize> {
-    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
-    let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
-    let kb: usize = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb * 1024)
 }
 
 fn panic_text(panic: &Box<dyn std::any::Any + Send>) -> String {

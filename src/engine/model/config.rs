@@ -263,10 +263,11 @@ impl UNetConfig {
     }
 
     pub fn parameter_count(&self) -> usize {
+        // Saturating: the shapes may come from a hostile file.
         self.expected_weights()
             .iter()
-            .map(|(_, s)| s.iter().product::<usize>())
-            .sum()
+            .map(|(_, s)| s.iter().fold(1usize, |n, &d| n.saturating_mul(d)))
+            .fold(0usize, usize::saturating_add)
     }
 
     /// Infers the configuration from tensor names and shapes (openai names). Channels per head cannot

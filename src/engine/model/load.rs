@@ -166,6 +166,12 @@ impl Checkpoint {
         Self::settle(path, opened, config)
     }
 
+    /// A safetensors file already in memory (`name` stands for its path in messages).
+    pub fn from_safetensors_bytes(name: &Path, bytes: Vec<u8>) -> Result<Self> {
+        let opened = parse_safetensors(name, Cow::Owned(bytes))?;
+        Self::settle(name, opened, None)
+    }
+
     /// The default model compiled into the binary (`assets/`), in the project format.
     pub fn embedded_default(config: Option<(ModelConfig, PathBuf)>) -> Result<Self> {
         let path = Path::new(super::default_model::NAME);
@@ -269,8 +275,18 @@ impl Checkpoint {
         })
     }
 
-    /// Reads every weight, converts it to f32 on `device` and builds the network.
+    /// Reads every weight, converts it to f32 on `device` and builds the network — after checking
+    /// that the f32 weights fit in the memory the system has free.
     pub fn load(&self, device: &Device) -> Result<UNet> {
+        let need = self.f32_bytes();
+        if let Some(free) = crate::engine::available_memory().filter(|&free| need > free) {
+            return Err(EngineError::InvalidInput(format!(
+                "{}: the weights need {:.1} GB of memory and {:.1} GB is free",
+                self.path.display(),
+                need as f64 / 1e9,
+                free as f64 / 1e9
+            )));
+        }
         let vb = VarBuilder::from_tensors(self.load_tensors(device)?, DType::F32, device);
         Ok(UNet::new(&self.config.unet, vb)?)
     }
@@ -293,14 +309,14 @@ impl Checkpoint {
                         .map_err(|e| not_a_checkpoint(&self.path, e.to_string()))?;
                     Ok(view.load(&Device::Cpu)?)
                 }
-                (Reader::Pt(pth), None) => pth
-                    .get(name)
-                    .map_err(|e| {
+                (Reader::Pt(pth), None) => guarded(&self.path, || {
+                    pth.get(name).map_err(|e| {
                         not_a_checkpoint(&self.path, format!("cannot read `{name}`: {e}"))
-                    })?
-                    .ok_or_else(|| {
-                        not_a_checkpoint(&self.path, format!("`{name}` vanished while reading"))
-                    }),
+                    })
+                })?
+                .ok_or_else(|| {
+                    not_a_checkpoint(&self.path, format!("`{name}` vanished while reading"))
+                }),
                 (Reader::Safetensors(_), None) => {
                     unreachable!("safetensors are deserialised above")
                 }
@@ -327,7 +343,7 @@ impl Checkpoint {
 
     /// Bytes the weights take once loaded as f32.
     pub fn f32_bytes(&self) -> usize {
-        self.config.unet.parameter_count() * 4
+        self.config.unet.parameter_count().saturating_mul(4)
     }
 }
 
@@ -391,18 +407,37 @@ fn dtype_name(d: DType) -> String {
     format!("{d:?}").to_lowercase()
 }
 
-fn read_pt(path: &Path) -> Result<Opened> {
-    let pth = candle_core::pickle::PthTensors::new(path, None).map_err(|e| {
-        not_a_checkpoint(
+/// Runs a third-party parser on untrusted bytes: a panic inside it (fuzzing found one in candle's
+/// pickle reader) becomes an error naming the file instead of taking the program down.
+fn guarded<T>(path: &Path, f: impl FnOnce() -> Result<T>) -> Result<T> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|_| {
+        Err(not_a_checkpoint(
             path,
-            format!("truncated or corrupt PyTorch checkpoint ({e})"),
-        )
+            "corrupt PyTorch checkpoint (its reader failed on it)",
+        ))
+    })
+}
+
+fn read_pt(path: &Path) -> Result<Opened> {
+    let pth = guarded(path, || {
+        candle_core::pickle::PthTensors::new(path, None).map_err(|e| {
+            not_a_checkpoint(
+                path,
+                format!("truncated or corrupt PyTorch checkpoint ({e})"),
+            )
+        })
     })?;
     let mut stored = HashMap::new();
-    let mut bytes = 0;
+    let mut bytes = 0usize;
     for (name, info) in pth.tensor_infos() {
         let shape = info.layout.dims().to_vec();
-        bytes += shape.iter().product::<usize>() * info.dtype.size_in_bytes();
+        let elements = shape
+            .iter()
+            .try_fold(1usize, |n, &d| n.checked_mul(d))
+            .ok_or_else(|| {
+                not_a_checkpoint(path, format!("`{name}` has an impossible shape {shape:?}"))
+            })?;
+        bytes = bytes.saturating_add(elements.saturating_mul(info.dtype.size_in_bytes()));
         stored.insert(
             name.clone(),
             StoredTensor {

@@ -1,0 +1,5 @@
+//! What the user paints, as plain data with no UI: the document (layers, undo), brush strokes, and
+//! the project file that saves it. The app shows and edits these; tests and fuzzers use them directly.
+pub mod brush;
+pub mod document;
+pub mod project;
