@@ -16,7 +16,7 @@ for t in image_import pt_load safetensors_load recipe_png project_file; do
     echo "fuzzing $t for ${SECS} s"
     cargo fuzz run -s none "$t" "corpus/$t" "seeds/$t" -- \
         -max_total_time="$SECS" -rss_limit_mb=4096 -max_len=65536 -timeout=20 -print_final_stats=1 2>&1 \
-        | grep -E "^(stat::number_of_executed_units|stat::peak_rss_mb|==|SUMMARY|Done)|panicked|ERROR" || true
+        | grep -aE "^(stat::number_of_executed_units|stat::peak_rss_mb|==|SUMMARY|Done)|panicked|ERROR" || true
     if [ -n "$(find "artifacts/$t" -type f 2>/dev/null)" ]; then
         echo "fuzz target $t found a failing input: see fuzz/artifacts/$t" >&2
         exit 1
