@@ -34,6 +34,7 @@ for x in 350 450 550 650 750 850; do xdotool mousemove $x 160; sleep 0.05; done
 for x in 850 750 650 550 450 350 300; do xdotool mousemove $x 260; sleep 0.05; done
 xdotool mouseup 1; sleep 0.5
 shot mask
-click 1036 488 6                          # Inpaint
+click 1036 488 8                          # Inpaint
+click 49 318 0.5                          # Clear mask, to see the result
 xdotool mousemove 600 400
 shot inpaint
