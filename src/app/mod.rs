@@ -97,13 +97,13 @@ pub struct InterpolateSettings {
 }
 
 /// A result: the image, how it was made, and its thumbnail once shown.
-pub struct Result_ {
+pub struct HistoryItem {
     pub image: Rgb8,
     pub recipe: Recipe,
     texture: Option<egui::TextureHandle>,
 }
 
-impl Result_ {
+impl HistoryItem {
     fn new(image: Rgb8, recipe: Recipe) -> Self {
         Self {
             image,
@@ -186,8 +186,8 @@ pub struct App {
     pub generate: GenerateSettings,
     pub edit: EditSettings,
     pub interpolate: InterpolateSettings,
-    pub history: Vec<Result_>,
-    pub preview: Option<Result_>,
+    pub history: Vec<HistoryItem>,
+    pub preview: Option<HistoryItem>,
     /// History entry shown on the canvas instead of the picture (while its Compare is held).
     pub compare: Option<usize>,
     pub running: Option<Running>,
@@ -196,7 +196,7 @@ pub struct App {
     worker: Worker,
     pending: HashMap<JobId, Pending>,
     model_job: Option<JobId>,
-    /// Jobs (other than Run) queued after a model load, e.g. a recipe re-run.
+    /// An interpolation strip being rendered, frame by frame, for export.
     strip: Option<StripExport>,
     pending_import: Option<PendingImport>,
     dialogs: Box<dyn Dialogs>,
@@ -367,7 +367,7 @@ impl App {
         self.history = r
             .history
             .into_iter()
-            .map(|(img, recipe)| Result_::new(img, recipe))
+            .map(|(img, recipe)| HistoryItem::new(img, recipe))
             .collect();
         self.canvas.fit_pending = true;
         let current = self.model.as_ref().and_then(|m| m.file.clone());
@@ -700,13 +700,13 @@ impl App {
                     if n == 1 { "" } else { "s" }
                 ));
                 for (img, r) in images {
-                    self.history.push(Result_::new(img, r));
+                    self.history.push(HistoryItem::new(img, r));
                 }
             }
             Purpose::Preview => {
                 self.stats.frames_shown += 1;
                 if let Some((img, r)) = images.into_iter().next() {
-                    self.preview = Some(Result_::new(img, r));
+                    self.preview = Some(HistoryItem::new(img, r));
                 }
             }
             Purpose::Strip(i) => {

@@ -52,15 +52,7 @@ pub fn menu_bar(app: &mut App, ui: &mut egui::Ui) {
                     app.doc.redo();
                 }
                 ui.separator();
-                if ui.button("Clear sketch").clicked() {
-                    app.doc.clear_sketch();
-                }
-                if ui.button("Clear mask").clicked() {
-                    app.doc.clear_mask();
-                }
-                if ui.button("Invert mask").clicked() {
-                    app.doc.invert_mask();
-                }
+                layer_buttons(app, ui);
             });
             ui.menu_button("View", |ui| {
                 if ui.button("Fit (Ctrl+0)").clicked() {
@@ -169,16 +161,20 @@ pub fn tools_panel(app: &mut App, ui: &mut egui::Ui) {
                 }
             });
             ui.separator();
-            if ui.button("Clear sketch").clicked() {
-                app.doc.clear_sketch();
-            }
-            if ui.button("Clear mask").clicked() {
-                app.doc.clear_mask();
-            }
-            if ui.button("Invert mask").clicked() {
-                app.doc.invert_mask();
-            }
+            layer_buttons(app, ui);
         });
+}
+
+fn layer_buttons(app: &mut App, ui: &mut egui::Ui) {
+    if ui.button("Clear sketch").clicked() {
+        app.doc.clear_sketch();
+    }
+    if ui.button("Clear mask").clicked() {
+        app.doc.clear_mask();
+    }
+    if ui.button("Invert mask").clicked() {
+        app.doc.invert_mask();
+    }
 }
 
 pub fn side_panel(app: &mut App, ui: &mut egui::Ui) {

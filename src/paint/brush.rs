@@ -3,7 +3,7 @@
 //! stroke (opacity is per stroke, as in Krita's "wash" mode) and dabs are placed densely enough along
 //! the pointer's path that fast movement draws a line, not dots.
 
-use super::document::{Document, Layer};
+use super::document::{Document, Layer, Rect, copy_rect};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Tool {
@@ -172,9 +172,7 @@ impl Stroke {
         if x0 >= x1 || y0 >= y1 {
             return;
         }
-        let before = doc
-            .before(layer)
-            .to_vec_rect(w, layer.bytes_per_pixel(), x0, y0, x1, y1);
+        let before = copy_rect(doc.before(layer), w, layer, Rect { x0, y0, x1, y1 });
         let opacity = self.settings.opacity.clamp(0.0, 1.0);
         let colour = self.settings.primary;
         let (tool, erase_mask) = (self.tool, self.settings.mask_erase);
@@ -232,36 +230,6 @@ fn over(b: &[u8], colour: [u8; 3], a: f32) -> [u8; 4] {
     }
     px[3] = (out_a * 255.0).round() as u8;
     px
-}
-
-trait RectCopy {
-    fn to_vec_rect(
-        &self,
-        width: usize,
-        bpp: usize,
-        x0: usize,
-        y0: usize,
-        x1: usize,
-        y1: usize,
-    ) -> Vec<u8>;
-}
-
-impl RectCopy for [u8] {
-    fn to_vec_rect(
-        &self,
-        width: usize,
-        bpp: usize,
-        x0: usize,
-        y0: usize,
-        x1: usize,
-        y1: usize,
-    ) -> Vec<u8> {
-        let mut out = Vec::with_capacity((x1.saturating_sub(x0)) * (y1.saturating_sub(y0)) * bpp);
-        for y in y0..y1 {
-            out.extend_from_slice(&self[(y * width + x0) * bpp..(y * width + x1) * bpp]);
-        }
-        out
-    }
 }
 
 /// The colour under `(x, y)` in the composite (picture with sketch), for the picker.

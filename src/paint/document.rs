@@ -321,7 +321,8 @@ fn changed_rect(a: &[u8], b: &[u8], width: usize, layer: Layer) -> Rect {
     r
 }
 
-fn copy_rect(data: &[u8], width: usize, layer: Layer, r: Rect) -> Vec<u8> {
+/// The pixels of `r` in a layer, row by row.
+pub fn copy_rect(data: &[u8], width: usize, layer: Layer, r: Rect) -> Vec<u8> {
     let bpp = layer.bytes_per_pixel();
     let mut out = Vec::with_capacity((r.x1 - r.x0) * (r.y1 - r.y0) * bpp);
     for y in r.y0..r.y1 {
