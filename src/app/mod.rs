@@ -456,7 +456,10 @@ impl App {
     /// One frame: worker replies, shortcuts, panels, canvas.
     pub fn show(&mut self, ui: &mut egui::Ui) {
         let started = Instant::now();
-        self.poll_worker();
+        // Results wait while a stroke is in progress: applying one mid-stroke would split its undo step.
+        if !self.canvas.is_stroking() {
+            self.poll_worker();
+        }
         self.autosave_tick(false);
         self.shortcuts(ui.ctx());
         panels::menu_bar(self, ui);
