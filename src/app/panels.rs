@@ -363,7 +363,7 @@ fn edit_section(app: &mut App, ui: &mut egui::Ui) {
             let size = app.doc.width;
             let factors: Vec<usize> = [2, 4, 8, 16]
                 .into_iter()
-                .filter(|f| size % f == 0 && size / f >= 2)
+                .filter(|&f| size.is_multiple_of(f) && size / f >= 2)
                 .collect();
             if !factors.contains(&app.edit.superres_factor)
                 && let Some(&f) = factors.first()

@@ -83,7 +83,15 @@ pub struct Document {
     undo: Vec<UndoStep>,
     redo: Vec<UndoStep>,
     /// The layers as they were when the open action began (see `begin`).
-    pending: Option<(Vec<u8>, Vec<u8>, Vec<u8>, Option<Recipe>)>,
+    pending: Option<Snapshot>,
+}
+
+#[derive(Debug, Clone)]
+struct Snapshot {
+    picture: Vec<u8>,
+    sketch: Vec<u8>,
+    mask: Vec<u8>,
+    recipe: Option<Recipe>,
 }
 
 impl Document {
@@ -156,21 +164,21 @@ impl Document {
     /// Starts an undoable action: remembers the layers as they are now.
     pub fn begin(&mut self) {
         if self.pending.is_none() {
-            self.pending = Some((
-                self.picture.clone(),
-                self.sketch.clone(),
-                self.mask.clone(),
-                self.recipe.clone(),
-            ));
+            self.pending = Some(Snapshot {
+                picture: self.picture.clone(),
+                sketch: self.sketch.clone(),
+                mask: self.mask.clone(),
+                recipe: self.recipe.clone(),
+            });
         }
     }
 
     /// The state of `layer` when the open action began (the current state if none is open).
     pub fn before(&self, layer: Layer) -> &[u8] {
         match (&self.pending, layer) {
-            (Some((p, _, _, _)), Layer::Picture) => p,
-            (Some((_, s, _, _)), Layer::Sketch) => s,
-            (Some((_, _, m, _)), Layer::Mask) => m,
+            (Some(s), Layer::Picture) => &s.picture,
+            (Some(s), Layer::Sketch) => &s.sketch,
+            (Some(s), Layer::Mask) => &s.mask,
             (None, l) => self.layer(l),
         }
     }
@@ -183,7 +191,13 @@ impl Document {
     /// Ends the action: stores what changed (only the changed rectangle of each layer) as one undo
     /// step. An action that changed nothing leaves no step.
     pub fn commit(&mut self) {
-        let Some((picture, sketch, mask, recipe_before)) = self.pending.take() else {
+        let Some(Snapshot {
+            picture,
+            sketch,
+            mask,
+            recipe: recipe_before,
+        }) = self.pending.take()
+        else {
             return;
         };
         let mut patches = Vec::new();
