@@ -491,3 +491,33 @@ fn a_saved_project_reopens_with_its_layers_and_results() {
     assert_eq!(h.state().history.len(), 1);
     assert!(!h.state().is_dirty());
 }
+
+#[test]
+fn loading_a_model_of_another_size_never_discards_the_painting() {
+    let fixture =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny_convres.safetensors");
+    let script = Scripted::default();
+    let mut h = harness(script.clone());
+    stroke_across_canvas(&mut h);
+    let painted = h.state().doc.sketch.clone();
+    script.push(fixture);
+    h.get_by_label("Open file…").click();
+    h.step();
+    wait_until(&mut h, "the 16² model loads", |a| {
+        a.model.as_ref().is_some_and(|m| m.image_size == 16)
+    });
+    assert_eq!(h.state().doc.sketch, painted, "the 32² painting is kept");
+    // A 16² result goes to History, not over the painting.
+    h.state_mut().run_edit(Operation::Colorize, 0, 1, false);
+    wait_until(&mut h, "the edit is refused", |a| !a.is_busy());
+    assert!(h.state().messages.last().unwrap().error);
+    h.state_mut().new_canvas();
+    h.step();
+    h.get_by_label("Generate images").click();
+    wait_until(&mut h, "16² results", |a| !a.history.is_empty());
+    assert_eq!(
+        h.state().doc.width,
+        16,
+        "a new canvas takes the model's size"
+    );
+}

@@ -659,14 +659,16 @@ impl App {
     fn model_loaded(&mut self, info: ModelInfo) {
         let size = info.image_size;
         if (self.doc.width, self.doc.height) != (size, size) {
-            if self.doc.can_undo() {
+            if self.doc.is_pristine() {
+                self.doc = Document::blank(size, size);
+                self.canvas.fit_pending = true;
+            } else {
                 self.info(format!(
-                    "the canvas is {}×{}, the model works at {size}×{size}: a new canvas was opened",
+                    "the canvas is {}×{} and the model works at {size}×{size}: your painting is kept; \
+                     File → New canvas (or Open image) to work at the model's size",
                     self.doc.width, self.doc.height
                 ));
             }
-            self.doc = Document::blank(size, size);
-            self.canvas.fit_pending = true;
         }
         let names = labels::class_names(&info);
         self.class = info.num_classes.map(|_| labels::default_class(&names));
@@ -692,11 +694,6 @@ impl App {
                 let Some((first, recipe)) = images.first().cloned() else {
                     return;
                 };
-                if (first.width, first.height) != (self.doc.width, self.doc.height) {
-                    self.doc = Document::blank(first.width, first.height);
-                    self.canvas.fit_pending = true;
-                }
-                self.doc.apply_result(&first, Some(recipe.clone()));
                 self.info(format!(
                     "{}: {n} image{} in {seconds:.2} s",
                     recipe.operation.label(),
@@ -705,6 +702,7 @@ impl App {
                 for (img, r) in images {
                     self.history.push(HistoryItem::new(img, r));
                 }
+                self.apply_to_canvas(&first, recipe);
             }
             Purpose::Preview => {
                 self.stats.frames_shown += 1;
@@ -1000,16 +998,33 @@ impl App {
         self.canvas.fit_pending = true;
     }
 
+    /// Puts a result on the canvas (one undo step). A result of another size than the canvas only
+    /// replaces a canvas nobody has touched; otherwise it stays in History and the painting is kept.
+    fn apply_to_canvas(&mut self, image: &Rgb8, recipe: Recipe) {
+        let (w, h) = (image.width, image.height);
+        if (w, h) != (self.doc.width, self.doc.height) {
+            if !self.doc.is_pristine() {
+                return self.error(format!(
+                    "the result is {w}×{h} and the canvas {}×{}: it is in History — File → New canvas, then Apply it",
+                    self.doc.width, self.doc.height
+                ));
+            }
+            self.doc = Document::blank(w, h);
+            self.canvas.fit_pending = true;
+        }
+        self.doc.apply_result(image, Some(recipe));
+    }
+
     pub fn apply_history(&mut self, i: usize) {
         if let Some(r) = self.history.get(i) {
             let (img, recipe) = (r.image.clone(), r.recipe.clone());
-            self.doc.apply_result(&img, Some(recipe));
+            self.apply_to_canvas(&img, recipe);
         }
     }
 
     pub fn apply_preview(&mut self) {
         if let Some(p) = self.preview.take() {
-            self.doc.apply_result(&p.image, Some(p.recipe.clone()));
+            self.apply_to_canvas(&p.image, p.recipe.clone());
             self.history.push(p);
         }
     }

@@ -127,6 +127,11 @@ impl Document {
         }
     }
 
+    /// Never changed since it was created blank: replacing it loses nothing.
+    pub fn is_pristine(&self) -> bool {
+        self.revision == 0
+    }
+
     pub fn has_sketch(&self) -> bool {
         self.sketch.chunks_exact(4).any(|p| p[3] != 0)
     }
