@@ -213,15 +213,18 @@ pub fn sha256_file(path: &Path) -> std::io::Result<String> {
     Ok(format!("{:x}", hasher.finalize()))
 }
 
-/// An RGB picture with its recipe as PNG bytes.
-pub fn encode_png_with_recipe(img: &Rgb8, recipe: &Recipe) -> Result<Vec<u8>, RecipeError> {
-    let json = serde_json::to_string(recipe).map_err(|e| RecipeError::Invalid(e.to_string()))?;
+/// An RGB picture as PNG bytes, with its recipe when it has one.
+pub fn encode_png(img: &Rgb8, recipe: Option<&Recipe>) -> Result<Vec<u8>, RecipeError> {
     let mut bytes = Vec::new();
     let mut enc = png::Encoder::new(&mut bytes, img.width as u32, img.height as u32);
     enc.set_color(png::ColorType::Rgb);
     enc.set_depth(png::BitDepth::Eight);
-    enc.add_itxt_chunk(RECIPE_KEYWORD.to_string(), json)
-        .map_err(RecipeError::png)?;
+    if let Some(recipe) = recipe {
+        let json =
+            serde_json::to_string(recipe).map_err(|e| RecipeError::Invalid(e.to_string()))?;
+        enc.add_itxt_chunk(RECIPE_KEYWORD.to_string(), json)
+            .map_err(RecipeError::png)?;
+    }
     let mut w = enc.write_header().map_err(RecipeError::png)?;
     w.write_image_data(&img.pixels).map_err(RecipeError::png)?;
     w.finish().map_err(RecipeError::png)?;
@@ -313,7 +316,7 @@ mod tests {
     fn recipe_round_trips_through_png_bytes() {
         let r = recipe();
         let img = r.input.as_ref().unwrap().to_rgb().unwrap();
-        let png = encode_png_with_recipe(&img, &r).unwrap();
+        let png = encode_png(&img, Some(&r)).unwrap();
         assert_eq!(read_recipe(&png).unwrap(), r);
         assert_eq!(img.pixels, vec![1, 2, 3, 250, 251, 252]);
         assert_eq!(r.mask.unwrap().to_mask().unwrap().2, vec![0.0, 1.0]);
@@ -324,7 +327,7 @@ mod tests {
         let mut r = recipe();
         let img = r.input.as_ref().unwrap().to_rgb().unwrap();
         r.version = 99;
-        let png = encode_png_with_recipe(&img, &r).unwrap();
+        let png = encode_png(&img, Some(&r)).unwrap();
         let err = read_recipe(&png).unwrap_err().to_string();
         assert!(err.contains("version 99"), "{err}");
         let plain = EmbeddedImage::from_rgb(&img).unwrap().png_base64;

@@ -19,7 +19,7 @@ use crate::engine::image::{Resize, Rgb8, decode, to_model_size, write_apng};
 use crate::paint::brush::{BrushSettings, Tool};
 use crate::paint::document::Document;
 use crate::paint::project::{self, Project};
-use crate::recipe::{EmbeddedImage, Operation, Recipe, encode_png_with_recipe, read_recipe};
+use crate::recipe::{EmbeddedImage, Operation, Recipe, encode_png, read_recipe};
 use crate::worker::execute::{ModelInfo, Steps, network_calls, plan};
 use crate::worker::{Job, JobId, Reply, Worker};
 use canvas::{Canvas, CanvasEvent};
@@ -899,10 +899,7 @@ impl App {
         };
         let image = self.doc.composite();
         let recipe = self.doc.recipe.clone().filter(|_| !self.doc.has_sketch());
-        let bytes = match &recipe {
-            Some(r) => encode_png_with_recipe(&image, r).map_err(|e| e.to_string()),
-            None => encode_png(&image),
-        };
+        let bytes = encode_png(&image, recipe.as_ref()).map_err(|e| e.to_string());
         let written = bytes.and_then(|b| write_atomic_with(&path, |tmp| write_file(tmp, &b)));
         match written {
             Ok(()) => self.info(format!(
@@ -1039,21 +1036,6 @@ impl eframe::App for App {
         self.autosave_now();
     }
 }
-
-fn encode_png(img: &Rgb8) -> Result<Vec<u8>, String> {
-    let mut bytes = Vec::new();
-    image::codecs::png::PngEncoder::new(&mut bytes)
-        .write_image(
-            &img.pixels,
-            img.width as u32,
-            img.height as u32,
-            image::ExtendedColorType::Rgb8,
-        )
-        .map_err(|e| e.to_string())?;
-    Ok(bytes)
-}
-
-use image::ImageEncoder as _;
 
 fn write_file(path: &Path, bytes: &[u8]) -> Result<(), String> {
     use std::io::Write;

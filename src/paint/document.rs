@@ -259,13 +259,8 @@ impl Document {
         let Some(step) = self.undo.pop() else {
             return false;
         };
-        for p in &step.patches {
-            let width = self.width;
-            paste_rect(self.layer_mut(p.layer), width, p.layer, p.rect, &p.before);
-        }
-        self.recipe = step.recipe_before.clone();
+        self.replay(&step, false);
         self.redo.push(step);
-        self.revision += 1;
         true
     }
 
@@ -274,14 +269,24 @@ impl Document {
         let Some(step) = self.redo.pop() else {
             return false;
         };
-        for p in &step.patches {
-            let width = self.width;
-            paste_rect(self.layer_mut(p.layer), width, p.layer, p.rect, &p.after);
-        }
-        self.recipe = step.recipe_after.clone();
+        self.replay(&step, true);
         self.undo.push(step);
-        self.revision += 1;
         true
+    }
+
+    /// Puts back the state after (`forward`) or before a step.
+    fn replay(&mut self, step: &UndoStep, forward: bool) {
+        let width = self.width;
+        for p in &step.patches {
+            let pixels = if forward { &p.after } else { &p.before };
+            paste_rect(self.layer_mut(p.layer), width, p.layer, p.rect, pixels);
+        }
+        self.recipe = if forward {
+            step.recipe_after.clone()
+        } else {
+            step.recipe_before.clone()
+        };
+        self.revision += 1;
     }
 
     /// Replaces the picture with a result and clears the sketch it was made from (one undo step).
