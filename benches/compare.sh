@@ -1,32 +1,63 @@
 #!/usr/bin/env bash
-# One-step latency of cmpaint (candle, CPU) beside PyTorch eager on the same weights, inputs and thread
-# count, in one run. Needs a Python with torch, diffusers and safetensors: PYTHON=/path/to/python.
-# Prints a table with the ratio (cmpaint time / PyTorch time; below 1 means cmpaint is faster).
+# cmpaint (candle + the engine's CPU kernels) beside PyTorch eager on the same weights, inputs and thread
+# count, in one run: every model of benches/onestep.rs at batch 1 and 8, one step and two steps, and the
+# single operations. Prints the Markdown tables BENCHMARKS.md records (ratio = cmpaint time / PyTorch
+# time; below 1 means cmpaint is faster).
+#
+# Needs a Python with torch, diffusers and safetensors: PYTHON=/path/to/python.
+# CMPAINT_BENCH_IMAGENET=1 adds ImageNet-64's 296 M-parameter configuration (random weights, 1.2 GB file,
+# about 15 minutes more on 2 cores).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
 THREADS=${THREADS:-$(nproc)}
-weights=target/bench/cm25m.safetensors
+export RAYON_NUM_THREADS=$THREADS
+out=target/bench
+mkdir -p $out
 
-cargo bench --bench onestep -- --noplot
 cargo build --release --quiet
-# same weights, same noise: check both sides compute the same image
-noise=target/bench/noise.safetensors
-"$PYTHON" -c "import torch; from safetensors.torch import save_file; g=torch.Generator().manual_seed(0); save_file({'noise': torch.randn(1,1,3,64,64, generator=g)}, '$noise')"
-target/release/cmpaint generate --model "$weights" --noise "$noise" --device cpu -o target/bench/rust_out.safetensors 2>/dev/null
-"$PYTHON" benches/pytorch_baseline.py "$weights" --threads "$THREADS" \
-  --noise "$noise" --rust-output target/bench/rust_out.safetensors > target/bench/pytorch.json
 
-"$PYTHON" - "$THREADS" <<'PY'
+models="emoji32:assets/emoji32.safetensors cm25m:$out/cm25m.safetensors"
+[ -n "${CMPAINT_BENCH_IMAGENET:-}" ] && models="$models imagenet64:$out/imagenet64.safetensors"
+for m in $models; do
+  key=${m%%:*} weights=${m#*:}
+  # same weights, same noise: check both sides compute the same image
+  size=$("$PYTHON" -c "import json,sys; from safetensors import safe_open; f=safe_open(sys.argv[1],'pt'); print(json.loads(f.metadata()['cmpaint.config'])['unet']['image_size'])" "$weights")
+  "$PYTHON" -c "import torch; from safetensors.torch import save_file; g=torch.Generator().manual_seed(0); save_file({'noise': torch.randn(1,1,3,$size,$size, generator=g)}, '$out/noise_$key.safetensors')"
+  class=$("$PYTHON" -c "import json,sys; from safetensors import safe_open; f=safe_open(sys.argv[1],'pt'); print('--class=0' if json.loads(f.metadata()['cmpaint.config'])['unet'].get('num_classes') else '')" "$weights")
+  target/release/cmpaint generate --model "$weights" --noise $out/noise_$key.safetensors $class --device cpu \
+    -o $out/rust_out_$key.safetensors 2>/dev/null
+  # each side right after the other, so both see the same machine
+  cargo bench --bench onestep -- --noplot "^$key/"
+  "$PYTHON" benches/pytorch_baseline.py "$weights" --threads "$THREADS" \
+    --noise $out/noise_$key.safetensors --rust-output $out/rust_out_$key.safetensors > $out/pytorch_$key.json
+done
+cargo bench --bench onestep -- --noplot "^ops/"
+"$PYTHON" benches/pytorch_baseline.py --ops --threads "$THREADS" > $out/pytorch_ops.json
+
+"$PYTHON" - "$THREADS" $models <<'PY'
 import json, sys, platform, os
-py = json.load(open("target/bench/pytorch.json"))
+threads, models = sys.argv[1], [m.split(":")[0] for m in sys.argv[2:]]
+def rust(group, bench):
+    """Best time per iteration over criterion's samples (PyTorch's side reports its best run too)."""
+    s = json.load(open(f"target/criterion/{group}/{bench}/new/sample.json"))
+    return min(t / n for t, n in zip(s["times"], s["iters"])) / 1e9
 cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), platform.processor())
-print(f"machine: {cpu}, {os.cpu_count()} cores; threads {sys.argv[1]}; PyTorch {py['torch']}")
-print(f"max |cmpaint − PyTorch| on the same noise: {py.get('max_abs_diff_vs_cmpaint', float('nan')):.2e}")
-print("| model | batch | cmpaint (candle) | PyTorch eager | ratio |")
-print("|---|---|---|---|---|")
-for b, t_py in py["mean_s"].items():
-    est = json.load(open(f"target/criterion/cpu/onestep_25m_64px_b{b}/new/estimates.json"))
-    t_rs = est["mean"]["point_estimate"] / 1e9
-    print(f"| 25 M, 64², one step | {b} | {t_rs*1000:.0f} ms | {t_py*1000:.0f} ms | {t_rs/t_py:.2f}× |")
+ops = json.load(open("target/bench/pytorch_ops.json"))
+print(f"machine: {cpu}, {os.cpu_count()} cores; threads {threads}; PyTorch {ops['torch']}\n")
+print("| model | params | batch | steps | cmpaint | PyTorch eager | ratio | max abs diff (1 step) |")
+print("|---|---|---|---|---|---|---|---|")
+for key in models:
+    py = json.load(open(f"target/bench/pytorch_{key}.json"))
+    for bench, t_py in py["best_s"].items():
+        steps, batch = bench.split("_b")
+        t_rs = rust(key, bench)
+        print(f"| {key} | {py['parameters']/1e6:.1f} M | {batch} | {steps[0]} | {t_rs*1000:.1f} ms | "
+              f"{t_py*1000:.1f} ms | {t_rs/t_py:.2f}× | {py.get('max_abs_diff_vs_cmpaint', float('nan')):.1e} |")
+print("\n| operation (128 ch, 64²) | batch | cmpaint kernel | candle built-in | PyTorch | cmpaint / PyTorch |")
+print("|---|---|---|---|---|---|")
+for bench, t_py in ops["best_s"].items():
+    op, batch = bench.split("_b")
+    ours, theirs = rust("ops", bench), rust("ops", bench + "_candle")
+    print(f"| {op} | {batch} | {ours*1000:.2f} ms | {theirs*1000:.2f} ms | {t_py*1000:.2f} ms | {ours/t_py:.2f}× |")
 PY

@@ -1,24 +1,37 @@
-//! One-step latency of a ~25 M-parameter 64×64 consistency model on the CPU (the size of the
-//! project's default-model probe: base 64, mults 1,2,3,4, 2 blocks, attention at 16² and 8²).
+//! Sampling latency on the CPU, per model, batch and number of steps, and the two operations that
+//! dominate a UNet (3×3 convolution, GroupNorm+SiLU), each beside candle's own implementation.
 //!
-//! Run `benches/compare.sh` to get this beside PyTorch on the same weights and thread count; it runs
-//! this bench, then `benches/pytorch_baseline.py`, and prints the ratio.
+//! Models: the embedded default (`assets/emoji32.safetensors`), a ~25 M-parameter 64² stand-in (base
+//! 64, mults 1,2,3,4, 2 blocks, attention at 16² and 8²: the size of the training probe) and, with
+//! `CMPAINT_BENCH_IMAGENET=1`, ImageNet-64's released configuration (296 M). The last two have random
+//! weights (fixed seed) written once under `target/bench/` in the project format and loaded through
+//! the real loader.
 //!
-//! The weights are random (fixed seed), written once to `target/bench/cm25m.safetensors` in the
-//! project format and loaded through the real loader.
+//! `benches/compare.sh` runs this and `benches/pytorch_baseline.py` on the same weights and thread
+//! count and prints the ratio table that BENCHMARKS.md records.
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::{DType, Device, Module, Tensor};
 use cmpaint::engine::cm::noise::{NoiseSource, SeededNoise};
 use cmpaint::engine::cm::sample::run_to_end;
+use cmpaint::engine::kernels::conv::Conv2dParams;
 use cmpaint::engine::model::config::UNetConfig;
+use cmpaint::engine::model::layers::GroupNorm;
 use cmpaint::engine::model::load::{Checkpoint, save_project};
 use cmpaint::engine::model::spec::{ModelConfig, SamplingConfig};
 use cmpaint::engine::pipeline::{GenerateRequest, generate};
 use criterion::{Criterion, criterion_group, criterion_main};
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::time::Duration;
 
-pub fn bench_config() -> ModelConfig {
+/// The ts list used for "2 steps" where a model has none of its own (the CD ImageNet-64 one).
+const TWO_STEP_TS: [usize; 3] = [0, 22, 39];
+
+fn bench_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/bench")
+}
+
+pub fn stand_in_25m() -> ModelConfig {
     ModelConfig {
         name: "bench-25m-64px".into(),
         unet: UNetConfig {
@@ -38,12 +51,8 @@ pub fn bench_config() -> ModelConfig {
     }
 }
 
-fn weights_path() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/bench/cm25m.safetensors")
-}
-
 /// Random weights scaled by 1/√fan_in (GroupNorm scales near 1), so activations stay O(1).
-fn write_random_weights(cfg: &ModelConfig) {
+fn write_random_weights(cfg: &ModelConfig, path: &PathBuf) {
     let mut noise = SeededNoise::new(2024, 1);
     let mut tensors = HashMap::new();
     for (name, shape) in cfg.unet.expected_weights() {
@@ -63,47 +72,129 @@ fn write_random_weights(cfg: &ModelConfig) {
         };
         tensors.insert(name, t.to_dtype(DType::F32).unwrap());
     }
-    std::fs::create_dir_all(weights_path().parent().unwrap()).unwrap();
-    save_project(&weights_path(), cfg, &tensors).unwrap();
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    save_project(path, cfg, &tensors).unwrap();
 }
 
-fn onestep(c: &mut Criterion) {
-    let cfg = bench_config();
-    if !weights_path().exists() {
-        write_random_weights(&cfg);
+/// (criterion group, weights file); random-weight files are written on first use.
+fn models() -> Vec<(&'static str, PathBuf)> {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let mut models = vec![("emoji32", root.join("assets/emoji32.safetensors"))];
+    let mut random = vec![("cm25m", stand_in_25m())];
+    if std::env::var_os("CMPAINT_BENCH_IMAGENET").is_some() {
+        let mut imagenet = cmpaint::engine::model::spec::preset("cd_imagenet64_l2").unwrap();
+        imagenet.name = "bench-imagenet64-random".into();
+        random.push(("imagenet64", imagenet));
     }
-    let ck = Checkpoint::open(&weights_path(), None).unwrap();
-    let unet = ck.load(&Device::Cpu).unwrap();
-    eprintln!("{}: {} parameters", cfg.name, cfg.unet.parameter_count());
-    let mut group = c.benchmark_group("cpu");
-    group.sample_size(10);
-    for batch in [1usize, 4] {
-        let shape = [batch, 3, 64, 64];
-        group.bench_function(format!("onestep_25m_64px_b{batch}"), |b| {
+    for (key, cfg) in random {
+        let path = bench_dir().join(format!("{key}.safetensors"));
+        if !path.exists() {
+            write_random_weights(&cfg, &path);
+        }
+        models.push((key, path));
+    }
+    models
+}
+
+fn sampling(c: &mut Criterion) {
+    for (key, path) in models() {
+        let ck = Checkpoint::open(&path, None).unwrap();
+        let unet = ck.load(&Device::Cpu).unwrap();
+        let cfg = &ck.config;
+        eprintln!("{key}: {} parameters", cfg.unet.parameter_count());
+        let size = cfg.unet.image_size;
+        let big = cfg.unet.parameter_count() > 100_000_000;
+        let ts = cfg.sampling.ts.clone().unwrap_or(TWO_STEP_TS.to_vec());
+        let mut group = c.benchmark_group(key);
+        group.sample_size(10);
+        if big {
+            group.warm_up_time(Duration::from_millis(1));
+            group.measurement_time(Duration::from_secs(1));
+        }
+        for batch in [1usize, 8] {
+            let labels = cfg.unet.num_classes.map(|_| vec![0u32; batch]);
+            for (name, ts) in [("1step", None), ("2step", Some(&ts[..]))] {
+                group.bench_function(format!("{name}_b{batch}"), |b| {
+                    b.iter(|| {
+                        let mut noise = SeededNoise::new(0, batch);
+                        let req = GenerateRequest {
+                            shape: [batch, 3, size, size],
+                            class_labels: labels.as_deref(),
+                            ts,
+                            steps: cfg.sampling.steps,
+                        };
+                        generate(
+                            &unet,
+                            &cfg.sampling,
+                            &req,
+                            &mut noise,
+                            &Device::Cpu,
+                            &mut run_to_end,
+                        )
+                        .unwrap()
+                        .unwrap()
+                    })
+                });
+            }
+        }
+        group.finish();
+    }
+}
+
+/// One 3×3 convolution and one GroupNorm+SiLU at 128 channels, 64², batch 1 and 8: the engine's
+/// kernel and candle's built-in operations on the same tensors.
+fn ops(c: &mut Criterion) {
+    let dev = Device::Cpu;
+    let ch = 128;
+    let mut group = c.benchmark_group("ops");
+    group.sample_size(20);
+    let weight = Tensor::randn(0f32, 0.03, (ch, ch, 3, 3), &dev).unwrap();
+    let bias = Tensor::randn(0f32, 0.1, ch, &dev).unwrap();
+    let mut gn_weights = HashMap::new();
+    gn_weights.insert(
+        "weight".to_string(),
+        Tensor::ones(ch, DType::F32, &dev).unwrap(),
+    );
+    gn_weights.insert(
+        "bias".to_string(),
+        Tensor::zeros(ch, DType::F32, &dev).unwrap(),
+    );
+    let vb = candle_nn::VarBuilder::from_tensors(gn_weights.clone(), DType::F32, &dev);
+    let gn = GroupNorm::new(ch, vb).unwrap();
+    let candle_gn = candle_nn::GroupNorm::new(
+        gn_weights["weight"].clone(),
+        gn_weights["bias"].clone(),
+        ch,
+        32,
+        1e-5,
+    )
+    .unwrap();
+    let params = Conv2dParams {
+        stride: 1,
+        padding: 1,
+    };
+    for batch in [1usize, 8] {
+        let x = Tensor::randn(0f32, 1.0, (batch, ch, 64, 64), &dev).unwrap();
+        group.bench_function(format!("conv3x3_b{batch}"), |b| {
+            b.iter(|| x.apply_op3_no_bwd(&weight, &bias, &params).unwrap())
+        });
+        group.bench_function(format!("conv3x3_b{batch}_candle"), |b| {
             b.iter(|| {
-                let mut noise = SeededNoise::new(0, batch);
-                let req = GenerateRequest {
-                    shape,
-                    class_labels: None,
-                    ts: None,
-                    steps: 40,
-                };
-                let x: Tensor = generate(
-                    &unet,
-                    &ck.config.sampling,
-                    &req,
-                    &mut noise,
-                    &Device::Cpu,
-                    &mut run_to_end,
-                )
-                .unwrap()
-                .unwrap();
-                x
+                x.conv2d(&weight, 1, 1, 1, 1)
+                    .unwrap()
+                    .broadcast_add(&bias.reshape((1, ch, 1, 1)).unwrap())
+                    .unwrap()
             })
+        });
+        group.bench_function(format!("groupnorm_silu_b{batch}"), |b| {
+            b.iter(|| gn.forward(&x, true).unwrap())
+        });
+        group.bench_function(format!("groupnorm_silu_b{batch}_candle"), |b| {
+            b.iter(|| candle_gn.forward(&x).unwrap().silu().unwrap())
         });
     }
     group.finish();
 }
 
-criterion_group!(benches, onestep);
+criterion_group!(benches, sampling, ops);
 criterion_main!(benches);

@@ -10,9 +10,11 @@
 //! | one-step and Algorithm 1 (§c.1, §c.2)     | `cm/sample.rs`       |
 //! | seeded and replayed noise                 | `cm/noise.rs`        |
 //! | images ⇄ tensors                          | `image.rs`           |
+//! | fast CPU convolution, GroupNorm+SiLU      | `kernels/`, `model/layers.rs` |
 pub mod cm;
 pub mod error;
 pub mod image;
+pub mod kernels;
 pub mod model;
 pub mod pipeline;
 

@@ -2,27 +2,26 @@
 //! multi-head self-attention, and the plain conv resamplers. Weight names are the openai ones.
 
 use super::config::{BlockKind, Resample};
+use super::layers::{Conv2d, GroupNorm};
+use crate::engine::kernels::conv::Conv2dParams;
 use candle_core::{Module, Result, Tensor};
-use candle_nn::{Conv2d, Conv2dConfig, GroupNorm, Linear, VarBuilder};
-
-const GROUPS: usize = 32;
-const GN_EPS: f64 = 1e-5;
-
-pub fn group_norm(channels: usize, vb: VarBuilder) -> Result<GroupNorm> {
-    candle_nn::group_norm(GROUPS, channels, GN_EPS, vb)
-}
+use candle_nn::{Linear, VarBuilder};
 
 pub fn conv3x3(cin: usize, cout: usize, stride: usize, vb: VarBuilder) -> Result<Conv2d> {
-    let cfg = Conv2dConfig {
-        padding: 1,
-        stride,
-        ..Default::default()
-    };
-    candle_nn::conv2d(cin, cout, 3, cfg, vb)
+    Conv2d::new(cin, cout, 3, Conv2dParams { stride, padding: 1 }, vb)
 }
 
 pub fn conv1x1(cin: usize, cout: usize, vb: VarBuilder) -> Result<Conv2d> {
-    candle_nn::conv2d(cin, cout, 1, Conv2dConfig::default(), vb)
+    Conv2d::new(
+        cin,
+        cout,
+        1,
+        Conv2dParams {
+            stride: 1,
+            padding: 0,
+        },
+        vb,
+    )
 }
 
 fn resample(x: &Tensor, how: Resample) -> Result<Tensor> {
@@ -59,10 +58,10 @@ impl ResBlock {
     ) -> Result<Self> {
         let emb_out = if scale_shift { 2 * cout } else { cout };
         Ok(Self {
-            in_norm: group_norm(cin, vb.pp("in_layers.0"))?,
+            in_norm: GroupNorm::new(cin, vb.pp("in_layers.0"))?,
             in_conv: conv3x3(cin, cout, 1, vb.pp("in_layers.2"))?,
             emb_proj: candle_nn::linear(emb_dim, emb_out, vb.pp("emb_layers.1"))?,
-            out_norm: group_norm(cout, vb.pp("out_layers.0"))?,
+            out_norm: GroupNorm::new(cout, vb.pp("out_layers.0"))?,
             out_conv: conv3x3(cout, cout, 1, vb.pp("out_layers.3"))?,
             skip: if cin != cout {
                 Some(conv1x1(cin, cout, vb.pp("skip_connection"))?)
@@ -76,22 +75,18 @@ impl ResBlock {
 
     /// `emb_act` is SiLU(time embedding), shared by every block of one forward pass.
     pub fn forward(&self, x: &Tensor, emb_act: &Tensor) -> Result<Tensor> {
-        let h = self.in_norm.forward(x)?.silu()?;
+        let h = self.in_norm.forward(x, true)?;
         let (x, h) = (resample(x, self.resample)?, resample(&h, self.resample)?);
         let h = self.in_conv.forward(&h)?;
-        let p = self.emb_proj.forward(emb_act)?.unsqueeze(2)?.unsqueeze(3)?;
+        let p = self.emb_proj.forward(emb_act)?;
         let h = if self.scale_shift {
             let cout = h.dim(1)?;
             let (scale, shift) = (p.narrow(1, 0, cout)?, p.narrow(1, cout, cout)?);
-            let h = self
-                .out_norm
-                .forward(&h)?
-                .broadcast_mul(&(scale + 1.0)?)?
-                .broadcast_add(&shift)?;
-            self.out_conv.forward(&h.silu()?)?
+            let h = self.out_norm.forward_scale_shift_silu(&h, &scale, &shift)?;
+            self.out_conv.forward(&h)?
         } else {
-            let h = h.broadcast_add(&p)?;
-            self.out_conv.forward(&self.out_norm.forward(&h)?.silu()?)?
+            let h = h.broadcast_add(&p.unsqueeze(2)?.unsqueeze(3)?)?;
+            self.out_conv.forward(&self.out_norm.forward(&h, true)?)?
         };
         let skip = match &self.skip {
             Some(conv) => conv.forward(&x)?,
@@ -113,7 +108,7 @@ pub struct AttentionBlock {
 impl AttentionBlock {
     pub fn new(channels: usize, head_channels: usize, vb: VarBuilder) -> Result<Self> {
         Ok(Self {
-            norm: group_norm(channels, vb.pp("norm"))?,
+            norm: GroupNorm::new(channels, vb.pp("norm"))?,
             qkv: conv1x1(channels, 3 * channels, vb.pp("qkv"))?,
             proj_out: conv1x1(channels, channels, vb.pp("proj_out"))?,
             heads: channels / head_channels,
@@ -123,10 +118,13 @@ impl AttentionBlock {
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let (b, c, h, w) = x.dims4()?;
         let d = c / self.heads;
-        let qkv =
-            self.qkv
-                .forward(&self.norm.forward(x)?)?
-                .reshape((b, 3, self.heads, d, h * w))?;
+        let qkv = self.qkv.forward(&self.norm.forward(x, false)?)?.reshape((
+            b,
+            3,
+            self.heads,
+            d,
+            h * w,
+        ))?;
         let part = |i: usize| qkv.narrow(1, i, 1)?.reshape((b * self.heads, d, h * w));
         let (q, k, v) = (part(0)?, part(1)?, part(2)?);
         // weights[t, s] = softmax_s(q_t · k_s / sqrt(d))

@@ -2,6 +2,7 @@
 pub mod blocks;
 pub mod config;
 pub mod default_model;
+pub mod layers;
 pub mod load;
 pub mod spec;
 pub mod unet;

@@ -1,11 +1,12 @@
 //! The ADM / guided-diffusion UNet of the consistency-model checkpoints (cm/unet.py `UNetModel`;
 //! cm_reference §f.3), built from a [`UNetConfig`] and weights under their openai names.
 
-use super::blocks::{Block, conv3x3, group_norm};
+use super::blocks::{Block, conv3x3};
 use super::config::{BlockSpec, UNetConfig};
+use super::layers::{Conv2d, GroupNorm};
 use crate::engine::cm::param::Network;
 use candle_core::{DType, Device, Module, Result, Tensor};
-use candle_nn::{Conv2d, Embedding, GroupNorm, Linear, VarBuilder};
+use candle_nn::{Embedding, Linear, VarBuilder};
 
 pub struct UNet {
     config: UNetConfig,
@@ -67,7 +68,7 @@ impl UNet {
                 .iter()
                 .map(|b| build(b))
                 .collect::<Result<_>>()?,
-            out_norm: group_norm(layout.out_channels_in, vb.pp("out.0"))?,
+            out_norm: GroupNorm::new(layout.out_channels_in, vb.pp("out.0"))?,
             out_conv: conv3x3(
                 layout.out_channels_in,
                 config.out_channels,
@@ -156,6 +157,6 @@ impl Network for UNet {
             }
         }
         // 5. out
-        self.out_conv.forward(&self.out_norm.forward(&h)?.silu()?)
+        self.out_conv.forward(&self.out_norm.forward(&h, true)?)
     }
 }

@@ -1,0 +1,26 @@
+//! CPU kernels for the two operations that take a UNet's time: convolution and GroupNorm(+SiLU).
+//!
+//! candle's generic CPU convolution re-packs the kernel and transposes the input to NHWC on every
+//! call, and its GroupNorm, affine, scale-shift and SiLU are six separate passes over memory, each
+//! with its own allocation. These replace them with one im2col + gemm per image (the weights are
+//! already in gemm's layout, the bias is folded into the output) and one fused pass per group.
+//! Other devices (CUDA) keep candle's own operations; the layers in `model/layers.rs` choose.
+//! BENCHMARKS.md has the numbers.
+
+pub mod conv;
+pub mod group_norm;
+mod simd;
+
+use candle_core::backend::BackendStorage;
+use candle_core::{CpuStorage, Layout, Result};
+
+/// The f32 data of a contiguous CPU tensor, from its start offset.
+fn f32_slice<'a>(storage: &'a CpuStorage, layout: &Layout, what: &str) -> Result<&'a [f32]> {
+    let CpuStorage::F32(data) = storage else {
+        candle_core::bail!("{what}: expected f32, got {:?}", storage.dtype())
+    };
+    match layout.contiguous_offsets() {
+        Some((start, end)) => Ok(&data[start..end]),
+        None => candle_core::bail!("{what}: expected a contiguous tensor"),
+    }
+}
