@@ -35,6 +35,18 @@ done
 cargo bench --bench onestep -- --noplot "^ops/"
 "$PYTHON" benches/pytorch_baseline.py --ops --threads "$THREADS" > $out/pytorch_ops.json
 
+# peak resident memory: load + one 1-step image, cmpaint's CLI and PyTorch, each in a fresh process
+rss() { "$PYTHON" benches/peak_rss.py "$@"; }
+: > $out/rss.txt
+for m in $models; do
+  key=${m%%:*} weights=${m#*:}
+  class=$("$PYTHON" -c "import json,sys; from safetensors import safe_open; f=safe_open(sys.argv[1],'pt'); print('--class=0' if json.loads(f.metadata()['cmpaint.config'])['unet'].get('num_classes') else '')" "$weights")
+  target/release/cmpaint convert --model "$weights" --f16 -o $out/${key}_f16.safetensors >/dev/null 2>&1
+  echo "$key $(stat -c %s "$weights") $(rss target/release/cmpaint generate --model "$weights" $class --device cpu -o $out/rss.png) \
+$(rss target/release/cmpaint generate --model $out/${key}_f16.safetensors $class --device cpu -o $out/rss.png) \
+$(rss "$PYTHON" benches/pytorch_baseline.py "$weights" --threads "$THREADS" --batches 1)" >> $out/rss.txt
+done
+
 "$PYTHON" - "$THREADS" $models <<'PY'
 import json, sys, platform, os
 threads, models = sys.argv[1], [m.split(":")[0] for m in sys.argv[2:]]
@@ -60,4 +72,9 @@ for bench, t_py in ops["best_s"].items():
     op, batch = bench.split("_b")
     ours, theirs = rust("ops", bench), rust("ops", bench + "_candle")
     print(f"| {op} | {batch} | {ours*1000:.2f} ms | {theirs*1000:.2f} ms | {t_py*1000:.2f} ms | {ours/t_py:.2f}× |")
+print("\n| model | f32 weights | peak RSS, cmpaint (f32 file) | cmpaint (f16 file) | PyTorch (f32 file) |")
+print("|---|---|---|---|---|")
+for line in open("target/bench/rss.txt"):
+    key, size, f32, f16, py = line.split()
+    print(f"| {key} | {int(size)/1e6:.0f} MB | {f32} MB | {f16} MB | {py} MB |")
 PY

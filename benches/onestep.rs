@@ -8,7 +8,8 @@
 //! the real loader.
 //!
 //! `benches/compare.sh` runs this and `benches/pytorch_baseline.py` on the same weights and thread
-//! count and prints the ratio table that BENCHMARKS.md records.
+//! count and prints the ratio table that BENCHMARKS.md records. `CMPAINT_BENCH_DEVICE=cuda` runs the
+//! models on the GPU instead (a `--features cuda` build; `scripts/gpu-bench.sh`).
 
 use candle_core::{DType, Device, Module, Tensor};
 use cmpaint::engine::cm::noise::{NoiseSource, SeededNoise};
@@ -97,9 +98,11 @@ fn models() -> Vec<(&'static str, PathBuf)> {
 }
 
 fn sampling(c: &mut Criterion) {
+    let device = std::env::var("CMPAINT_BENCH_DEVICE").unwrap_or("cpu".into());
+    let device = cmpaint::engine::select_device(&device).unwrap();
     for (key, path) in models() {
         let ck = Checkpoint::open(&path, None).unwrap();
-        let unet = ck.load(&Device::Cpu).unwrap();
+        let unet = ck.load(&device).unwrap();
         let cfg = &ck.config;
         eprintln!("{key}: {} parameters", cfg.unet.parameter_count());
         let size = cfg.unet.image_size;
@@ -123,16 +126,18 @@ fn sampling(c: &mut Criterion) {
                             ts,
                             steps: cfg.sampling.steps,
                         };
-                        generate(
+                        let x = generate(
                             &unet,
                             &cfg.sampling,
                             &req,
                             &mut noise,
-                            &Device::Cpu,
+                            &device,
                             &mut run_to_end,
                         )
                         .unwrap()
-                        .unwrap()
+                        .unwrap();
+                        device.synchronize().unwrap();
+                        x
                     })
                 });
             }
@@ -150,6 +155,7 @@ fn ops(c: &mut Criterion) {
     group.sample_size(20);
     let weight = Tensor::randn(0f32, 0.03, (ch, ch, 3, 3), &dev).unwrap();
     let bias = Tensor::randn(0f32, 0.1, ch, &dev).unwrap();
+    let packed = cmpaint::engine::kernels::conv::pack_weight(&weight).unwrap();
     let mut gn_weights = HashMap::new();
     gn_weights.insert(
         "weight".to_string(),
@@ -176,7 +182,7 @@ fn ops(c: &mut Criterion) {
     for batch in [1usize, 8] {
         let x = Tensor::randn(0f32, 1.0, (batch, ch, 64, 64), &dev).unwrap();
         group.bench_function(format!("conv3x3_b{batch}"), |b| {
-            b.iter(|| x.apply_op3_no_bwd(&weight, &bias, &params).unwrap())
+            b.iter(|| x.apply_op3_no_bwd(&packed, &bias, &params).unwrap())
         });
         group.bench_function(format!("conv3x3_b{batch}_candle"), |b| {
             b.iter(|| {

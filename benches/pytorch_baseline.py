@@ -28,7 +28,7 @@ def denoise(unet, x, sigma, s, classes):
     c_in = 1 / math.sqrt(sigma**2 + sd**2)
     c_skip = sd**2 / ((sigma - smin) ** 2 + sd**2)
     c_out = (sigma - smin) * sd / math.sqrt(sigma**2 + sd**2)
-    t = torch.full((x.shape[0],), 250 * math.log(sigma + 1e-44), dtype=torch.float32)
+    t = torch.full((x.shape[0],), 250 * math.log(sigma + 1e-44), dtype=torch.float32, device=x.device)
     out = unet(x * c_in, t, class_labels=classes).sample
     return (c_skip * x + c_out * out).clamp(-1, 1)
 
@@ -41,23 +41,31 @@ def karras(i, s):
 
 
 def sample(unet, z, s, ts, classes):
-    """One step from σ_max, then (Algorithm 1) re-noise to σ_t and denoise for every further t in ts."""
+    """One step from σ_max, then (Algorithm 1, cm's stochastic_iterative_sampler) re-noise to σ_t and
+    denoise for every inner t of ts: ts = [0, 22, 39] is two network calls (the last index is σ_min,
+    where the re-noising adds nothing)."""
     x = denoise(unet, z * s["sigma_max"], s["sigma_max"], s, classes)
-    for i in ts[1:]:
+    for i in ts[1:-1]:
         sigma = karras(i, s)
         x = x + math.sqrt(sigma**2 - s["sigma_min"] ** 2) * torch.randn_like(x)
         x = denoise(unet, x, sigma, s, classes)
     return x
 
 
+DEVICE = "cpu"
+
+
 def best_time(fn, min_runs=5, min_seconds=2.0, max_runs=30):
     """Best of several runs: on a shared machine the minimum is what the code costs, the rest is noise
     (compare.sh takes the same statistic from criterion's samples)."""
+    sync = torch.cuda.synchronize if DEVICE == "cuda" else (lambda: None)
     fn()  # warm-up
+    sync()
     times = []
     while len(times) < max_runs and (len(times) < min_runs or sum(times) < min_seconds):
         t0 = time.perf_counter()
         fn()
+        sync()
         times.append(time.perf_counter() - t0)
     return min(times)
 
@@ -73,21 +81,22 @@ def models(a):
     dcfg = diffusers_config(cfg)
     unet = UNet2DModel(**dcfg).eval()
     unet.load_state_dict(from_openai(load_file(a.weights), dcfg))
+    unet = unet.to(DEVICE)
     s = cfg["sampling"]
     size = cfg["unet"]["image_size"]
     conditional = cfg["unet"].get("num_classes") is not None
     ts = s.get("ts") or TWO_STEP_TS
-    result = {"threads": a.threads, "torch": torch.__version__, "best_s": {},
+    result = {"threads": a.threads, "device": DEVICE, "torch": torch.__version__, "best_s": {},
               "parameters": sum(p.numel() for p in unet.parameters())}
     for b in map(int, a.batches.split(",")):
-        z = torch.randn(b, 3, size, size)
-        classes = torch.zeros(b, dtype=torch.long) if conditional else None
-        for name, steps in [("1step", ts[:1]), ("2step", ts)]:
+        z = torch.randn(b, 3, size, size, device=DEVICE)
+        classes = torch.zeros(b, dtype=torch.long, device=DEVICE) if conditional else None
+        for name, steps in [("1step", ts[:1]), (f"{len(ts) - 1}step", ts)]:
             result["best_s"][f"{name}_b{b}"] = best_time(lambda: sample(unet, z, s, steps, classes))
     if a.noise and a.rust_output:
-        z = load_file(a.noise)["noise"][0]
-        classes = torch.zeros(z.shape[0], dtype=torch.long) if conditional else None
-        ref = sample(unet, z, s, ts[:1], classes)
+        z = load_file(a.noise)["noise"][0].to(DEVICE)
+        classes = torch.zeros(z.shape[0], dtype=torch.long, device=DEVICE) if conditional else None
+        ref = sample(unet, z, s, ts[:1], classes).cpu()
         rust = load_file(a.rust_output)["image"]
         result["max_abs_diff_vs_cmpaint"] = (ref - rust).abs().max().item()
     return result
@@ -112,10 +121,13 @@ def main():
     ap.add_argument("weights", nargs="?")
     ap.add_argument("--ops", action="store_true", help="time single operations instead of a model")
     ap.add_argument("--threads", type=int, default=os.cpu_count())
+    ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     ap.add_argument("--batches", default="1,8")
     ap.add_argument("--noise", help="replay noise [1,B,3,H,W] to compare with --rust-output")
     ap.add_argument("--rust-output", help="cmpaint's one-step output image for --noise")
     a = ap.parse_args()
+    global DEVICE
+    DEVICE = a.device
     torch.set_num_threads(a.threads)
     torch.set_grad_enabled(False)
     print(json.dumps(ops(a) if a.ops else models(a)))

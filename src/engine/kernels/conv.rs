@@ -4,9 +4,10 @@
 //! contiguous axes (measured on the 2-core bench machine: 95 against 46 GFLOP/s per thread for a
 //! 32-channel 32² layer), so a k×k convolution goes through channels-last: the image is transposed
 //! to [H·W, C_in], unrolled into patches [H_out·W_out, k·k·C_in] (each tap a contiguous copy of C_in
-//! values), multiplied by the weight packed once as [C_out, k·k·C_in] (see [`pack_weight`]) into
-//! [H_out·W_out, C_out] rows that start as the bias, and transposed back to NCHW. A 1×1 stride-1
-//! convolution is a plain gemm on the NCHW image.
+//! values; a 1×1 stride-1 convolution uses the transposed image as is), multiplied by the weight
+//! packed once as [C_out, k·k·C_in] (see [`pack_weight`]) into [H_out·W_out, C_out] rows that start
+//! as the bias, and transposed back to NCHW. Each phase splits across threads without sharing memory:
+//! a batch by images, a single image by pixel bands (no gemm-internal synchronisation).
 
 use super::f32_slice;
 use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
@@ -125,7 +126,7 @@ thread_local! {
 }
 
 /// Runs `f` with this thread's scratch (a fresh one if it is in use further up this thread's stack,
-/// as when a threaded gemm lets this thread pick up another convolution).
+/// as when rayon lets a waiting thread pick up another convolution).
 fn with_scratch<R>(f: impl FnOnce(&mut Scratch) -> R) -> R {
     SCRATCH.with(|cell| match cell.try_borrow_mut() {
         Ok(mut scratch) => f(&mut scratch),
@@ -137,33 +138,27 @@ fn conv2d(g: &Geometry, x: &[f32], weight: &[f32], bias: &[f32]) -> Vec<f32> {
     let n = g.out_pixels();
     let mut out = vec![0f32; g.batch * g.c_out * n];
     let images = x
-        .chunks_exact(g.c_in * g.h * g.w)
-        .zip(out.chunks_exact_mut(g.c_out * n));
+        .par_chunks_exact(g.c_in * g.h * g.w)
+        .zip(out.par_chunks_exact_mut(g.c_out * n));
     let threads = rayon::current_num_threads();
-    if g.batch >= threads && threads > 1 {
-        // whole images per thread: no synchronisation inside a gemm, and each thread's patches stay
-        // in its own cache
-        images
-            .par_bridge()
-            .for_each_init(Scratch::default, |scratch, (image, dst)| {
-                convolve_image(g, image, weight, bias, dst, scratch, Parallelism::None)
-            });
+    if g.batch >= threads {
+        // whole images per thread: each thread's patches stay in its own cache
+        images.for_each(|(image, dst)| {
+            with_scratch(|scratch| convolve_image(g, image, weight, bias, dst, scratch, 1))
+        });
     } else {
-        let parallelism = if threads > 1 && g.flops() >= 1 << 20 {
-            Parallelism::Rayon(threads)
-        } else {
-            Parallelism::None
-        };
-        with_scratch(|scratch| {
-            for (image, dst) in images {
-                convolve_image(g, image, weight, bias, dst, scratch, parallelism);
-            }
+        // one image at a time, every phase split across the threads
+        let tasks = if g.flops() >= 1 << 25 { threads } else { 1 };
+        images.with_max_len(1).for_each(|(image, dst)| {
+            with_scratch(|scratch| convolve_image(g, image, weight, bias, dst, scratch, tasks))
         });
     }
     out
 }
 
-/// One image: dst [C_out, H_out·W_out] = weight · unrolled image + bias.
+/// One image: dst [C_out, n] = weight · unrolled image + bias, in three phases of `tasks` pieces
+/// each (1: all on this thread): the image to channels last by pixel ranges, then unroll and gemm
+/// by bands of output pixels, then back to NCHW by channel ranges.
 fn convolve_image(
     g: &Geometry,
     image: &[f32],
@@ -171,66 +166,62 @@ fn convolve_image(
     bias: &[f32],
     dst: &mut [f32],
     scratch: &mut Scratch,
-    parallelism: Parallelism,
+    tasks: usize,
 ) {
-    let (n, taps) = (g.out_pixels(), g.taps());
-    if g.pointwise() {
-        for (row, &b) in dst.chunks_exact_mut(n).zip(bias) {
-            row.fill(b);
-        }
-        // dst [C_out, n] row-major += weight [C_out, C_in] · image [C_in, n]
-        // SAFETY: every matrix is exactly as long as its shape and strides say; dst aliases neither.
-        unsafe {
-            gemm(
-                g.c_out,
-                n,
-                taps,
-                dst.as_mut_ptr(),
-                1,
-                n as isize,
-                true,
-                weight.as_ptr(),
-                1,
-                taps as isize,
-                image.as_ptr(),
-                1,
-                n as isize,
-                1.0,
-                1.0,
-                false,
-                false,
-                false,
-                parallelism,
-            )
-        }
-        return;
-    }
+    let (n, taps, pixels) = (g.out_pixels(), g.taps(), g.h * g.w);
     let Scratch {
         channels_last,
         patches,
         product,
     } = scratch;
-    channels_last.resize(g.h * g.w * g.c_in, 0.0);
-    transpose(image, channels_last, g.c_in, g.h * g.w);
-    patches.resize(n * taps, 0.0);
-    unroll(
-        g,
-        channels_last,
-        patches,
-        !matches!(parallelism, Parallelism::None),
-    );
-    product.clear();
-    for _ in 0..n {
-        product.extend_from_slice(bias);
+    channels_last.resize(pixels * g.c_in, 0.0);
+    let span = pixels.div_ceil(tasks);
+    channels_last
+        .par_chunks_mut(span * g.c_in)
+        .enumerate()
+        .for_each(|(i, out)| transpose(&image[i * span..], pixels, g.c_in, out));
+
+    product.resize(n * g.c_out, 0.0);
+    let band = n.div_ceil(tasks);
+    let products = product.par_chunks_mut(band * g.c_out).enumerate();
+    if g.pointwise() {
+        // a 1×1 stride-1 convolution's patches are the channels-last image itself
+        let channels_last = &channels_last[..];
+        products.for_each(|(i, out)| {
+            gemm_band(g, weight, bias, &channels_last[i * band * taps..], out)
+        });
+    } else {
+        patches.resize(n * taps, 0.0);
+        products
+            .zip(patches.par_chunks_mut(band * taps))
+            .for_each(|((i, out), band_patches)| {
+                unroll(g, channels_last, i * band, band_patches);
+                gemm_band(g, weight, bias, band_patches, out)
+            });
     }
-    // product [n, C_out] (C_out contiguous) += patches [n, taps] · weightᵀ [taps, C_out]
-    // SAFETY: as above.
+
+    let span = g.c_out.div_ceil(tasks);
+    dst.par_chunks_mut(span * n)
+        .enumerate()
+        .for_each(|(i, out)| transpose(&product[i * span..], g.c_out, n, out));
+}
+
+/// out [pixels, C_out] = bias + patches [pixels, taps] · weightᵀ, on this thread.
+fn gemm_band(g: &Geometry, weight: &[f32], bias: &[f32], patches: &[f32], out: &mut [f32]) {
+    let (taps, pixels) = (g.taps(), out.len() / g.c_out);
+    assert!(patches.len() >= pixels * taps && weight.len() == g.c_out * taps);
+    for row in out.chunks_exact_mut(g.c_out) {
+        row.copy_from_slice(bias);
+    }
+    // The gemm crate is column-major: out is [C_out, pixels] with C_out contiguous, the weight
+    // [C_out, taps] row-major, the patches [taps, pixels] with taps contiguous.
+    // SAFETY: the lengths are checked above; out aliases neither input.
     unsafe {
         gemm(
             g.c_out,
-            n,
+            pixels,
             taps,
-            product.as_mut_ptr(),
+            out.as_mut_ptr(),
             g.c_out as isize,
             1,
             true,
@@ -245,40 +236,42 @@ fn convolve_image(
             false,
             false,
             false,
-            parallelism,
+            Parallelism::None,
         )
     }
-    transpose(product, dst, n, g.c_out);
 }
 
-/// dst [cols, rows] = src [rows, cols]ᵀ. Eight source rows at a time, so every write is a contiguous
-/// run of eight and the reads are eight sequential streams.
-fn transpose(src: &[f32], dst: &mut [f32], rows: usize, cols: usize) {
+/// out [cols, rows] = the transpose of `rows` rows of `src` (each `stride` apart, `cols` = out.len() /
+/// rows of them read). Eight source rows at a time, so every write is a contiguous run of eight and
+/// the reads are eight sequential streams.
+fn transpose(src: &[f32], stride: usize, rows: usize, out: &mut [f32]) {
     const LANES: usize = 8;
+    let cols = out.len() / rows;
     let blocks = rows / LANES;
     for block in 0..blocks {
         let r0 = block * LANES;
-        let lanes: [&[f32]; LANES] = std::array::from_fn(|i| &src[(r0 + i) * cols..][..cols]);
-        for (c, out) in dst.chunks_exact_mut(rows).enumerate() {
-            let out = &mut out[r0..r0 + LANES];
+        let lanes: [&[f32]; LANES] = std::array::from_fn(|i| &src[(r0 + i) * stride..][..cols]);
+        for (c, column) in out.chunks_exact_mut(rows).enumerate() {
+            let column = &mut column[r0..r0 + LANES];
             for i in 0..LANES {
-                out[i] = lanes[i][c];
+                column[i] = lanes[i][c];
             }
         }
     }
     for r in blocks * LANES..rows {
-        for (c, &v) in src[r * cols..][..cols].iter().enumerate() {
-            dst[c * rows + r] = v;
+        for (c, &v) in src[r * stride..][..cols].iter().enumerate() {
+            out[c * rows + r] = v;
         }
     }
 }
 
-/// im2col, channels last: row (oy, ox) of `patches` holds, tap by tap in (ky, kx) order, the C_in
-/// values at input pixel (oy·stride + ky − pad, ox·stride + kx − pad), zeros outside the image.
-fn unroll(g: &Geometry, channels_last: &[f32], patches: &mut [f32], parallel: bool) {
-    let (c, taps) = (g.c_in, g.taps());
-    let fill = |(p, patch): (usize, &mut [f32])| {
-        let (oy, ox) = (p / g.out_w, p % g.out_w);
+/// im2col, channels last, for the output pixels from `first` on: each row of `patches` holds, tap by
+/// tap in (ky, kx) order, the C_in values at input pixel (oy·stride + ky − pad, ox·stride + kx − pad),
+/// zeros outside the image.
+fn unroll(g: &Geometry, channels_last: &[f32], first: usize, patches: &mut [f32]) {
+    let c = g.c_in;
+    for (j, patch) in patches.chunks_exact_mut(g.taps()).enumerate() {
+        let (oy, ox) = ((first + j) / g.out_w, (first + j) % g.out_w);
         for ky in 0..g.k {
             let iy = (oy * g.stride + ky) as isize - g.pad as isize;
             let row = &mut patch[ky * g.k * c..][..g.k * c];
@@ -297,14 +290,6 @@ fn unroll(g: &Geometry, channels_last: &[f32], patches: &mut [f32], parallel: bo
                 }
             }
         }
-    };
-    if parallel {
-        patches
-            .par_chunks_exact_mut(taps)
-            .enumerate()
-            .for_each(fill);
-    } else {
-        patches.chunks_exact_mut(taps).enumerate().for_each(fill);
     }
 }
 

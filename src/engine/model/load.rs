@@ -13,7 +13,6 @@ use crate::engine::error::{EngineError, Result, WeightReport};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use safetensors::SafeTensors;
-use std::borrow::Cow;
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 
@@ -89,7 +88,38 @@ pub struct Checkpoint {
 
 enum Reader {
     Pt(candle_core::pickle::PthTensors),
-    Safetensors(Cow<'static, [u8]>),
+    Safetensors(WeightBytes),
+}
+
+/// The bytes of a safetensors file. A file on disk is mapped, not read: loading copies each tensor
+/// straight from the page cache into its f32 tensor, so the weights are never held twice.
+enum WeightBytes {
+    Mapped(memmap2::Mmap),
+    Owned(Vec<u8>),
+    Static(&'static [u8]),
+}
+
+impl WeightBytes {
+    fn map(path: &Path) -> Result<Self> {
+        let file = std::fs::File::open(path).map_err(|e| not_a_checkpoint(path, e.to_string()))?;
+        // SAFETY: the map is read-only and only read while loading. Like every mapped-file reader
+        // (candle's and safetensors' own), a file truncated by another program during the load would
+        // fault; the length is checked against the header first.
+        let map = unsafe { memmap2::Mmap::map(&file) }
+            .map_err(|e| not_a_checkpoint(path, e.to_string()))?;
+        Ok(Self::Mapped(map))
+    }
+}
+
+impl std::ops::Deref for WeightBytes {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            Self::Mapped(map) => map,
+            Self::Owned(bytes) => bytes,
+            Self::Static(bytes) => bytes,
+        }
+    }
 }
 
 struct StoredTensor {
@@ -141,9 +171,7 @@ impl Checkpoint {
         }
         let opened = if path.is_dir() {
             let (weights, cfg) = diffusers_paths(path)?;
-            let bytes =
-                std::fs::read(&weights).map_err(|e| not_a_checkpoint(&weights, e.to_string()))?;
-            let mut opened = parse_safetensors(&weights, Cow::Owned(bytes))?;
+            let mut opened = parse_safetensors(&weights, WeightBytes::map(&weights)?)?;
             opened.format = WeightFormat::Diffusers;
             opened.diffusers_config =
                 Some((read_diffusers_config(&cfg)?, read_diffusers_schedule(path)));
@@ -158,9 +186,7 @@ impl Checkpoint {
                     "a legacy (pre-1.6) torch.save file: re-save it with torch.save(..., _use_new_zipfile_serialization=True)",
                 ));
             } else {
-                let bytes =
-                    std::fs::read(path).map_err(|e| not_a_checkpoint(path, e.to_string()))?;
-                parse_safetensors(path, Cow::Owned(bytes))?
+                parse_safetensors(path, WeightBytes::map(path)?)?
             }
         };
         Self::settle(path, opened, config)
@@ -168,14 +194,14 @@ impl Checkpoint {
 
     /// A safetensors file already in memory (`name` stands for its path in messages).
     pub fn from_safetensors_bytes(name: &Path, bytes: Vec<u8>) -> Result<Self> {
-        let opened = parse_safetensors(name, Cow::Owned(bytes))?;
+        let opened = parse_safetensors(name, WeightBytes::Owned(bytes))?;
         Self::settle(name, opened, None)
     }
 
     /// The default model compiled into the binary (`assets/`), in the project format.
     pub fn embedded_default(config: Option<(ModelConfig, PathBuf)>) -> Result<Self> {
         let path = Path::new(super::default_model::NAME);
-        let opened = parse_safetensors(path, Cow::Borrowed(super::default_model::BYTES))?;
+        let opened = parse_safetensors(path, WeightBytes::Static(super::default_model::BYTES))?;
         Self::settle(path, opened, config)
     }
 
@@ -288,7 +314,11 @@ impl Checkpoint {
             )));
         }
         let vb = VarBuilder::from_tensors(self.load_tensors(device)?, DType::F32, device);
-        Ok(UNet::new(&self.config.unet, vb)?)
+        let unet = UNet::new(&self.config.unet, vb)?;
+        if !device.is_cpu() {
+            unet.warm_up(device)?;
+        }
+        Ok(unet)
     }
 
     /// Every weight under its openai name, in f32 on `device`.
@@ -464,7 +494,7 @@ fn read_pt(path: &Path) -> Result<Opened> {
 
 /// Reads a safetensors header (whole file in `bytes`): the project format when its metadata holds a
 /// config, else openai names.
-fn parse_safetensors(path: &Path, bytes: Cow<'static, [u8]>) -> Result<Opened> {
+fn parse_safetensors(path: &Path, bytes: WeightBytes) -> Result<Opened> {
     if let Some(needed) = safetensors_extent(&bytes)
         && needed > bytes.len()
     {

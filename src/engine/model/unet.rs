@@ -83,6 +83,19 @@ impl UNet {
         &self.config
     }
 
+    /// One forward pass on zeros. On CUDA the first launch of every kernel JIT-compiles its PTX
+    /// (seconds): done at load, not on the user's first click.
+    pub fn warm_up(&self, device: &Device) -> Result<()> {
+        let (c, s) = (self.config.in_channels, self.config.image_size);
+        let x = Tensor::zeros((1, c, s, s), DType::F32, device)?;
+        let labels = match self.config.num_classes {
+            Some(_) => Some(Tensor::zeros(1, DType::U32, device)?),
+            None => None,
+        };
+        self.forward(&x, &[0.0], labels.as_ref())?;
+        Ok(())
+    }
+
     /// Sinusoidal embedding of the time input: `[cos(t·f_k) …, sin(t·f_k) …]`, cos first.
     pub fn timestep_embedding(&self, c_noise: &[f64], device: &Device) -> Result<Tensor> {
         let half = self.time_freqs.len();
