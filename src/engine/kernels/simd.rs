@@ -37,8 +37,12 @@ pub fn exp(x: f32) -> f32 {
     p = p * r + 1.666_666_5e-1;
     p = p * r + 5.000_000_1e-1;
     p = p * r * r + r + 1.0;
-    let scale = f32::from_bits((((n as i32) + 127) as u32) << 23);
-    p * scale
+    // 2^n from the exponent bits. The integer is read from the float's mantissa (n + 127 + 1.5·2^23
+    // holds it in its low bits) rather than cast: `as i32` saturates and stays scalar.
+    let biased = ((n + 127.0) + ROUND)
+        .to_bits()
+        .wrapping_sub(ROUND.to_bits());
+    p * f32::from_bits(biased << 23)
 }
 
 /// SiLU, x·σ(x), with the vectorisable exp.
