@@ -155,7 +155,11 @@ fn ops(c: &mut Criterion) {
     group.sample_size(20);
     let weight = Tensor::randn(0f32, 0.03, (ch, ch, 3, 3), &dev).unwrap();
     let bias = Tensor::randn(0f32, 0.1, ch, &dev).unwrap();
-    let packed = cmpaint::engine::kernels::conv::pack_weight(&weight).unwrap();
+    let params = Conv2dParams {
+        stride: 1,
+        padding: 1,
+    };
+    let packed = cmpaint::engine::kernels::conv::pack_weight(&weight, &params).unwrap();
     let mut gn_weights = HashMap::new();
     gn_weights.insert(
         "weight".to_string(),
@@ -175,10 +179,6 @@ fn ops(c: &mut Criterion) {
         1e-5,
     )
     .unwrap();
-    let params = Conv2dParams {
-        stride: 1,
-        padding: 1,
-    };
     for batch in [1usize, 8] {
         let x = Tensor::randn(0f32, 1.0, (batch, ch, 64, 64), &dev).unwrap();
         group.bench_function(format!("conv3x3_b{batch}"), |b| {

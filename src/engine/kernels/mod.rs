@@ -10,6 +10,7 @@
 pub mod conv;
 pub mod group_norm;
 mod simd;
+pub mod winograd;
 
 use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, Layout, Result};

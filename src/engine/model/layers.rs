@@ -28,7 +28,7 @@ impl Conv2d {
         let weight = vb.get((cout, cin, kernel, kernel), "weight")?;
         Ok(Self {
             weight: if weight.device().is_cpu() {
-                pack_weight(&weight)?
+                pack_weight(&weight, &params)?
             } else {
                 weight
             },
