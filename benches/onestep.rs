@@ -193,7 +193,7 @@ fn ops(c: &mut Criterion) {
             })
         });
         group.bench_function(format!("groupnorm_silu_b{batch}"), |b| {
-            b.iter(|| gn.forward(&x, true).unwrap())
+            b.iter(|| gn.forward_silu(&x).unwrap())
         });
         group.bench_function(format!("groupnorm_silu_b{batch}_candle"), |b| {
             b.iter(|| candle_gn.forward(&x).unwrap().silu().unwrap())

@@ -381,15 +381,17 @@ mod tests {
             (1, 2, 3, 6, 7, 3, 1, 0),
             (3, 1, 2, 4, 4, 1, 2, 0),
             (1, 2, 2, 9, 5, 3, 2, 2),
-            // large enough for the threaded paths: one image over a threaded gemm, images per thread
-            (1, 32, 64, 16, 16, 3, 1, 1),
-            (4, 32, 32, 8, 8, 3, 1, 1),
+            // im2col (< 32 channels, stride 2) and 1×1: one image split in pixel bands (≥ 2^25 flops),
+            // images per thread
+            (1, 24, 64, 48, 48, 3, 1, 1),
+            (4, 16, 32, 8, 8, 3, 1, 1),
+            (2, 32, 32, 16, 16, 3, 2, 1),
             (4, 64, 32, 8, 8, 1, 1, 0),
-            // Winograd: even and odd sizes, one image over threaded bands and images per thread
+            // Winograd: even and odd sizes, one image split in tile-row bands, images per thread
             (1, 32, 40, 16, 16, 3, 1, 1),
             (1, 64, 32, 15, 9, 3, 1, 1),
+            (1, 64, 64, 32, 33, 3, 1, 1),
             (3, 32, 32, 7, 6, 3, 1, 1),
-            (2, 64, 64, 32, 32, 3, 1, 1),
         ] {
             let x = Tensor::randn(0f32, 1.0, (b, c_in, h, w), &dev)?;
             let wt = Tensor::randn(0f32, 1.0, (c_out, c_in, k, k), &dev)?;

@@ -75,7 +75,7 @@ impl ResBlock {
 
     /// `emb_act` is SiLU(time embedding), shared by every block of one forward pass.
     pub fn forward(&self, x: &Tensor, emb_act: &Tensor) -> Result<Tensor> {
-        let h = self.in_norm.forward(x, true)?;
+        let h = self.in_norm.forward_silu(x)?;
         let (x, h) = (resample(x, self.resample)?, resample(&h, self.resample)?);
         let h = self.in_conv.forward(&h)?;
         let p = self.emb_proj.forward(emb_act)?;
@@ -86,7 +86,7 @@ impl ResBlock {
             self.out_conv.forward(&h)?
         } else {
             let h = h.broadcast_add(&p.unsqueeze(2)?.unsqueeze(3)?)?;
-            self.out_conv.forward(&self.out_norm.forward(&h, true)?)?
+            self.out_conv.forward(&self.out_norm.forward_silu(&h)?)?
         };
         let skip = match &self.skip {
             Some(conv) => conv.forward(&x)?,
@@ -118,13 +118,11 @@ impl AttentionBlock {
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let (b, c, h, w) = x.dims4()?;
         let d = c / self.heads;
-        let qkv = self.qkv.forward(&self.norm.forward(x, false)?)?.reshape((
-            b,
-            3,
-            self.heads,
-            d,
-            h * w,
-        ))?;
+        let normed = self.norm.forward(x)?;
+        let qkv = self
+            .qkv
+            .forward(&normed)?
+            .reshape((b, 3, self.heads, d, h * w))?;
         let part = |i: usize| qkv.narrow(1, i, 1)?.reshape((b * self.heads, d, h * w));
         let (q, k, v) = (part(0)?, part(1)?, part(2)?);
         // weights[t, s] = softmax_s(q_t · k_s / sqrt(d))

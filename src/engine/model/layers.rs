@@ -66,9 +66,13 @@ impl GroupNorm {
         })
     }
 
-    /// GroupNorm, then SiLU if `silu`.
-    pub fn forward(&self, x: &Tensor, silu: bool) -> Result<Tensor> {
-        self.normalize(x, &self.weight, &self.bias, silu)
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        self.normalize(x, &self.weight, &self.bias, false)
+    }
+
+    /// SiLU(GroupNorm(x)).
+    pub fn forward_silu(&self, x: &Tensor) -> Result<Tensor> {
+        self.normalize(x, &self.weight, &self.bias, true)
     }
 
     /// SiLU(GroupNorm(x)·(1 + scale) + shift), with scale and shift [B, C] (the ResBlock's

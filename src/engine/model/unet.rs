@@ -170,6 +170,6 @@ impl Network for UNet {
             }
         }
         // 5. out
-        self.out_conv.forward(&self.out_norm.forward(&h, true)?)
+        self.out_conv.forward(&self.out_norm.forward_silu(&h)?)
     }
 }
