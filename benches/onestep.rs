@@ -28,8 +28,10 @@ use std::time::Duration;
 /// The ts list used for "2 steps" where a model has none of its own (the CD ImageNet-64 one).
 const TWO_STEP_TS: [usize; 3] = [0, 22, 39];
 
+/// Paths are relative to the working directory: the package root under `cargo bench`, the copied
+/// repository on the GPU machine (scripts/gpu-bench.sh).
 fn bench_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/bench")
+    PathBuf::from("target/bench")
 }
 
 pub fn stand_in_25m() -> ModelConfig {
@@ -79,8 +81,7 @@ fn write_random_weights(cfg: &ModelConfig, path: &PathBuf) {
 
 /// (criterion group, weights file); random-weight files are written on first use.
 fn models() -> Vec<(&'static str, PathBuf)> {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let mut models = vec![("emoji32", root.join("assets/emoji32.safetensors"))];
+    let mut models = vec![("emoji32", PathBuf::from("assets/emoji32.safetensors"))];
     let mut random = vec![("cm25m", stand_in_25m())];
     if std::env::var_os("CMPAINT_BENCH_IMAGENET").is_some() {
         let mut imagenet = cmpaint::engine::model::spec::preset("cd_imagenet64_l2").unwrap();
