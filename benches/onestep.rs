@@ -22,7 +22,7 @@ use cmpaint::engine::model::spec::{ModelConfig, SamplingConfig};
 use cmpaint::engine::pipeline::{GenerateRequest, generate};
 use criterion::{Criterion, criterion_group, criterion_main};
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// The ts list used for "2 steps" where a model has none of its own (the CD ImageNet-64 one).
@@ -55,7 +55,7 @@ pub fn stand_in_25m() -> ModelConfig {
 }
 
 /// Random weights scaled by 1/√fan_in (GroupNorm scales near 1), so activations stay O(1).
-fn write_random_weights(cfg: &ModelConfig, path: &PathBuf) {
+fn write_random_weights(cfg: &ModelConfig, path: &Path) {
     let mut noise = SeededNoise::new(2024, 1);
     let mut tensors = HashMap::new();
     for (name, shape) in cfg.unet.expected_weights() {

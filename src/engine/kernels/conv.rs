@@ -29,8 +29,8 @@ impl Conv2dParams {
         k == 3
             && (self.stride, self.padding) == (1, 1)
             && c_in >= WINOGRAD_MIN_CHANNELS
-            && c_in % 8 == 0
-            && c_out % 8 == 0
+            && c_in.is_multiple_of(8)
+            && c_out.is_multiple_of(8)
     }
 }
 

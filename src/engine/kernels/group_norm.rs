@@ -31,7 +31,7 @@ impl CustomOp3 for GroupNormAffine {
         d_layout: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let dims = x_layout.shape().dims();
-        if dims.len() < 2 || dims[1] % self.groups != 0 {
+        if dims.len() < 2 || !dims[1].is_multiple_of(self.groups) {
             candle_core::bail!(
                 "group norm: {:?} cannot split into {} groups",
                 dims,

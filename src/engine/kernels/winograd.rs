@@ -57,6 +57,7 @@ impl Tiles {
 /// Tile rows `first_row..` of one image: `channels_last` [H·W, C_in] in, `out` (the output pixel rows
 /// these tiles cover, [rows·W, C_out], channels last) written. `v` and `m` are this band's working
 /// memory, [tiles, 16, C_in] and [tiles, 16, C_out].
+#[allow(clippy::too_many_arguments)] // the band's geometry, inputs, and its three buffers
 pub(super) fn convolve_band(
     t: &Tiles,
     channels_last: &[f32],

@@ -57,7 +57,7 @@ pub struct GroupNorm {
 
 impl GroupNorm {
     pub fn new(channels: usize, vb: VarBuilder) -> Result<Self> {
-        if channels % GROUPS != 0 {
+        if !channels.is_multiple_of(GROUPS) {
             candle_core::bail!("GroupNorm({GROUPS}) over {channels} channels")
         }
         Ok(Self {
