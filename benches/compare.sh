@@ -17,14 +17,19 @@ mkdir -p $out
 
 cargo build --release --quiet
 
+# unet_config FILE EXPR: EXPR evaluated on c, the UNet config stored in a project safetensors file
+unet_config() {
+  "$PYTHON" -c "import json,sys; from safetensors import safe_open; c=json.loads(safe_open(sys.argv[1],'pt').metadata()['cmpaint.config'])['unet']; print($2)" "$1"
+}
+
 models="emoji32:assets/emoji32.safetensors cm25m:$out/cm25m.safetensors"
 [ -n "${CMPAINT_BENCH_IMAGENET:-}" ] && models="$models imagenet64:$out/imagenet64.safetensors"
 for m in $models; do
   key=${m%%:*} weights=${m#*:}
   # same weights, same noise: check both sides compute the same image
-  size=$("$PYTHON" -c "import json,sys; from safetensors import safe_open; f=safe_open(sys.argv[1],'pt'); print(json.loads(f.metadata()['cmpaint.config'])['unet']['image_size'])" "$weights")
+  size=$(unet_config "$weights" "c['image_size']")
   "$PYTHON" -c "import torch; from safetensors.torch import save_file; g=torch.Generator().manual_seed(0); save_file({'noise': torch.randn(1,1,3,$size,$size, generator=g)}, '$out/noise_$key.safetensors')"
-  class=$("$PYTHON" -c "import json,sys; from safetensors import safe_open; f=safe_open(sys.argv[1],'pt'); print('--class=0' if json.loads(f.metadata()['cmpaint.config'])['unet'].get('num_classes') else '')" "$weights")
+  class=$(unet_config "$weights" "'--class=0' if c.get('num_classes') else ''")
   target/release/cmpaint generate --model "$weights" --noise $out/noise_$key.safetensors $class --device cpu \
     -o $out/rust_out_$key.safetensors 2>/dev/null
   # each side right after the other, so both see the same machine
@@ -40,7 +45,7 @@ rss() { "$PYTHON" benches/peak_rss.py "$@"; }
 : > $out/rss.txt
 for m in $models; do
   key=${m%%:*} weights=${m#*:}
-  class=$("$PYTHON" -c "import json,sys; from safetensors import safe_open; f=safe_open(sys.argv[1],'pt'); print('--class=0' if json.loads(f.metadata()['cmpaint.config'])['unet'].get('num_classes') else '')" "$weights")
+  class=$(unet_config "$weights" "'--class=0' if c.get('num_classes') else ''")
   target/release/cmpaint convert --model "$weights" --f16 -o $out/${key}_f16.safetensors >/dev/null 2>&1
   echo "$key $(stat -c %s "$weights") $(rss target/release/cmpaint generate --model "$weights" $class --device cpu -o $out/rss.png) \
 $(rss target/release/cmpaint generate --model $out/${key}_f16.safetensors $class --device cpu -o $out/rss.png) \
