@@ -333,13 +333,50 @@ fn opening_a_picture_of_another_size_asks_fit_or_crop() {
     h.run();
     h.get_by_label("Open image…").click();
     h.run();
+    assert!(
+        h.state().doc.is_pristine(),
+        "nothing changes before the choice"
+    );
     h.get_by_label("Crop centre").click();
     h.run();
+    wait_until(&mut h, "the picture opens", |a| !a.is_opening_image());
     let doc = &h.state().doc;
     let px = |x: usize| &doc.picture[(16 * doc.width + x) * 4..(16 * doc.width + x) * 4 + 3];
     assert_eq!(px(2), [255, 0, 0]);
     assert_eq!(px(doc.width - 3), [0, 0, 255]);
     assert!(h.state().doc.can_undo(), "opening a picture can be undone");
+}
+
+#[test]
+fn a_corrupt_picture_is_an_error_and_the_painting_stays() {
+    let dir = tempfile::tempdir().unwrap();
+    // A PNG whose header says 32×32 and whose pixel data is cut off.
+    let path = dir.path().join("cut.png");
+    let mut png = Vec::new();
+    image::RgbImage::new(32, 32)
+        .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+        .unwrap();
+    std::fs::write(&path, &png[..png.len() / 2]).unwrap();
+    let script = Scripted::default();
+    let mut h = harness(script.clone());
+    let size = h.state().doc.width;
+    h.state_mut().doc.picture[..4].copy_from_slice(&[1, 2, 3, 255]);
+    let before = h.state().doc.picture.clone();
+    script.push(path);
+    h.get_by_label("File").click();
+    h.run();
+    h.get_by_label("Open image…").click();
+    h.run();
+    if size != 32 {
+        h.get_by_label("Fit (stretch)").click();
+        h.run();
+    }
+    wait_until(&mut h, "the picture fails to open", |a| {
+        !a.is_opening_image()
+    });
+    let last = h.state().messages.last().unwrap();
+    assert!(last.error && last.text.contains("cut.png"), "{}", last.text);
+    assert_eq!(h.state().doc.picture, before);
 }
 
 #[test]

@@ -15,7 +15,7 @@ pub mod dialogs;
 pub mod labels;
 mod panels;
 
-use crate::engine::image::{Resize, Rgb8, decode, to_model_size, write_apng};
+use crate::engine::image::{Resize, Rgb8, decode, dimensions, to_model_size, write_apng};
 use crate::paint::brush::{BrushSettings, Tool};
 use crate::paint::document::Document;
 use crate::paint::project::{self, Project};
@@ -155,10 +155,18 @@ struct StripExport {
     frames: Vec<Option<Rgb8>>,
 }
 
-/// A loaded picture of another size than the model's, waiting for the user to choose fit or crop.
+/// A picture of another size than the model's, waiting for the user to choose fit or crop.
 struct PendingImport {
     path: PathBuf,
-    image: image::DynamicImage,
+    width: u32,
+    height: u32,
+}
+
+/// A picture being decoded and brought to the canvas size on its own thread: a photo takes a tenth of
+/// a second or more, which the UI must not wait for.
+struct Opening {
+    path: PathBuf,
+    result: crossbeam_channel::Receiver<Result<Rgb8, String>>,
 }
 
 pub struct Message {
@@ -199,6 +207,7 @@ pub struct App {
     /// An interpolation strip being rendered, frame by frame, for export.
     strip: Option<StripExport>,
     pending_import: Option<PendingImport>,
+    opening: Option<Opening>,
     dialogs: Box<dyn Dialogs>,
     /// The project file the document was last saved to or opened from.
     pub project_path: Option<PathBuf>,
@@ -266,6 +275,7 @@ impl App {
             model_job,
             strip: None,
             pending_import: None,
+            opening: None,
             dialogs,
             project_path: None,
             saved_state: None,
@@ -435,7 +445,7 @@ impl App {
     }
 
     pub fn is_busy(&self) -> bool {
-        !self.pending.is_empty() || self.model_job.is_some()
+        !self.pending.is_empty() || self.model_job.is_some() || self.opening.is_some()
     }
 
     pub fn info(&mut self, text: impl Into<String>) {
@@ -459,6 +469,7 @@ impl App {
         // Results wait while a stroke is in progress: applying one mid-stroke would split its undo step.
         if !self.canvas.is_stroking() {
             self.poll_worker();
+            self.poll_opening();
         }
         self.autosave_tick(false);
         self.shortcuts(ui.ctx());
@@ -956,37 +967,75 @@ impl App {
         self.submit(recipe, 1, false, Purpose::Apply);
     }
 
-    /// File → Open image: loads into the picture; a picture of another size asks fit or crop.
+    /// File → Open image: loads into the picture; a picture of another size asks fit or crop first.
     pub fn open_image(&mut self) {
         let Some(path) = self.dialogs.open_image() else {
             return;
         };
-        match decode(&path) {
-            Ok(image) => self.import(path, image, None),
+        match dimensions(&path) {
+            Ok((width, height))
+                if (width as usize, height as usize) == (self.doc.width, self.doc.height) =>
+            {
+                self.start_opening(path, None)
+            }
+            Ok((width, height)) => {
+                self.pending_import = Some(PendingImport {
+                    path,
+                    width,
+                    height,
+                })
+            }
             Err(e) => self.error(e.to_string()),
         }
     }
 
-    fn import(&mut self, path: PathBuf, image: image::DynamicImage, resize: Option<Resize>) {
+    /// Decodes the picture at `path` and brings it to the canvas size on a thread of its own; the newest
+    /// picture opened wins.
+    fn start_opening(&mut self, path: PathBuf, resize: Option<Resize>) {
         let size = self.doc.width;
-        let same = (image.width() as usize, image.height() as usize) == (size, size);
-        if !same && resize.is_none() {
-            self.pending_import = Some(PendingImport { path, image });
-            return;
-        }
-        match to_model_size(image, size, resize) {
-            Ok(img) => {
-                let rgb = img.to_rgb8();
-                let picture = Rgb8 {
+        let (send, result) = crossbeam_channel::bounded(1);
+        let source = path.clone();
+        std::thread::spawn(move || {
+            let picture = decode(&source)
+                .and_then(|image| to_model_size(image, size, resize))
+                .map(|image| Rgb8 {
                     width: size,
                     height: size,
-                    pixels: rgb.into_raw(),
-                };
+                    pixels: image.to_rgb8().into_raw(),
+                });
+            // Nobody waits any more when a newer picture was opened meanwhile.
+            let _ = send.send(picture.map_err(|e| e.to_string()));
+        });
+        self.info(format!("opening {}…", path.display()));
+        self.opening = Some(Opening { path, result });
+    }
+
+    fn poll_opening(&mut self) {
+        use crossbeam_channel::TryRecvError;
+        let Some(opening) = &self.opening else { return };
+        let result = match opening.result.try_recv() {
+            Err(TryRecvError::Empty) => return,
+            Ok(result) => result,
+            Err(TryRecvError::Disconnected) => Err("the decoder stopped unexpectedly".into()),
+        };
+        let path = self.opening.take().expect("checked").path;
+        match result {
+            Ok(picture) if (picture.width, picture.height) != (self.doc.width, self.doc.height) => {
+                self.error(format!(
+                    "{}: the canvas changed size while the picture was opening; open it again",
+                    path.display()
+                ))
+            }
+            Ok(picture) => {
                 self.doc.apply_result(&picture, None);
                 self.info(format!("opened {}", path.display()));
             }
-            Err(e) => self.error(e.to_string()),
+            Err(e) => self.error(e),
         }
+    }
+
+    pub fn is_opening_image(&self) -> bool {
+        self.opening.is_some()
     }
 
     pub fn new_canvas(&mut self) {

@@ -475,7 +475,7 @@ fn history_section(app: &mut App, ui: &mut egui::Ui) {
 /// Asks how to bring a loaded picture of another size to the model's: fit, crop, or cancel.
 pub fn import_dialog(app: &mut App, ctx: &egui::Context) {
     let Some(p) = &app.pending_import else { return };
-    let (w, h) = (p.image.width(), p.image.height());
+    let (w, h) = (p.width, p.height);
     let size = app.doc.width;
     let mut choice: Option<Option<Resize>> = None;
     egui::Modal::new(egui::Id::unique("import")).show(ctx, |ui| {
@@ -497,7 +497,7 @@ pub fn import_dialog(app: &mut App, ctx: &egui::Context) {
     match choice {
         Some(Some(resize)) => {
             let p = app.pending_import.take().expect("checked");
-            app.import(p.path, p.image, Some(resize));
+            app.start_opening(p.path, Some(resize));
         }
         Some(None) => app.pending_import = None,
         None => {}

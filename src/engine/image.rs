@@ -143,18 +143,84 @@ pub fn to_model_size(
     if (w, h) == (size, size) {
         return Ok(img);
     }
-    let s = size as u32;
-    match resize {
-        None => Err(EngineError::InvalidInput(format!(
+    let Some(resize) = resize else {
+        return Err(EngineError::InvalidInput(format!(
             "the picture is {w}×{h}, the model works at {size}×{size}: pass --resize fit or --resize crop"
-        ))),
-        Some(Resize::Fit) => Ok(img.resize_exact(s, s, FilterType::Lanczos3)),
-        Some(Resize::Crop) => {
-            let side = w.min(h) as u32;
-            let cropped = img.crop_imm((w as u32 - side) / 2, (h as u32 - side) / 2, side, side);
-            Ok(cropped.resize_exact(s, s, FilterType::Lanczos3))
+        )));
+    };
+    let window = match resize {
+        Resize::Fit => [0, 0, w, h],
+        Resize::Crop => {
+            let side = w.min(h);
+            [(w - side) / 2, (h - side) / 2, side, side]
+        }
+    };
+    let s = size as u32;
+    Ok(
+        crop_and_shrink(img, window, PRESHRINK_MARGIN * size).resize_exact(
+            s,
+            s,
+            FilterType::Lanczos3,
+        ),
+    )
+}
+
+/// How many times the model's size a picture keeps through [`crop_and_shrink`]: at 8 the result is
+/// within one level of Lanczos3 alone (see the test below).
+const PRESHRINK_MARGIN: usize = 8;
+
+/// The `[x, y, w, h]` window of a picture, shrunk by the largest whole factor that keeps its shorter
+/// side at least `min_side`, each new pixel the mean of the block it covers (8-bit out).
+///
+/// Why: Lanczos3 costs in proportion to the reduction (its kernel widens with it) — 20 s from a 138 MP
+/// picture to 32² — and the image crate's crop and thumbnail go pixel by pixel; this is one pass of
+/// row sums.
+fn crop_and_shrink(
+    img: image::DynamicImage,
+    [x0, y0, w, h]: [usize; 4],
+    min_side: usize,
+) -> image::DynamicImage {
+    use image::DynamicImage as D;
+    let f = (w.min(h) / min_side.max(1)).max(1);
+    if f == 1 && (w, h) == (img.width() as usize, img.height() as usize) {
+        return img;
+    }
+    // Whole blocks only: the remainder is trimmed evenly from both sides, keeping the window centred.
+    let (x0, y0, ow, oh) = (x0 + w % f / 2, y0 + h % f / 2, w / f, h / f);
+    let img = match img {
+        D::ImageLuma8(_) | D::ImageLumaA8(_) | D::ImageRgb8(_) | D::ImageRgba8(_) => img,
+        _ if img.color().has_alpha() => D::ImageRgba8(img.to_rgba8()),
+        _ => D::ImageRgb8(img.to_rgb8()),
+    };
+    let channels = img.color().channel_count() as usize;
+    let (width, src) = (img.width() as usize, img.as_bytes());
+    let area = (f * f) as u32;
+    let mut column_sums = vec![0u32; ow * f * channels];
+    let mut out = Vec::with_capacity(ow * oh * channels);
+    for block_row in 0..oh {
+        column_sums.fill(0);
+        for y in y0 + block_row * f..y0 + (block_row + 1) * f {
+            let row = &src[(y * width + x0) * channels..][..column_sums.len()];
+            for (sum, &v) in column_sums.iter_mut().zip(row) {
+                *sum += v as u32;
+            }
+        }
+        for block in column_sums.chunks_exact(f * channels) {
+            for c in 0..channels {
+                let total: u32 = block[c..].iter().step_by(channels).sum();
+                out.push(((total + area / 2) / area) as u8);
+            }
         }
     }
+    let (ow, oh) = (ow as u32, oh as u32);
+    use image::ImageBuffer as B;
+    match channels {
+        1 => B::from_raw(ow, oh, out).map(D::ImageLuma8),
+        2 => B::from_raw(ow, oh, out).map(D::ImageLumaA8),
+        3 => B::from_raw(ow, oh, out).map(D::ImageRgb8),
+        _ => B::from_raw(ow, oh, out).map(D::ImageRgba8),
+    }
+    .expect("sized above")
 }
 
 /// Largest picture side accepted, checked from the header before any pixel memory is allocated.
@@ -171,9 +237,27 @@ pub fn decode(path: &Path) -> Result<image::DynamicImage> {
 
 /// Decodes PNG or JPEG bytes under the size limits above; the error is one line.
 pub fn decode_bytes(bytes: &[u8]) -> std::result::Result<image::DynamicImage, String> {
-    let mut reader = image::ImageReader::new(std::io::Cursor::new(bytes))
-        .with_guessed_format()
-        .map_err(|e| e.to_string())?;
+    checked_reader(image::ImageReader::new(std::io::Cursor::new(bytes)))?
+        .decode()
+        .map_err(|e| format!("not a readable image ({e})"))
+}
+
+/// A picture file's width and height, from its header alone (milliseconds, where decoding a photo
+/// takes a tenth of a second or more).
+pub fn dimensions(path: &Path) -> Result<(u32, u32)> {
+    let error = |e: String| EngineError::InvalidInput(format!("{}: {e}", path.display()));
+    let reader = image::ImageReader::open(path).map_err(|e| error(e.to_string()))?;
+    checked_reader(reader)
+        .map_err(error)?
+        .into_dimensions()
+        .map_err(|e| error(format!("not a readable image ({e})")))
+}
+
+/// A reader that accepts only PNG and JPEG, under the size limits above.
+fn checked_reader<R: std::io::BufRead + std::io::Seek>(
+    reader: image::ImageReader<R>,
+) -> std::result::Result<image::ImageReader<R>, String> {
+    let mut reader = reader.with_guessed_format().map_err(|e| e.to_string())?;
     match reader.format() {
         Some(image::ImageFormat::Png | image::ImageFormat::Jpeg) => {}
         _ => return Err("not a readable image (not PNG or JPEG)".into()),
@@ -183,9 +267,7 @@ pub fn decode_bytes(bytes: &[u8]) -> std::result::Result<image::DynamicImage, St
     limits.max_image_height = Some(MAX_IMAGE_SIDE);
     limits.max_alloc = Some(MAX_IMAGE_BYTES);
     reader.limits(limits);
-    reader
-        .decode()
-        .map_err(|e| format!("not a readable image ({e})"))
+    Ok(reader)
 }
 
 /// A picture as a `[1, 3, H, W]` tensor in [−1, 1]; grey pictures are replicated to three channels.
@@ -240,4 +322,63 @@ pub fn write_apng(path: &Path, frames: &[Rgb8], fps: u16) -> Result<()> {
             .map_err(|e| fail(e.to_string()))?;
     }
     writer.finish().map_err(|e| fail(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use image::imageops::FilterType;
+
+    /// A photo-like picture: smooth gradients with detail of a few dozen pixels.
+    fn photo(w: u32, h: u32) -> image::DynamicImage {
+        image::DynamicImage::ImageRgb8(image::RgbImage::from_fn(w, h, |x, y| {
+            let (x, y) = (x as f32, y as f32);
+            let wave = |period: f32, phase: f32| {
+                ((x / period + phase).sin() * (y / period).cos() + 1.0) * 0.5
+            };
+            image::Rgb([
+                (255.0 * x / w as f32) as u8,
+                (255.0 * wave(37.0, 0.0)) as u8,
+                (255.0 * (0.5 * wave(91.0, 1.0) + 0.5 * y / h as f32)) as u8,
+            ])
+        }))
+    }
+
+    /// The two-stage shrink matches Lanczos3 alone on the window it keeps: the requested window less a
+    /// remainder of fewer than `f` pixels, trimmed evenly so the window stays centred.
+    #[test]
+    fn a_large_picture_comes_to_model_size_as_lanczos_alone_would_bring_it() {
+        let rgb = photo(1601, 1203);
+        let grey_alpha = image::DynamicImage::ImageLumaA8(rgb.to_luma_alpha8());
+        let deep = image::DynamicImage::ImageRgb16(rgb.to_rgb16());
+        // Whole factor 4 (1203 / (8·32)); Fit trims 1601 → 1600 and 1203 → 1200 (one row off the top);
+        // Crop takes the 1203² centre at x = 199 and trims it to 1200² at (200, 1).
+        for (img, resize, [x, y, w, h]) in [
+            (&rgb, Resize::Fit, [0, 1, 1600, 1200]),
+            (&rgb, Resize::Crop, [200, 1, 1200, 1200]),
+            (&grey_alpha, Resize::Crop, [200, 1, 1200, 1200]),
+            (&deep, Resize::Fit, [0, 1, 1600, 1200]),
+        ] {
+            let ours = to_model_size(img.clone(), 32, Some(resize)).unwrap();
+            assert_eq!(ours.color().has_alpha(), img.color().has_alpha());
+            let direct = img
+                .crop_imm(x, y, w, h)
+                .resize_exact(32, 32, FilterType::Lanczos3);
+            let (ours, direct) = (ours.to_rgba8(), direct.to_rgba8());
+            let diffs: Vec<i32> = ours
+                .as_raw()
+                .iter()
+                .zip(direct.as_raw())
+                .map(|(&a, &b)| (a as i32 - b as i32).abs())
+                .collect();
+            let max = *diffs.iter().max().unwrap();
+            let mean = diffs.iter().sum::<i32>() as f64 / diffs.len() as f64;
+            // Measured: max 1, mean ≤ 0.06 levels of 255 (a margin of 4 instead of 8 gave max 4).
+            assert!(
+                max <= 1 && mean <= 0.1,
+                "{:?} {resize:?}: max {max}, mean {mean}",
+                img.color()
+            );
+        }
+    }
 }
