@@ -2,7 +2,8 @@
 # Bounded fuzzing of every hostile-input parser (cargo-fuzz / libFuzzer), SECONDS each (default 60):
 #   bash .ci/fuzz.sh [SECONDS]
 # Runs on the stable toolchain (RUSTC_BOOTSTRAP lets cargo-fuzz pass its -Z flags) without a
-# sanitizer: the code is safe Rust, so what is hunted is panics, aborts, hangs and runaway memory.
+# sanitizer: the code is safe Rust, so what is hunted is panics, aborts, hangs, runaway memory and
+# slow inputs (libFuzzer writes a slow-unit- artifact for one over 10 s, which fails the run too).
 # A crash stops the run and leaves its input in fuzz/artifacts/<target>/: add it to
 # tests/fixtures/fuzz/<target>/ and tests/fuzz_regressions.rs replays it.
 set -euo pipefail
@@ -17,8 +18,15 @@ for t in image_import pt_load safetensors_load recipe_png project_file; do
     cargo fuzz run -s none "$t" "corpus/$t" "seeds/$t" -- \
         -max_total_time="$SECS" -rss_limit_mb=4096 -max_len=65536 -timeout=20 -print_final_stats=1 2>&1 \
         | grep -aE "^(stat::number_of_executed_units|stat::peak_rss_mb|==|SUMMARY|Done)|panicked|ERROR" || true
-    if [ -n "$(find "artifacts/$t" -type f 2>/dev/null)" ]; then
+    found=$(find "artifacts/$t" -type f 2>/dev/null)
+    if [ -n "$found" ]; then
         echo "fuzz target $t found a failing input: see fuzz/artifacts/$t" >&2
+        # CI keeps only its log: print each input so it can be replayed from there.
+        for f in $found; do
+            echo "$f ($(stat -c %s "$f") bytes), base64:" >&2
+            base64 -w 120 "$f" | head -c 16384 >&2
+            echo >&2
+        done
         exit 1
     fi
 done
