@@ -1,12 +1,15 @@
-//! CPU kernels for the two operations that take a UNet's time: convolution and GroupNorm(+SiLU).
+//! CPU kernels for the operations that take a UNet's time: convolution, GroupNorm(+SiLU) and
+//! self-attention.
 //!
 //! candle's generic CPU convolution re-packs the kernel and transposes the input to NHWC on every
 //! call, and its GroupNorm, affine, scale-shift and SiLU are six separate passes over memory, each
 //! with its own allocation. These replace them with one im2col + gemm per image (the weights are
-//! already in gemm's layout, the bias is folded into the output) and one fused pass per group.
+//! already in gemm's layout, the bias is folded into the output) and one fused pass per group;
+//! attention goes a block of queries at a time instead of through its whole weight matrix.
 //! Other devices (CUDA) keep candle's own operations; the layers in `model/layers.rs` choose.
 //! BENCHMARKS.md has the numbers.
 
+pub mod attention;
 pub mod conv;
 pub mod group_norm;
 mod simd;

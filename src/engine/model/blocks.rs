@@ -3,6 +3,7 @@
 
 use super::config::{BlockKind, Resample};
 use super::layers::{Conv2d, GroupNorm};
+use crate::engine::kernels::attention::Attention;
 use crate::engine::kernels::conv::Conv2dParams;
 use candle_core::{Module, Result, Tensor};
 use candle_nn::{Linear, VarBuilder};
@@ -117,24 +118,35 @@ impl AttentionBlock {
 
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let (b, c, h, w) = x.dims4()?;
-        let d = c / self.heads;
-        let normed = self.norm.forward(x)?;
         let qkv = self
             .qkv
-            .forward(&normed)?
-            .reshape((b, 3, self.heads, d, h * w))?;
-        let part = |i: usize| qkv.narrow(1, i, 1)?.reshape((b * self.heads, d, h * w));
-        let (q, k, v) = (part(0)?, part(1)?, part(2)?);
-        // weights[t, s] = softmax_s(q_t · k_s / sqrt(d))
-        let scale = 1.0 / (d as f64).sqrt();
-        let weights = (q.transpose(1, 2)?.contiguous()?.matmul(&k.contiguous()?)? * scale)?;
-        let weights = candle_nn::ops::softmax_last_dim(&weights)?;
-        let a = v
-            .contiguous()?
-            .matmul(&weights.transpose(1, 2)?.contiguous()?)?;
-        let a = a.reshape((b, c, h, w))?;
-        x + self.proj_out.forward(&a)?
+            .forward(&self.norm.forward(x)?)?
+            .reshape((b, 3 * c, h * w))?
+            .contiguous()?;
+        let a = if qkv.device().is_cpu() {
+            qkv.apply_op1_no_bwd(&Attention { heads: self.heads })?
+        } else {
+            attention_with_candle_ops(&qkv, self.heads)?
+        };
+        x + self.proj_out.forward(&a.reshape((b, c, h, w))?)?
     }
+}
+
+/// The same as the CPU kernel ([`Attention`]), from candle's operations (any device): qkv [B, 3C, T]
+/// → [B, C, T].
+pub(crate) fn attention_with_candle_ops(qkv: &Tensor, heads: usize) -> Result<Tensor> {
+    let (b, c3, t) = qkv.dims3()?;
+    let d = c3 / 3 / heads;
+    let qkv = qkv.reshape((b, 3, heads, d, t))?;
+    let part = |i: usize| qkv.narrow(1, i, 1)?.reshape((b * heads, d, t));
+    let (q, k, v) = (part(0)?, part(1)?, part(2)?);
+    // weights[t, s] = softmax_s(q_t · k_s / sqrt(d))
+    let scale = 1.0 / (d as f64).sqrt();
+    let weights = (q.transpose(1, 2)?.contiguous()?.matmul(&k.contiguous()?)? * scale)?;
+    let weights = candle_nn::ops::softmax_last_dim(&weights)?;
+    v.contiguous()?
+        .matmul(&weights.transpose(1, 2)?.contiguous()?)?
+        .reshape((b, c3 / 3, t))
 }
 
 /// One sub-module of an input, middle or output block.
