@@ -162,6 +162,35 @@ fn tools_and_brush_follow_their_shortcuts() {
 }
 
 #[test]
+fn a_long_history_lays_out_only_the_rows_on_screen() {
+    let mut h = harness(Scripted::default());
+    let textures = |h: &Harness<'static, App>| h.ctx.tex_manager().read().num_allocated();
+    let before = textures(&h);
+    h.state_mut().generate.batch = 16;
+    for n in [16, 32, 48, 64] {
+        h.get_by_label("Generate images").click();
+        wait_until(&mut h, "16 more results", |a| a.history.len() == n);
+    }
+    h.run();
+    let label = |i: usize| {
+        let r = &h.state().history[i].recipe;
+        format!("{} · seed {}", r.operation.label(), r.seed)
+    };
+    let (newest, oldest) = (label(63), label(0));
+    assert!(
+        h.query_by_label(&newest).is_some(),
+        "the newest row is drawn"
+    );
+    assert!(
+        h.query_by_label(&oldest).is_none(),
+        "the oldest is off screen"
+    );
+    // 820 px of window hold a few 56-px rows; every row used to get its texture on its first frame
+    let made = textures(&h) - before;
+    assert!(made < 16, "{made} textures for 64 results");
+}
+
+#[test]
 fn generate_on_a_blank_canvas_brings_images_from_the_worker() {
     let mut h = harness(Scripted::default());
     h.get_by_label("Generate images").click();

@@ -426,6 +426,9 @@ fn interpolate_section(app: &mut App, ui: &mut egui::Ui) {
     }
 }
 
+/// A history row is as tall as its thumbnail (the text beside it is shorter).
+const HISTORY_ROW_HEIGHT: f32 = 56.0;
+
 fn history_section(app: &mut App, ui: &mut egui::Ui) {
     if app.history.is_empty() {
         ui.weak("results appear here");
@@ -435,11 +438,19 @@ fn history_section(app: &mut App, ui: &mut egui::Ui) {
     let mut apply = None;
     let mut discard = None;
     let mut comparing = None;
-    // Newest first, one row each: thumbnail, what made it, and its actions.
+    // Newest first, one row each: thumbnail, what made it, and its actions. Only rows on screen are
+    // laid out (and given a texture); the others keep their space. A session holds hundreds of results,
+    // and laying them all out made every frame slower as the history grew.
     for (i, r) in app.history.iter_mut().enumerate().rev() {
+        let size = Vec2::new(ui.available_width(), HISTORY_ROW_HEIGHT);
+        if !ui.is_rect_visible(egui::Rect::from_min_size(ui.cursor().min, size)) {
+            ui.allocate_space(size);
+            continue;
+        }
         let tex = r.texture(&ctx).clone();
         ui.horizontal(|ui| {
-            ui.add(egui::Image::new(&tex).fit_to_exact_size(Vec2::splat(56.0)));
+            ui.set_height(HISTORY_ROW_HEIGHT);
+            ui.add(egui::Image::new(&tex).fit_to_exact_size(Vec2::splat(HISTORY_ROW_HEIGHT)));
             ui.vertical(|ui| {
                 ui.label(format!(
                     "{} · seed {}",
