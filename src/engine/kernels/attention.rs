@@ -7,9 +7,8 @@
 //! cache), the softmax in place, and their output columns — three passes over a small buffer and two
 //! gemms, tasks spread over threads.
 
-use super::{f32_slice, simd};
+use super::{Strided, f32_slice, gemm_on_this_thread, simd};
 use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape};
-use gemm::{Parallelism, gemm};
 use rayon::prelude::*;
 
 /// Queries per task: their scores (QUERY_BLOCK × T floats) stay in L2 for T up to a few thousand.
@@ -108,32 +107,29 @@ unsafe fn attend(g: &Geometry, q: &[f32], k: &[f32], v: &[f32], scores: &mut [f3
         q.len() >= d * t && k.len() >= d * t && v.len() >= d * t && scores.len() >= queries * t
     );
     let scale = 1.0 / (d as f32).sqrt();
-    // gemm's dst(m × n) = beta · lhs(m × k) · rhs(k × n); each operand is given as (column
-    // stride, row stride).
     // scores[r, s] = scale · Σ_i q[i, start + r] · k[i, s]
     // SAFETY: the strides address q's d × queries block, k's d × t and scores' queries × t, all in
     // bounds (asserted above).
     unsafe {
-        gemm(
-            queries,
-            t,
-            d,
-            scores.as_mut_ptr(),
-            1,
-            t as isize,
+        gemm_on_this_thread(
+            (queries, t, d),
+            Strided {
+                ptr: scores.as_mut_ptr(),
+                row_stride: t as isize,
+                col_stride: 1,
+            },
             false,
-            q.as_ptr().add(start),
-            t as isize,
-            1,
-            k.as_ptr(),
-            1,
-            t as isize,
-            0.0,
+            Strided {
+                ptr: q.as_ptr().add(start),
+                row_stride: 1,
+                col_stride: t as isize,
+            },
+            Strided {
+                ptr: k.as_ptr(),
+                row_stride: t as isize,
+                col_stride: 1,
+            },
             scale,
-            false,
-            false,
-            false,
-            Parallelism::None,
         );
     }
     // Each row becomes exp(x − max); its sum divides the output column at the end, a d-long
@@ -146,26 +142,25 @@ unsafe fn attend(g: &Geometry, q: &[f32], k: &[f32], v: &[f32], scores: &mut [f3
     // SAFETY: v's d × t, scores' queries × t read transposed, and out's d × queries block with
     // row stride t, all in bounds.
     unsafe {
-        gemm(
-            d,
-            queries,
-            t,
-            out,
-            1,
-            t as isize,
+        gemm_on_this_thread(
+            (d, queries, t),
+            Strided {
+                ptr: out,
+                row_stride: t as isize,
+                col_stride: 1,
+            },
             false,
-            v.as_ptr(),
-            1,
-            t as isize,
-            scores.as_ptr(),
-            t as isize,
-            1,
-            0.0,
+            Strided {
+                ptr: v.as_ptr(),
+                row_stride: t as isize,
+                col_stride: 1,
+            },
+            Strided {
+                ptr: scores.as_ptr(),
+                row_stride: 1,
+                col_stride: t as isize,
+            },
             1.0,
-            false,
-            false,
-            false,
-            Parallelism::None,
         );
         for i in 0..d {
             for (r, inverse) in inverse_sums[..queries].iter().enumerate() {

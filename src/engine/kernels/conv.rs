@@ -10,9 +10,8 @@
 //! a batch by images, a single image by pixel bands (no gemm-internal synchronisation).
 
 use super::winograd::{self, Tiles};
-use super::{f32_slice, simd};
+use super::{Strided, f32_slice, gemm_on_this_thread, simd};
 use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
-use gemm::{Parallelism, gemm};
 use rayon::prelude::*;
 
 /// Square kernel, same stride and zero padding on both axes.
@@ -274,26 +273,25 @@ fn gemm_band(g: &Geometry, weight: &[f32], bias: &[f32], patches: &[f32], out: &
     // [C_out, taps] row-major, the patches [taps, pixels] with taps contiguous.
     // SAFETY: the lengths are checked above; out aliases neither input.
     unsafe {
-        gemm(
-            g.c_out,
-            pixels,
-            taps,
-            out.as_mut_ptr(),
-            g.c_out as isize,
-            1,
+        gemm_on_this_thread(
+            (g.c_out, pixels, taps),
+            Strided {
+                ptr: out.as_mut_ptr(),
+                row_stride: 1,
+                col_stride: g.c_out as isize,
+            },
             true,
-            weight.as_ptr(),
-            1,
-            taps as isize,
-            patches.as_ptr(),
-            taps as isize,
-            1,
+            Strided {
+                ptr: weight.as_ptr(),
+                row_stride: taps as isize,
+                col_stride: 1,
+            },
+            Strided {
+                ptr: patches.as_ptr(),
+                row_stride: 1,
+                col_stride: taps as isize,
+            },
             1.0,
-            1.0,
-            false,
-            false,
-            false,
-            Parallelism::None,
         )
     }
 }

@@ -28,3 +28,52 @@ fn f32_slice<'a>(storage: &'a CpuStorage, layout: &Layout, what: &str) -> Result
         None => candle_core::bail!("{what}: expected a contiguous tensor"),
     }
 }
+
+/// A strided f32 matrix for [`gemm_on_this_thread`]: element (i, j) at `ptr + i·row_stride +
+/// j·col_stride`.
+#[derive(Clone, Copy)]
+struct Strided<P> {
+    ptr: P,
+    row_stride: isize,
+    col_stride: isize,
+}
+
+/// dst (m × n) = [dst +] scale · lhs (m × k) · rhs (k × n) with the gemm crate, single-threaded: the
+/// kernels split work across threads themselves.
+///
+/// # Safety
+/// Every element the sizes and strides address must lie in its buffer, and dst must alias neither
+/// input.
+unsafe fn gemm_on_this_thread(
+    (m, n, k): (usize, usize, usize),
+    dst: Strided<*mut f32>,
+    accumulate: bool,
+    lhs: Strided<*const f32>,
+    rhs: Strided<*const f32>,
+    scale: f32,
+) {
+    // SAFETY: as the caller promises.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.ptr,
+            dst.col_stride,
+            dst.row_stride,
+            accumulate,
+            lhs.ptr,
+            lhs.col_stride,
+            lhs.row_stride,
+            rhs.ptr,
+            rhs.col_stride,
+            rhs.row_stride,
+            1.0,
+            scale,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        )
+    }
+}

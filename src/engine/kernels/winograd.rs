@@ -7,9 +7,8 @@
 //! positions ξ one gemm M_ξ [tiles, C_out] = V_ξ [tiles, C_in] · U_ξᵀ, with U = G g Gᵀ transformed once
 //! at load ([`transform_weight`]), then Y = Aᵀ M A + bias into the output pixels.
 
-use super::simd;
+use super::{Strided, gemm_on_this_thread, simd};
 use candle_core::{Result, Tensor};
-use gemm::{Parallelism, gemm};
 
 /// U_ξ = (G g Gᵀ)_ξ of a weight [C_out, C_in, 3, 3], as [16, C_out, C_in].
 pub fn transform_weight(weight: &Tensor) -> Result<Tensor> {
@@ -76,26 +75,25 @@ pub(super) fn convolve_band(
         // SAFETY: the offsets and strides stay inside v ([tiles, 16, C_in]), m ([tiles, 16, C_out]) and
         // u ([16, C_out, C_in]); m aliases neither input.
         unsafe {
-            gemm(
-                t.c_out,
-                tiles,
-                t.c_in,
-                m.as_mut_ptr().add(xi * t.c_out),
-                (16 * t.c_out) as isize,
-                1,
+            gemm_on_this_thread(
+                (t.c_out, tiles, t.c_in),
+                Strided {
+                    ptr: m.as_mut_ptr().add(xi * t.c_out),
+                    row_stride: 1,
+                    col_stride: (16 * t.c_out) as isize,
+                },
                 false,
-                u.as_ptr().add(xi * t.c_out * t.c_in),
-                1,
-                t.c_in as isize,
-                v.as_ptr().add(xi * t.c_in),
-                (16 * t.c_in) as isize,
-                1,
-                0.0,
+                Strided {
+                    ptr: u.as_ptr().add(xi * t.c_out * t.c_in),
+                    row_stride: t.c_in as isize,
+                    col_stride: 1,
+                },
+                Strided {
+                    ptr: v.as_ptr().add(xi * t.c_in),
+                    row_stride: 1,
+                    col_stride: (16 * t.c_in) as isize,
+                },
                 1.0,
-                false,
-                false,
-                false,
-                Parallelism::None,
             )
         }
     }
