@@ -77,7 +77,10 @@ fn main() {
         std::thread::sleep(Duration::from_millis(16));
     }
     report("UI frame, worker generating 16 at a time", frames);
-    println!("  (frames with a job running: {busy_frames})");
+    println!(
+        "  (frames with a job running: {busy_frames}; results in the history at the end: {})",
+        h.state().history.len()
+    );
 
     // Slider move → frame shown.
     let mut latency = Vec::new();
