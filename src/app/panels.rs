@@ -483,7 +483,8 @@ fn history_section(app: &mut App, ui: &mut egui::Ui) {
     }
 }
 
-/// Asks how to bring a loaded picture of another size to the model's: fit, crop, or cancel.
+/// Asks how to bring a picture of another size to the model's: fit, crop, or cancel. Only its header
+/// has been read so far.
 pub fn import_dialog(app: &mut App, ctx: &egui::Context) {
     let Some(p) = &app.pending_import else { return };
     let (w, h) = (p.width, p.height);
