@@ -1,0 +1,173 @@
+#!/usr/bin/env python3
+"""The built-in diffusion teacher: an EDM denoiser of the emoji (Karras et al. 2022; cm_reference §g.3),
+trained on the CPU for as long as work on the project goes on, resumed from its checkpoint each time.
+
+- D(x, σ) with the EDM scalings (cm_model.edm_denoiser), the engine's own UNet family, class-conditional;
+- loss λ(σ)·‖D(x + σn, σ) − x‖², λ(σ) = (σ² + σd²)/(σ·σd)², ln σ ~ N(−1.2, 1.2²), horizontal flips;
+- Adam; an EMA with EDM's half-life ramp (what is exported and sampled);
+- the budget is counted in CPU time of this process (per thread), so runs that shared the machine with
+  builds compare fairly; the wall clock is logged beside it.
+
+One resumable command; run it again to continue (the architecture is the checkpoint's own):
+
+    nohup nice -n 19 python3 training/train_edm.py --out training/runs/edm-c64 --arch c64 --cpu-minutes 600 \
+        >> training/runs/edm-c64/stdout.log 2>&1 &
+    python3 training/export.py training/runs/edm-c64/checkpoint.pt assets/emoji32_teacher.safetensors
+
+Every `--sample-every` CPU-minutes it writes a grid of Heun-18 samples (one row per category) beside the
+log, and appends the log's JSON lines to train.log.
+"""
+import argparse
+import json
+import os
+import sys
+import time
+
+import torch
+import torch.nn.functional as F
+from diffusers import UNet2DModel
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from cm_model import diffusers_config, edm_denoiser, heun_sample, karras_sigma, parameter_count  # noqa: E402
+from train import load_data  # noqa: E402
+
+ARCHS = {
+    # the shipped consistency model's network (1.32 M parameters) and the CPU probe's
+    "cpu32": dict(model_channels=32, channel_mult=[1, 2, 2], num_res_blocks=1, attention_ds=[], head=64),
+    # deeper: two blocks per level, self-attention at 8²
+    "c32x2": dict(model_channels=32, channel_mult=[1, 2, 2], num_res_blocks=2, attention_ds=[4], head=64),
+    # wider at 8², self-attention there (3 heads); near the 12 MB f16 budget for two models
+    "c32w": dict(model_channels=32, channel_mult=[1, 2, 3], num_res_blocks=1, attention_ds=[4], head=32),
+}
+
+
+def model_config(arch, classes):
+    a = ARCHS[arch]
+    return {
+        "name": "cmpaint-emoji32-teacher",
+        "unet": {"image_size": 32, "in_channels": 3, "out_channels": 3,
+                 "model_channels": a["model_channels"], "channel_mult": a["channel_mult"],
+                 "num_res_blocks": a["num_res_blocks"], "attention_ds": a["attention_ds"],
+                 "num_head_channels": a["head"], "use_scale_shift_norm": True, "resblock_updown": True,
+                 "num_classes": classes},
+        "sampling": {"sigma_min": 0.002, "sigma_max": 80.0, "sigma_data": 0.5, "rho": 7.0, "steps": 18,
+                     "ts": None, "parameterization": "edm"},
+    }
+
+
+@torch.no_grad()
+def sample_grid(ema, classes, path, seeds=8, steps=18):
+    """Heun samples, one row per category, written as a PNG grid."""
+    from PIL import Image
+    g = torch.Generator().manual_seed(1234)
+    labels = torch.arange(classes).repeat_interleave(seeds)
+    x = torch.randn(len(labels), 3, 32, 32, generator=g) * 80.0
+    sigmas = [karras_sigma(i, steps) for i in range(steps)] + [0.0]
+    x = heun_sample(lambda x, s: edm_denoiser(ema, x, s, labels).clamp(-1, 1), x, sigmas)
+    img = ((x.clamp(-1, 1) + 1) * 127.5).round().byte()
+    img = img.view(classes, seeds, 3, 32, 32).permute(0, 3, 1, 4, 2).reshape(classes * 32, seeds * 32, 3)
+    Image.fromarray(img.numpy()).resize((seeds * 64, classes * 64), Image.NEAREST).save(path)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--data", default=os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "emoji64.npz"))
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--arch", choices=sorted(ARCHS), default="c64")
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--lr", type=float, default=4e-4)
+    ap.add_argument("--dropout", type=float, default=0.1, help="3,234 training images: guard against memorising")
+    ap.add_argument("--ema-halflife", type=float, default=50_000, help="EMA half-life in images (EDM-style ramp)")
+    ap.add_argument("--cpu-minutes", type=float, default=30, help="budget of this invocation, CPU time per thread")
+    ap.add_argument("--sample-every", type=float, default=30, help="CPU-minutes between sample grids")
+    ap.add_argument("--threads", type=int, default=os.cpu_count())
+    ap.add_argument("--seed", type=int, default=0)
+    a = ap.parse_args()
+    torch.set_num_threads(a.threads)
+    os.makedirs(a.out, exist_ok=True)
+    ckpt_path = os.path.join(a.out, "checkpoint.pt")
+    log_path = os.path.join(a.out, "train.log")
+
+    ck = torch.load(ckpt_path, map_location="cpu", weights_only=False) if os.path.exists(ckpt_path) else None
+    x_all, cat_all, train_idx, _ = load_data(a.data, 32)
+    x_train, c_train = x_all[train_idx], cat_all[train_idx]
+    classes = int(cat_all.max()) + 1
+    config = ck["config"] if ck else model_config(a.arch, classes)
+    dcfg = dict(diffusers_config(config), dropout=a.dropout)
+    torch.manual_seed(a.seed)
+    unet = UNet2DModel(**dcfg)
+    ema = UNet2DModel(**dcfg).eval().requires_grad_(False)
+    ema.load_state_dict(unet.state_dict())
+    opt = torch.optim.Adam(unet.parameters(), lr=a.lr)
+    state = {"images": 0, "steps": 0, "seconds": 0.0, "cpu_seconds": 0.0, "log": [], "last_grid_cpu": 0.0}
+    if ck:
+        unet.load_state_dict(ck["model"])
+        ema.load_state_dict(ck["ema"])
+        opt.load_state_dict(ck["opt"])
+        state.update(ck["state"])
+        print(f"resumed at {state['images']:,} images, {state['cpu_seconds'] / 60:.1f} CPU-min", flush=True)
+    print(f"{config['name']} ({a.arch if not ck else 'from checkpoint'}): {parameter_count(unet):,} parameters, "
+          f"{len(x_train)} training images, {classes} classes, {a.threads} threads", flush=True)
+
+    sd = 0.5
+    gen = torch.Generator().manual_seed(a.seed * 1_000_003 + state["steps"] + 1)
+    # totals = what the checkpoint had + this invocation's share
+    cpu0, wall0, base_cpu, base_wall = time.process_time(), time.time(), state["cpu_seconds"], state["seconds"]
+    cpu_done = lambda: base_cpu + (time.process_time() - cpu0) / a.threads  # noqa: E731
+    wall_done = lambda: base_wall + time.time() - wall0  # noqa: E731
+    budget_end = base_cpu + a.cpu_minutes * 60
+    last_log, last_save, loss_sum, loss_n, log_cpu = time.time(), time.time(), 0.0, 0, cpu_done()
+    while cpu_done() < budget_end:
+        idx = torch.randint(0, len(x_train), (a.batch,), generator=gen)
+        x = x_train[idx]
+        flip = torch.rand(a.batch, generator=gen) < 0.5
+        x = torch.where(flip[:, None, None, None], x.flip(-1), x)
+        sigma = (-1.2 + 1.2 * torch.randn(a.batch, generator=gen)).exp()
+        noisy = x + sigma[:, None, None, None] * torch.randn(x.shape, generator=gen)
+        weight = (sigma**2 + sd**2) / (sigma * sd) ** 2
+        loss = (weight * ((edm_denoiser(unet, noisy, sigma, c_train[idx]) - x) ** 2).mean((1, 2, 3))).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        state["images"] += a.batch
+        state["steps"] += 1
+        with torch.no_grad():
+            halflife = min(a.ema_halflife, state["images"] * 0.1)
+            beta = 0.5 ** (a.batch / max(halflife, 1e-8))
+            for pe, p in zip(ema.parameters(), unet.parameters()):
+                pe.lerp_(p, 1 - beta)
+        loss_sum, loss_n = loss_sum + loss.item(), loss_n + 1
+
+        now = time.time()
+        if now - last_log > 120:
+            cpu = cpu_done()
+            entry = {"cpu_min": round(cpu / 60, 2), "wall_min": round(wall_done() / 60, 2),
+                     "images": state["images"], "loss": round(loss_sum / loss_n, 4),
+                     "img_per_cpu_s": round(a.batch * loss_n / max(cpu - log_cpu, 1e-9), 1)}
+            state["log"].append(entry)
+            with open(log_path, "a") as f:
+                f.write(json.dumps(entry) + "\n")
+            print(json.dumps(entry), flush=True)
+            last_log, loss_sum, loss_n, log_cpu = now, 0.0, 0, cpu
+            if cpu - state["last_grid_cpu"] >= a.sample_every * 60:
+                state["last_grid_cpu"] = cpu
+                sample_grid(ema, classes, os.path.join(a.out, f"heun18_{state['images'] // 1000:06d}k.png"))
+        if now - last_save > 300:
+            save(ckpt_path, unet, ema, opt, dict(state, cpu_seconds=cpu_done(), seconds=wall_done()), config)
+            last_save = now
+    cpu = cpu_done()
+    save(ckpt_path, unet, ema, opt, dict(state, cpu_seconds=cpu, seconds=wall_done()), config)
+    print(f"saved {ckpt_path}: {state['images']:,} images, {cpu / 60:.1f} CPU-min", flush=True)
+    sample_grid(ema, classes, os.path.join(a.out, f"heun18_{state['images'] // 1000:06d}k.png"))
+
+
+def save(path, unet, ema, opt, state, config):
+    """Writes the checkpoint atomically (temp file + rename): a kill never leaves half a checkpoint."""
+    tmp = path + ".tmp"
+    torch.save({"model": unet.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(),
+                "state": state, "config": config}, tmp)
+    os.replace(tmp, path)
+
+
+if __name__ == "__main__":
+    main()
