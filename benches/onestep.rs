@@ -126,6 +126,7 @@ fn sampling(c: &mut Criterion) {
                             class_labels: labels.as_deref(),
                             ts,
                             steps: cfg.sampling.steps,
+                            ode: None,
                         };
                         let x = generate(
                             &unet,

@@ -587,3 +587,132 @@ fn loading_a_model_of_another_size_never_discards_the_painting() {
         "a new canvas takes the model's size"
     );
 }
+
+/// A backend whose steps the test releases one at a time; each step's clean estimate is a flat grey
+/// picture of the model's size (32²), brighter with each step.
+struct Stepwise {
+    gate: crossbeam_channel::Receiver<()>,
+    steps: usize,
+}
+
+impl cmpaint::worker::Backend for Stepwise {
+    fn load(
+        &mut self,
+        _path: Option<&std::path::Path>,
+    ) -> Result<cmpaint::worker::execute::ModelInfo, String> {
+        Ok(cmpaint::worker::execute::ModelInfo {
+            name: "stepwise".into(),
+            file: None,
+            sha256: "00".into(),
+            image_size: 32,
+            num_classes: None,
+            steps: self.steps,
+            ts: None,
+            parameters: 0,
+            parameterization: cmpaint::engine::model::spec::Parameterization::Edm,
+        })
+    }
+
+    fn run(
+        &mut self,
+        recipe: &cmpaint::recipe::Recipe,
+        batch: usize,
+        on_step: cmpaint::engine::cm::sample::OnStep,
+    ) -> Result<Option<Vec<(cmpaint::engine::image::Rgb8, cmpaint::recipe::Recipe)>>, String> {
+        use candle_core::{Device, Tensor};
+        for i in 1..=self.steps {
+            if self.gate.recv_timeout(Duration::from_secs(30)).is_err() {
+                return Err("the test never opened the gate".into());
+            }
+            let grey = -1.0 + i as f64 / self.steps as f64;
+            let estimate =
+                (Tensor::zeros((batch, 3, 32, 32), candle_core::DType::F32, &Device::Cpu)
+                    .map_err(|e| e.to_string())?
+                    + grey)
+                    .map_err(|e| e.to_string())?;
+            let step = cmpaint::engine::cm::sample::Step {
+                done: i,
+                total: self.steps,
+                estimate: Some(&estimate),
+            };
+            if on_step(step).is_break() {
+                return Ok(None);
+            }
+        }
+        let img = cmpaint::engine::image::Rgb8 {
+            width: 32,
+            height: 32,
+            pixels: vec![255; 32 * 32 * 3],
+        };
+        Ok(Some(vec![(img, recipe.clone()); batch]))
+    }
+}
+
+#[test]
+fn step_previews_show_while_a_job_runs_and_go_when_it_ends_or_is_cancelled() {
+    let (gate, gate_rx) = crossbeam_channel::unbounded();
+    let worker = Worker::spawn_with(
+        Stepwise {
+            gate: gate_rx,
+            steps: 4,
+        },
+        || {},
+    );
+    let app = App::new(worker, None, false, Box::new(Scripted::default()));
+    let mut h = Harness::builder()
+        .with_size(Vec2::new(1280.0, 820.0))
+        .build_ui_state(|ui, app: &mut App| app.show(ui), app);
+    wait_until(&mut h, "the model loads", |a| a.model.is_some());
+    h.get_by_label_contains("EDM teacher: Heun, 4 steps = 7 network calls");
+
+    h.get_by_label("Generate images").click();
+    h.step();
+    gate.send(()).unwrap();
+    wait_until(&mut h, "the first step's preview", |a| {
+        a.step_preview.is_some()
+    });
+    let p = h.state().step_preview.as_ref().unwrap();
+    assert_eq!((p.done, p.total), (1, 4));
+    assert_eq!(p.image.pixels[0], 32, "step 1 of 4: grey −0.75 → 32");
+    assert!(
+        h.state().history.is_empty(),
+        "no result yet: only the preview"
+    );
+    for _ in 0..3 {
+        gate.send(()).unwrap();
+    }
+    wait_until(&mut h, "the result", |a| !a.history.is_empty());
+    assert!(
+        h.state().step_preview.is_none(),
+        "the result replaces the preview"
+    );
+    assert_eq!(
+        h.state().history[0]
+            .cost
+            .as_deref()
+            .map(|c| c.starts_with("7 calls")),
+        Some(true)
+    );
+    assert_eq!(
+        h.get_all_by_label_contains("stepwise · 7 calls").count(),
+        4,
+        "each of the batch's history rows names the model and the cost"
+    );
+
+    // a cancelled job's preview is removed
+    let before = h.state().history.len();
+    h.get_by_label("Generate images").click();
+    h.step();
+    gate.send(()).unwrap();
+    wait_until(&mut h, "the second job's preview", |a| {
+        a.step_preview.is_some()
+    });
+    h.state_mut().cancel();
+    gate.send(()).unwrap();
+    wait_until(&mut h, "the cancel", |a| a.step_preview.is_none());
+    assert_eq!(
+        h.state().history.len(),
+        before,
+        "a cancelled job adds nothing"
+    );
+}

@@ -56,6 +56,103 @@ fn colorize_superres_and_sdedit_replay_the_reference() {
     );
     replay("sdedit", &["--strength-index", "16"]);
     replay("sdedit", &[]); // the default is the paper's (16, 20, 39)
+    // the reference's own invocation states the start twice, consistently
+    let same_start = [
+        "--strength-index",
+        "16",
+        "--steps",
+        "40",
+        "--ts",
+        "16,20,39",
+    ];
+    replay("sdedit", &same_start);
+    replay("sdedit", &["--strength", "0.59", "--ts", "16,20,39"]);
+}
+
+#[test]
+fn a_start_that_contradicts_ts_names_both() {
+    let dir = tempfile::tempdir().unwrap();
+    let (pic, out) = (dir.path().join("pic.png"), dir.path().join("out.png"));
+    picture(&pic, 16);
+    let c = model_path('c');
+    for (flag, value, said) in [
+        (
+            "--strength-index",
+            "15",
+            "--strength-index 15 contradicts --ts, which starts at index 16",
+        ),
+        (
+            "--strength",
+            "0.3",
+            "--strength 0.3 (start index 27 of N=40) contradicts --ts, which starts at index 16",
+        ),
+    ] {
+        let (ok, _, err) = cmpaint(&[
+            "edit",
+            "sdedit",
+            "--model",
+            s(&c),
+            "--image",
+            s(&pic),
+            flag,
+            value,
+            "--ts",
+            "16,20,39",
+            "-o",
+            s(&out),
+        ]);
+        assert!(!ok && err.contains(said), "{err}");
+    }
+}
+
+#[test]
+fn a_guessed_image_size_follows_the_picture() {
+    // tiny_openai.pt says nothing of its size (guessed 64²): a 32² picture sets it, tensor or PNG
+    let dir = tempfile::tempdir().unwrap();
+    let (tensor, png, out) = (
+        dir.path().join("x.safetensors"),
+        dir.path().join("x.png"),
+        dir.path().join("out.safetensors"),
+    );
+    let x = Tensor::rand(-1f32, 1f32, (1, 3, 32, 32), &Device::Cpu).unwrap();
+    write_tensor(&tensor, "image", &x);
+    picture(&png, 32);
+    let pt = model_path('a');
+    for input in [&tensor, &png] {
+        let (ok, _, err) = cmpaint(&[
+            "edit",
+            "colorize",
+            "--model",
+            s(&pt),
+            "--image",
+            s(input),
+            "--class",
+            "3",
+            "--ts",
+            "0,20,39",
+            "-o",
+            s(&out),
+        ]);
+        assert!(ok, "{err}");
+        assert!(err.contains("image size: 32×32 from the picture"), "{err}");
+        assert_eq!(read_image(&out).dims(), [1, 3, 32, 32]);
+    }
+    // a size the network cannot take still needs --resize
+    let odd = dir.path().join("odd.png");
+    picture(&odd, 31);
+    let (ok, _, err) = cmpaint(&[
+        "edit",
+        "colorize",
+        "--model",
+        s(&pt),
+        "--image",
+        s(&odd),
+        "--class",
+        "3",
+        "-o",
+        s(&out),
+    ]);
+    assert!(!ok && err.contains("--resize"), "{err}");
 }
 
 #[test]

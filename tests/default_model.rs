@@ -42,6 +42,7 @@ fn the_default_model_matches_its_pytorch_original() {
             class_labels: Some(&labels),
             ts,
             steps: 40,
+            ode: None,
         };
         let out = generate(
             &unet,

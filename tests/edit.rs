@@ -52,6 +52,7 @@ impl Case {
             class_labels: self.labels.as_deref(),
             ts,
             steps: 40,
+            ode: None,
         };
         edit(
             &self.unet,
@@ -181,6 +182,7 @@ fn interpolation_matches_reference_and_ends_at_plain_generation() {
                 class_labels: c.labels.as_deref(),
                 ts: None,
                 steps: 40,
+                ode: None,
             };
             let plain = generate(
                 &c.unet,
@@ -241,6 +243,7 @@ fn bad_edit_inputs_get_clear_errors() {
             class_labels: None,
             ts: &TS,
             steps: 40,
+            ode: None,
         };
         edit(&c.unet, &c.sampling, &req, &mut noise, &mut run_to_end)
             .unwrap_err()

@@ -66,6 +66,7 @@ fn check_sampler(model: char, run: &str, ts: Option<&[usize]>) {
         class_labels: labels.as_deref(),
         ts,
         steps: 40,
+        ode: None,
     };
     let out = generate(
         &unet,

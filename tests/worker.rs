@@ -1,7 +1,7 @@
 //! The worker's scheduling and isolation rules, on a backend whose steps the test controls (no
 //! sleeps: a job waits at a gate until the test opens it).
 
-use cmpaint::engine::cm::sample::OnStep;
+use cmpaint::engine::cm::sample::{OnStep, Step};
 use cmpaint::engine::image::Rgb8;
 use cmpaint::recipe::{ModelRef, Operation, RECIPE_VERSION, Recipe};
 use cmpaint::worker::execute::ModelInfo;
@@ -39,7 +39,7 @@ impl Backend for Gated {
             panic!("a bug in a job");
         }
         for i in 1..=self.steps {
-            if on_step(i, self.steps).is_break() {
+            if on_step(Step::progress(i, self.steps)).is_break() {
                 return Ok(None);
             }
         }
@@ -62,6 +62,7 @@ fn info() -> ModelInfo {
         steps: 40,
         ts: None,
         parameters: 0,
+        parameterization: Default::default(),
     }
 }
 
@@ -305,4 +306,92 @@ fn a_batch_that_cannot_fit_in_memory_is_refused_before_allocating() {
         }
         other => panic!("expected a refusal, got {other:?}"),
     }
+}
+
+/// Reports `steps` steps as fast as it can, each with a clean estimate to preview.
+struct Fast {
+    steps: usize,
+}
+
+impl Backend for Fast {
+    fn load(&mut self, _path: Option<&Path>) -> Result<ModelInfo, String> {
+        Ok(info())
+    }
+
+    fn run(
+        &mut self,
+        recipe: &Recipe,
+        _batch: usize,
+        on_step: OnStep,
+    ) -> Result<Option<Vec<(Rgb8, Recipe)>>, String> {
+        let estimate = candle_core::Tensor::zeros(
+            (1, 3, 4, 4),
+            candle_core::DType::F32,
+            &candle_core::Device::Cpu,
+        )
+        .map_err(|e| e.to_string())?;
+        for i in 1..=self.steps {
+            let step = Step {
+                done: i,
+                total: self.steps,
+                estimate: Some(&estimate),
+            };
+            if on_step(step).is_break() {
+                return Ok(None);
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let img = Rgb8 {
+            width: 1,
+            height: 1,
+            pixels: vec![0, 0, 0],
+        };
+        Ok(Some(vec![(img, recipe.clone())]))
+    }
+}
+
+#[test]
+fn step_previews_come_at_most_every_100_ms_and_never_for_the_last_step() {
+    let mut worker = Worker::spawn_with(Fast { steps: 300 }, || {});
+    let started = std::time::Instant::now();
+    let id = worker.submit(run(1, false));
+    let (mut previews, mut progress) = (Vec::new(), 0);
+    loop {
+        match worker
+            .recv_timeout(Duration::from_secs(20))
+            .expect("a reply")
+        {
+            Reply::Progress {
+                done,
+                total,
+                preview,
+                ..
+            } => {
+                progress += 1;
+                if let Some(p) = preview {
+                    assert_eq!((p.width, p.height), (4, 4));
+                    assert!(done < total, "the last step's estimate is the result");
+                    previews.push(done);
+                }
+            }
+            Reply::Finished { id: done_id, .. } => {
+                assert_eq!(done_id, id);
+                break;
+            }
+            Reply::ModelLoaded { .. } => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    let elapsed_ms = started.elapsed().as_millis() as usize;
+    assert_eq!(progress, 300, "every step reports progress");
+    assert_eq!(
+        previews.first(),
+        Some(&1),
+        "the first step previews at once"
+    );
+    assert!(
+        previews.len() <= 1 + elapsed_ms / 100,
+        "{} previews in {elapsed_ms} ms",
+        previews.len()
+    );
 }

@@ -334,3 +334,18 @@ pub fn rgb_to_rgba(img: &Rgb8) -> Vec<u8> {
         .flat_map(|p| [p[0], p[1], p[2], 255])
         .collect()
 }
+
+/// A small label in the canvas's top-left corner (the "preview" badge of a running job's step).
+pub fn badge(ui: &egui::Ui, text: &str) {
+    let rect = ui.max_rect();
+    let painter = ui.painter();
+    let galley = painter.layout_no_wrap(
+        text.to_owned(),
+        egui::FontId::proportional(13.0),
+        Color32::WHITE,
+    );
+    let pos = rect.min + Vec2::splat(8.0);
+    let frame = Rect::from_min_size(pos, galley.size()).expand2(Vec2::new(6.0, 3.0));
+    painter.rect_filled(frame, 4.0, Color32::from_black_alpha(170));
+    painter.galley(pos, galley, Color32::WHITE);
+}

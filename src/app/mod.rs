@@ -20,7 +20,7 @@ use crate::paint::brush::{BrushSettings, Tool};
 use crate::paint::document::Document;
 use crate::paint::project::{self, Project};
 use crate::recipe::{EmbeddedImage, Operation, Recipe, encode_png, read_recipe};
-use crate::worker::execute::{ModelInfo, Steps, network_calls, plan};
+use crate::worker::execute::{ModelInfo, Steps, network_calls, plan, recipe_steps};
 use crate::worker::{Job, JobId, Reply, Worker};
 use canvas::{Canvas, CanvasEvent};
 use dialogs::Dialogs;
@@ -100,6 +100,8 @@ pub struct InterpolateSettings {
 pub struct HistoryItem {
     pub image: Rgb8,
     pub recipe: Recipe,
+    /// What it cost to make, e.g. "79 calls · 3.21 s" (this session's results only).
+    pub cost: Option<String>,
     texture: Option<egui::TextureHandle>,
 }
 
@@ -108,6 +110,7 @@ impl HistoryItem {
         Self {
             image,
             recipe,
+            cost: None,
             texture: None,
         }
     }
@@ -139,6 +142,17 @@ struct Pending {
     purpose: Purpose,
     label: String,
     total: usize,
+    /// Network calls of the run, per batch (shown beside the result).
+    calls: usize,
+}
+
+/// The clean estimate of a running job's current step, shown on the canvas under a "preview" badge
+/// until the result (or a cancel) replaces it.
+pub struct StepPreview {
+    pub id: JobId,
+    pub image: Rgb8,
+    pub done: usize,
+    pub total: usize,
 }
 
 /// The job the status bar shows.
@@ -196,6 +210,7 @@ pub struct App {
     pub interpolate: InterpolateSettings,
     pub history: Vec<HistoryItem>,
     pub preview: Option<HistoryItem>,
+    pub step_preview: Option<StepPreview>,
     /// History entry shown on the canvas instead of the picture (while its Compare is held).
     pub compare: Option<usize>,
     pub running: Option<Running>,
@@ -266,6 +281,7 @@ impl App {
             },
             history: Vec::new(),
             preview: None,
+            step_preview: None,
             compare: None,
             running: None,
             messages: Vec::new(),
@@ -482,10 +498,21 @@ impl App {
         egui::CentralPanel::default()
             .frame(egui::Frame::NONE)
             .show(ui, |ui| {
+                // Holding Compare wins; otherwise a running job's step preview, when it is the
+                // canvas's size.
+                let (w, h) = (self.doc.width, self.doc.height);
+                let step = self
+                    .step_preview
+                    .as_ref()
+                    .filter(|p| (p.image.width, p.image.height) == (w, h));
                 let compare = self
                     .compare
                     .and_then(|i| self.history.get(i))
-                    .map(|r| r.image.clone());
+                    .map(|r| r.image.clone())
+                    .or_else(|| step.map(|p| p.image.clone()));
+                let badge = step
+                    .filter(|_| self.compare.is_none())
+                    .map(|p| format!("preview · step {}/{}", p.done, p.total));
                 let event = self.canvas.ui(
                     ui,
                     &mut self.doc,
@@ -493,6 +520,9 @@ impl App {
                     &mut self.brush,
                     compare.as_ref(),
                 );
+                if let Some(text) = badge {
+                    canvas::badge(ui, &text);
+                }
                 if event == CanvasEvent::StrokeEnded && self.edit.live && self.doc.has_sketch() {
                     self.run_sketch(true);
                 }
@@ -586,13 +616,34 @@ impl App {
 
     fn handle_reply(&mut self, reply: Reply) {
         let id = reply.id();
+        let ends_job = !matches!(reply, Reply::Progress { .. });
+        if ends_job && self.step_preview.as_ref().is_some_and(|p| p.id == id) {
+            self.step_preview = None;
+        }
         match reply {
             Reply::ModelLoaded { info, .. } => {
                 self.model_job = None;
                 self.model_loaded(info);
             }
-            Reply::Progress { done, total, .. } => {
+            Reply::Progress {
+                done,
+                total,
+                preview,
+                ..
+            } => {
                 let label = self.pending.get(&id).map(|p| p.label.clone());
+                let shown = self
+                    .pending
+                    .get(&id)
+                    .is_some_and(|p| !matches!(p.purpose, Purpose::Strip(_)));
+                if let Some(image) = preview.filter(|_| shown) {
+                    self.step_preview = Some(StepPreview {
+                        id,
+                        image,
+                        done,
+                        total,
+                    });
+                }
                 match (&mut self.running, label) {
                     (Some(r), _) if r.id == id => (r.done, r.total) = (done, total),
                     (_, Some(label)) => {
@@ -611,7 +662,12 @@ impl App {
                 images, seconds, ..
             } => {
                 if let Some(p) = self.pending.remove(&id) {
-                    self.finished(p.purpose, images, seconds);
+                    let cost = format!(
+                        "{} call{} · {seconds:.2} s",
+                        p.calls,
+                        if p.calls == 1 { "" } else { "s" }
+                    );
+                    self.finished(p.purpose, images, cost, seconds);
                 }
             }
             Reply::Failed { message, .. } => {
@@ -698,7 +754,13 @@ impl App {
         self.model = Some(info);
     }
 
-    fn finished(&mut self, purpose: Purpose, images: Vec<(Rgb8, Recipe)>, seconds: f64) {
+    fn finished(
+        &mut self,
+        purpose: Purpose,
+        images: Vec<(Rgb8, Recipe)>,
+        cost: String,
+        seconds: f64,
+    ) {
         match purpose {
             Purpose::Apply => {
                 let n = images.len();
@@ -706,12 +768,14 @@ impl App {
                     return;
                 };
                 self.info(format!(
-                    "{}: {n} image{} in {seconds:.2} s",
+                    "{}: {n} image{} in {seconds:.2} s ({cost})",
                     recipe.operation.label(),
                     if n == 1 { "" } else { "s" }
                 ));
                 for (img, r) in images {
-                    self.history.push(HistoryItem::new(img, r));
+                    let mut item = HistoryItem::new(img, r);
+                    item.cost = Some(cost.clone());
+                    self.history.push(item);
                 }
                 self.apply_to_canvas(&first, recipe);
             }
@@ -744,7 +808,13 @@ impl App {
 
     /// Submits a recipe run; `label` is what the status bar says.
     fn submit(&mut self, recipe: Recipe, batch: usize, interactive: bool, purpose: Purpose) {
-        let total = network_calls(&recipe);
+        let parameterization = self
+            .model
+            .as_ref()
+            .map(|m| m.parameterization)
+            .unwrap_or_default();
+        let total = recipe_steps(&recipe, parameterization);
+        let calls = network_calls(&recipe, parameterization);
         let label = recipe.operation.label().to_string();
         let id = self.worker.submit(Job::Run {
             recipe: Box::new(recipe),
@@ -766,6 +836,7 @@ impl App {
                 purpose,
                 label,
                 total,
+                calls,
             },
         );
     }

@@ -5,6 +5,7 @@
 use super::labels::{class_names, search};
 use super::{App, SeedMode};
 use crate::engine::image::Resize;
+use crate::engine::model::spec::Parameterization;
 use crate::paint::brush::{MAX_SIZE, MIN_SIZE, Tool};
 use crate::recipe::Operation;
 use crate::worker::execute::Steps;
@@ -236,6 +237,14 @@ fn model_section(app: &mut App, ui: &mut egui::Ui) {
                     None => "unconditional".into(),
                 }
             ));
+            ui.label(match m.parameterization {
+                Parameterization::Consistency => "consistency model: 1 network call".to_string(),
+                Parameterization::Edm => format!(
+                    "EDM teacher: Heun, {} steps = {} network calls",
+                    m.steps,
+                    2 * m.steps - 1
+                ),
+            });
             ui.weak(match &m.file {
                 Some(f) => f.display().to_string(),
                 None => "built in".into(),
@@ -294,6 +303,10 @@ fn class_picker(app: &mut App, ui: &mut egui::Ui) {
 
 fn generate_section(app: &mut App, ui: &mut egui::Ui) {
     let has_ts = app.model.as_ref().is_some_and(|m| m.ts.is_some());
+    let is_teacher = app
+        .model
+        .as_ref()
+        .is_some_and(|m| m.parameterization == Parameterization::Edm);
     let g = &mut app.generate;
     ui.horizontal(|ui| {
         let l = ui.label("Seed");
@@ -306,12 +319,14 @@ fn generate_section(app: &mut App, ui: &mut egui::Ui) {
                 ui.selectable_value(&mut g.seed_mode, SeedMode::Increment, "Increment");
             });
     });
-    ui.horizontal(|ui| {
-        ui.selectable_value(&mut g.steps, Steps::One, "1 step");
-        ui.add_enabled_ui(has_ts, |ui| {
-            ui.selectable_value(&mut g.steps, Steps::Tuned, "2 steps (tuned ts)");
+    if !is_teacher {
+        ui.horizontal(|ui| {
+            ui.selectable_value(&mut g.steps, Steps::One, "1 step");
+            ui.add_enabled_ui(has_ts, |ui| {
+                ui.selectable_value(&mut g.steps, Steps::Tuned, "2 steps (tuned ts)");
+            });
         });
-    });
+    }
     ui.horizontal(|ui| {
         ui.add(egui::Slider::new(&mut g.batch, 1..=16).text("Batch"));
     });
@@ -427,7 +442,7 @@ fn interpolate_section(app: &mut App, ui: &mut egui::Ui) {
 }
 
 /// A history row is as tall as its thumbnail (the text beside it is shorter).
-const HISTORY_ROW_HEIGHT: f32 = 56.0;
+const HISTORY_ROW_HEIGHT: f32 = 64.0;
 
 fn history_section(app: &mut App, ui: &mut egui::Ui) {
     if app.history.is_empty() {
@@ -457,6 +472,13 @@ fn history_section(app: &mut App, ui: &mut egui::Ui) {
                     r.recipe.operation.label(),
                     r.recipe.seed
                 ));
+                // which model and what it cost: a teacher's tens of calls beside a student's one
+                let cost = r
+                    .cost
+                    .as_deref()
+                    .map(|c| format!(" · {c}"))
+                    .unwrap_or_default();
+                ui.weak(format!("{}{cost}", r.recipe.model.name));
                 ui.horizontal(|ui| {
                     if ui.small_button("Apply").clicked() {
                         apply = Some(i);

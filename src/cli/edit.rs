@@ -1,12 +1,15 @@
 //! `cmpaint edit`: zero-shot edits of a picture (paper Algorithm 4) and denoising.
 
 use super::{
-    ModelArgs, RunArgs, class_labels, load, noise_source, on_step, progress, write_output,
+    ModelArgs, OdeArgs, RunArgs, class_labels, load, noise_source, on_step, progress, report_cost,
+    write_output,
 };
 use crate::engine::cm::edit::estimate_sigma;
+use crate::engine::cm::pf_ode::{network_calls, pf_ode_sigmas_from};
 use crate::engine::image::{
     Resize, decode, image_to_tensor, mask_to_tensor, read_tensor_image, to_model_size,
 };
+use crate::engine::model::spec::Parameterization;
 use crate::engine::pipeline::{
     EDIT_STEPS, EditRequest, EditTask, default_edit_ts, denoise, edit, sdedit_ts, strength_to_index,
 };
@@ -36,6 +39,8 @@ pub struct EditArgs {
     pub model: ModelArgs,
     #[command(flatten)]
     pub run: RunArgs,
+    #[command(flatten)]
+    pub ode: OdeArgs,
     /// The picture: PNG or JPEG (grey is replicated to RGB), or a tensor image (.safetensors).
     #[arg(long)]
     pub image: std::path::PathBuf,
@@ -46,19 +51,23 @@ pub struct EditArgs {
     /// The picture may also be the low-resolution image itself, (size/F)², each pixel a patch mean.
     #[arg(long)]
     pub factor: Option<usize>,
-    /// SDEdit start index on the N-point grid (the reference's 16 of 40, σ = 5.38).
-    #[arg(long, conflicts_with_all = ["strength", "ts"])]
+    /// SDEdit start index on the N-point grid (the reference's 16 of 40, σ = 5.38). With --ts, it
+    /// must equal the first index.
+    #[arg(long, conflicts_with = "strength")]
     pub strength_index: Option<usize>,
     /// SDEdit strength in [0, 1], mapped to start index round((1 − s)·(N − 1)); 0.59 = index 16 of 40.
-    #[arg(long, conflicts_with = "ts")]
+    /// With --ts, it must map to the first index.
+    #[arg(long)]
     pub strength: Option<f64>,
     /// Denoising: the picture's noise level σ in [0.002, 80] (data range [−1, 1]); estimated if omitted.
     #[arg(long)]
     pub sigma: Option<f64>,
-    /// Grid size N the time indices refer to (default 40, the paper's editing grid).
+    /// Grid size N the time indices refer to (default 40, the paper's editing grid; an EDM teacher's
+    /// own N).
     #[arg(long)]
     pub steps: Option<usize>,
-    /// Time indices on the N-point grid (default: every index 0…N−1; SDEdit 16,20,39).
+    /// Time indices on the N-point grid (default: every index 0…N−1; SDEdit 16,20,39). An EDM
+    /// teacher uses only the first: the PF-ODE runs from there over every later grid point.
     #[arg(long, value_delimiter = ',')]
     pub ts: Option<Vec<usize>>,
     /// Variations: the picture repeated B times, with seeds S … S+B−1.
@@ -79,14 +88,17 @@ fn is_tensor_file(path: &Path) -> bool {
         .is_some_and(|e| e.eq_ignore_ascii_case("safetensors"))
 }
 
-/// The picture as `[B, 3, S, S]`: decoded, a low-resolution superres input upsampled by repetition,
-/// brought to the model's size.
+/// The picture as `[B, 3, H, W]`: decoded, a low-resolution superres input upsampled by repetition,
+/// brought to the model's size. Where the model's size is only a guess (`free`: the network's total
+/// downsampling), a picture whose sides are multiples of it keeps its own size.
 fn read_picture(
     args: &EditArgs,
     size: usize,
     factor: Option<usize>,
+    free: Option<usize>,
     device: &Device,
 ) -> Result<Tensor> {
+    let fits_freely = |w: usize, h: usize| free.is_some_and(|f| w % f == 0 && h % f == 0);
     let upsample = |x: Tensor, f: usize| -> Result<Tensor> {
         let (_, _, h, w) = x.dims4()?;
         Ok(x.upsample_nearest2d(h * f, w * f)?)
@@ -97,9 +109,9 @@ fn read_picture(
         let (_, _, h, w) = x.dims4()?;
         return match (is_low_res(w, h), factor) {
             (true, Some(f)) => upsample(x, f),
-            _ if (w, h) == (size, size) => Ok(x),
+            _ if (w, h) == (size, size) || fits_freely(w, h) => Ok(x),
             _ => bail!(
-                "{}: the tensor image is {w}×{h}, the model works at {size}×{size}",
+                "{}: the tensor image is {w}×{h}, the model works at {size}×{size}; resize it, or open it as a PNG with --resize",
                 args.image.display()
             ),
         };
@@ -108,6 +120,7 @@ fn read_picture(
     let (w, h) = (img.width() as usize, img.height() as usize);
     match (is_low_res(w, h), factor) {
         (true, Some(f)) => upsample(image_to_tensor(&img, device)?, f),
+        _ if args.resize.is_none() && fits_freely(w, h) => Ok(image_to_tensor(&img, device)?),
         _ => Ok(image_to_tensor(
             &to_model_size(img, size, args.resize)?,
             device,
@@ -149,9 +162,19 @@ pub fn run(args: EditArgs) -> Result<()> {
     }
     let m = load(&args.model, &args.run)?;
     let cfg = &m.config;
+    let ode = args.ode.options(cfg)?;
     let size = cfg.unet.image_size;
     let factor = (args.task == Task::Superres).then(|| args.factor.unwrap_or((size / 32).max(2)));
-    let mut images = read_picture(&args, size, factor, &m.device)?;
+    let downsampling = 1 << (cfg.unet.channel_mult.len() - 1);
+    let free = m.size_guessed.then_some(downsampling);
+    let mut images = read_picture(&args, size, factor, free, &m.device)?;
+    if m.size_guessed && images.dims()[2..] != [size, size] {
+        eprintln!(
+            "image size: {}×{} from the picture (the checkpoint does not say)",
+            images.dim(3)?,
+            images.dim(2)?
+        );
+    }
     if let Some(b) = args.batch {
         if images.dim(0)? != 1 {
             bail!(
@@ -193,9 +216,36 @@ pub fn run(args: EditArgs) -> Result<()> {
         Task::Sdedit => EditTask::SdEdit,
         Task::Denoise => unreachable!("handled above"),
     };
-    let steps = args.steps.unwrap_or(EDIT_STEPS);
+    let edm = cfg.sampling.parameterization == Parameterization::Edm;
+    let steps = args
+        .steps
+        .unwrap_or(if edm { cfg.sampling.steps } else { EDIT_STEPS });
+    let start = match (args.strength_index, args.strength) {
+        (Some(i), _) => Some(i),
+        (None, Some(s)) => Some(strength_to_index(s, steps)?),
+        (None, None) => None,
+    };
+    if let (Some(ts), Some(i)) = (&args.ts, start)
+        && ts.first() != Some(&i)
+    {
+        let given = match args.strength {
+            Some(s) => format!("--strength {s} (start index {i} of N={steps})"),
+            None => format!("--strength-index {i}"),
+        };
+        let first = ts
+            .first()
+            .map_or("nothing".into(), |t| format!("index {t}"));
+        bail!("{given} contradicts --ts, which starts at {first}: give one, or make them agree");
+    }
     let ts = match (&args.ts, args.strength_index, args.strength) {
         (Some(ts), _, _) => ts.clone(),
+        (None, _, _) if edm => {
+            let default_start = match args.task {
+                Task::Sdedit => strength_to_index(0.59, steps)?,
+                _ => 0,
+            };
+            vec![start.unwrap_or(default_start)]
+        }
         (None, Some(i), _) => sdedit_ts(i, steps, &cfg.sampling),
         (None, None, Some(s)) => sdedit_ts(strength_to_index(s, steps)?, steps, &cfg.sampling),
         (None, None, None) if args.steps.is_some() && args.task == Task::Sdedit => {
@@ -204,9 +254,23 @@ pub fn run(args: EditArgs) -> Result<()> {
         (None, None, None) if args.steps.is_some() => (0..steps).collect(),
         (None, None, None) => default_edit_ts(&task),
     };
-    let (mut noise, _) = noise_source(&args.run, [batch, 3, h, w], None, ts.len())?;
+    // draws: the initial one, then one per step (Algorithm 4, or an EDM teacher with churn)
+    let (draws, bar_steps, calls) = match &ode {
+        Some(o) => {
+            let sigmas = pf_ode_sigmas_from(ts[0].min(steps - 1), steps, &cfg.sampling);
+            let n = sigmas.len() - 1;
+            let draws = 1 + if o.churn.draws() { n } else { 0 };
+            (draws, n, network_calls(o.solver, &sigmas))
+        }
+        None => (
+            ts.len(),
+            ts.len().saturating_sub(1),
+            ts.len().saturating_sub(1),
+        ),
+    };
+    let (mut noise, _) = noise_source(&args.run, [batch, 3, h, w], None, draws)?;
     let bar = progress(
-        ts.len().saturating_sub(1),
+        bar_steps,
         args.task.to_possible_value().expect("named").get_name(),
     );
     let req = EditRequest {
@@ -215,7 +279,9 @@ pub fn run(args: EditArgs) -> Result<()> {
         class_labels: labels.as_deref(),
         ts: &ts,
         steps,
+        ode,
     };
+    let started = std::time::Instant::now();
     let x = edit(
         &m.unet,
         &cfg.sampling,
@@ -225,5 +291,6 @@ pub fn run(args: EditArgs) -> Result<()> {
     )?
     .context("the edit was cancelled")?;
     bar.finish_and_clear();
+    report_cost(calls, started);
     write_output(&args.run.output, &x, args.separate)
 }

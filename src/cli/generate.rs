@@ -1,9 +1,11 @@
 //! `cmpaint generate`: images from noise, one step or multistep.
 
 use super::{
-    ModelArgs, RunArgs, class_labels, load, noise_source, on_step, progress, write_output,
+    ModelArgs, OdeArgs, RunArgs, class_labels, load, noise_source, on_step, progress, report_cost,
+    write_output,
 };
-use crate::engine::model::spec::ModelConfig;
+use crate::engine::cm::pf_ode::{network_calls, pf_ode_sigmas};
+use crate::engine::model::spec::{ModelConfig, Parameterization};
 use crate::engine::pipeline::{GenerateRequest, generate};
 use anyhow::{Context, Result, bail};
 use clap::Args;
@@ -14,11 +16,14 @@ pub struct GenerateArgs {
     pub model: ModelArgs,
     #[command(flatten)]
     pub run: RunArgs,
+    #[command(flatten)]
+    pub ode: OdeArgs,
     /// Number of images (with --noise: the file's batch).
     #[arg(long)]
     pub batch: Option<usize>,
-    /// Grid size N the --ts indices refer to (default: the model's).
-    #[arg(long, requires = "ts")]
+    /// Grid size N the --ts indices refer to (default: the model's). For an EDM teacher: the number
+    /// of sampler steps (default: the model's, 40 for the released teachers).
+    #[arg(long)]
     pub steps: Option<usize>,
     /// Multistep time indices on the N-point grid, e.g. 0,22,39 (index 0 = σ_max).
     #[arg(long, value_delimiter = ',', conflicts_with = "multistep")]
@@ -34,6 +39,18 @@ pub struct GenerateArgs {
 /// The ts list to sample with: explicit, the model's tuned list, or None for one step.
 fn resolve_ts(args: &GenerateArgs, cfg: &ModelConfig) -> Result<(Option<Vec<usize>>, usize)> {
     let steps = args.steps.unwrap_or(cfg.sampling.steps);
+    if cfg.sampling.parameterization == Parameterization::Edm {
+        if args.ts.is_some() || args.multistep {
+            bail!(
+                "{} is an EDM teacher: it integrates over all N grid points; give --steps N, not --ts or --multistep",
+                cfg.name
+            );
+        }
+        return Ok((None, steps));
+    }
+    if args.steps.is_some() && args.ts.is_none() {
+        bail!("--steps sets the grid of --ts for a consistency model: give --ts too");
+    }
     if let Some(ts) = &args.ts {
         return Ok((Some(ts.clone()), steps));
     }
@@ -55,12 +72,24 @@ pub fn run(args: GenerateArgs) -> Result<()> {
     let m = load(&args.model, &args.run)?;
     let cfg = &m.config;
     let (ts, steps) = resolve_ts(&args, cfg)?;
+    let ode = args.ode.options(cfg)?;
     let batch = args.batch.unwrap_or(1);
     if batch == 0 {
         bail!("--batch must be at least 1");
     }
     let size = cfg.unet.image_size;
-    let draws = 1 + ts.as_ref().map_or(0, |t| t.len().saturating_sub(1));
+    // draws: the initial one, then one per step (CM multistep, or an EDM teacher with churn)
+    let (draws, bar_steps, calls) = match &ode {
+        Some(o) => {
+            let sigmas = pf_ode_sigmas(steps, &cfg.sampling);
+            let per_step = if o.churn.draws() { steps } else { 0 };
+            (1 + per_step, steps, network_calls(o.solver, &sigmas))
+        }
+        None => {
+            let n = ts.as_ref().map_or(1, |t| t.len().saturating_sub(1));
+            (1 + ts.as_ref().map_or(0, |_| n), n, n)
+        }
+    };
     let factor = 1 << (cfg.unet.channel_mult.len() - 1);
     let (mut noise, shape) = noise_source(
         &args.run,
@@ -77,13 +106,15 @@ pub fn run(args: GenerateArgs) -> Result<()> {
         );
     }
     let labels = class_labels(&args.run, cfg, shape[0])?;
-    let bar = progress(draws.saturating_sub(1).max(1), "sampling");
+    let bar = progress(bar_steps, "sampling");
     let req = GenerateRequest {
         shape,
         class_labels: labels.as_deref(),
         ts: ts.as_deref(),
         steps,
+        ode,
     };
+    let started = std::time::Instant::now();
     let x = generate(
         &m.unet,
         &cfg.sampling,
@@ -94,5 +125,6 @@ pub fn run(args: GenerateArgs) -> Result<()> {
     )?
     .context("sampling was cancelled")?;
     bar.finish_and_clear();
+    report_cost(calls, started);
     write_output(&args.run.output, &x, args.separate)
 }

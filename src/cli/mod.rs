@@ -6,10 +6,16 @@ mod generate;
 mod interpolate;
 
 use crate::engine::cm::noise::{NoiseSource, ReplayNoise, SeededNoise};
+use crate::engine::cm::pf_ode::{Churn, Solver};
+use crate::engine::cm::sample::Step;
 use crate::engine::image::{grid, tensor_to_rgb8, write_png, write_tensor_image};
-use crate::engine::model::load::{Checkpoint, activation_bytes, read_config_file, save_project};
-use crate::engine::model::spec::{ModelConfig, preset, presets};
+use crate::engine::model::load::{
+    Checkpoint, ConfigSource, ParameterizationSource, activation_bytes, read_config_file,
+    save_project,
+};
+use crate::engine::model::spec::{ModelConfig, Parameterization, preset, presets};
 use crate::engine::model::unet::UNet;
+use crate::engine::pipeline::OdeOptions;
 use crate::engine::select_device;
 use anyhow::{Result, bail};
 use candle_core::{Device, Tensor};
@@ -59,6 +65,87 @@ pub struct ModelArgs {
     /// file says or what is inferred from it.
     #[arg(long)]
     pub config: Option<String>,
+    /// Override how the network's output is scaled: consistency (CD/CT models) or edm (diffusion
+    /// teachers, sampled with Heun). Normally read from the file, a preset or an `edm_` file name.
+    #[arg(long, value_enum)]
+    pub parameterization: Option<ParameterizationArg>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ParameterizationArg {
+    Consistency,
+    Edm,
+}
+
+impl From<ParameterizationArg> for Parameterization {
+    fn from(p: ParameterizationArg) -> Self {
+        match p {
+            ParameterizationArg::Consistency => Parameterization::Consistency,
+            ParameterizationArg::Edm => Parameterization::Edm,
+        }
+    }
+}
+
+/// The PF-ODE sampler of an EDM teacher (the reference's `karras_sample` options).
+#[derive(Args, Debug)]
+pub struct OdeArgs {
+    /// EDM teachers: heun (2nd order, 2N−1 network calls; the default) or euler (N calls).
+    #[arg(long, value_enum)]
+    pub sampler: Option<SamplerArg>,
+    /// Stochastic churn S_churn (0 = the deterministic ODE). With churn every step draws noise:
+    /// a --noise file then holds 1 + N draws (entry i ≥ 1 before step i).
+    #[arg(long)]
+    pub s_churn: Option<f64>,
+    /// Churn applies only at σ ≥ S_tmin.
+    #[arg(long)]
+    pub s_tmin: Option<f64>,
+    /// Churn applies only at σ ≤ S_tmax.
+    #[arg(long)]
+    pub s_tmax: Option<f64>,
+    /// Scale of the churn's noise draws.
+    #[arg(long)]
+    pub s_noise: Option<f64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SamplerArg {
+    Heun,
+    Euler,
+}
+
+impl OdeArgs {
+    /// The options for an EDM teacher, None for a consistency model (refused when any was given).
+    fn options(&self, cfg: &ModelConfig) -> Result<Option<OdeOptions>> {
+        let given = self.sampler.is_some()
+            || self.s_churn.is_some()
+            || self.s_tmin.is_some()
+            || self.s_tmax.is_some()
+            || self.s_noise.is_some();
+        if cfg.sampling.parameterization == Parameterization::Consistency {
+            if given {
+                bail!(
+                    "{} is a consistency model: --sampler and --s-* are for EDM teachers (see --parameterization)",
+                    cfg.name
+                );
+            }
+            return Ok(None);
+        }
+        let d = Churn::default();
+        let churn = Churn {
+            s_churn: self.s_churn.unwrap_or(d.s_churn),
+            s_tmin: self.s_tmin.unwrap_or(d.s_tmin),
+            s_tmax: self.s_tmax.unwrap_or(d.s_tmax),
+            s_noise: self.s_noise.unwrap_or(d.s_noise),
+        };
+        if churn.s_churn < 0.0 || churn.s_noise < 0.0 {
+            bail!("--s-churn and --s-noise must not be negative");
+        }
+        let solver = match self.sampler.unwrap_or(SamplerArg::Heun) {
+            SamplerArg::Heun => Solver::Heun,
+            SamplerArg::Euler => Solver::Euler,
+        };
+        Ok(Some(OdeOptions { solver, churn }))
+    }
 }
 
 /// Options every sampling command shares.
@@ -143,10 +230,15 @@ fn open_checkpoint(args: &ModelArgs) -> Result<Checkpoint> {
             None => (read_config_file(Path::new(c))?, PathBuf::from(c)),
         }),
     };
-    Ok(match &args.model {
+    let mut ck = match &args.model {
         Some(path) => Checkpoint::open(path, config)?,
         None => Checkpoint::embedded_default(config)?,
-    })
+    };
+    if let Some(p) = args.parameterization {
+        ck.config.sampling.parameterization = p.into();
+        ck.parameterization_source = ParameterizationSource::Override;
+    }
+    Ok(ck)
 }
 
 /// A model loaded for sampling.
@@ -154,6 +246,8 @@ struct Loaded {
     config: ModelConfig,
     unet: UNet,
     device: Device,
+    /// The image size is a guess (a bare checkpoint of no known preset): inputs may set it.
+    size_guessed: bool,
 }
 
 /// Checks the output path first (so a typo costs no model load), then opens and loads the model.
@@ -167,6 +261,7 @@ fn load(model: &ModelArgs, run: &RunArgs) -> Result<Loaded> {
     let ck = open_checkpoint(model)?;
     let unet = ck.load(&device)?;
     Ok(Loaded {
+        size_guessed: ck.config_source == ConfigSource::Inferred,
         config: ck.config,
         unet,
         device,
@@ -267,11 +362,20 @@ fn progress(total: usize, what: &str) -> ProgressBar {
     bar
 }
 
-fn on_step(bar: &ProgressBar) -> impl FnMut(usize, usize) -> ControlFlow<()> + '_ {
-    |i, _| {
-        bar.set_position(i as u64);
+fn on_step(bar: &ProgressBar) -> impl FnMut(Step) -> ControlFlow<()> + '_ {
+    |step| {
+        bar.set_position(step.done as u64);
         ControlFlow::Continue(())
     }
+}
+
+/// The line every sampling command ends with, so a teacher and a student are easy to set side by side.
+fn report_cost(calls: usize, started: std::time::Instant) {
+    eprintln!(
+        "{calls} network call{} in {:.2} s",
+        if calls == 1 { "" } else { "s" },
+        started.elapsed().as_secs_f64()
+    );
 }
 
 fn mib(bytes: usize) -> String {
@@ -285,6 +389,15 @@ fn run_info(args: ModelArgs) -> Result<()> {
     println!("format:       {}", ck.format);
     println!("config from:  {}", ck.config_source);
     println!("name:         {}", c.name);
+    println!(
+        "parameterization: {} ({}){}",
+        c.sampling.parameterization,
+        ck.parameterization_source,
+        match c.sampling.parameterization {
+            Parameterization::Consistency => "; samples in 1 step, or a few with --ts",
+            Parameterization::Edm => "; an EDM teacher: Heun over N steps (2N−1 network calls)",
+        }
+    );
     println!("{}", serde_json::to_string_pretty(c)?);
     println!("parameters:   {}", c.unet.parameter_count());
     println!("file tensors: {}", mib(ck.stored_bytes));

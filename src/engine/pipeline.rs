@@ -3,20 +3,45 @@
 
 use super::cm::edit::{Colorize, Inpaint, KeepNothing, Replacement, SuperRes, algorithm4, slerp};
 use super::cm::noise::NoiseSource;
-use super::cm::param::{ConsistencyFn, Network};
-use super::cm::sample::{OnStep, sample_multistep, sample_onestep};
+use super::cm::param::{Denoiser, Network};
+use super::cm::pf_ode::{Churn, Solver, pf_ode_sigmas, pf_ode_sigmas_from, sample_pf_ode};
+use super::cm::sample::{OnStep, Step, sample_multistep, sample_onestep};
 use super::cm::schedule::{karras_sigma, sigmas_from_ts, validate_ts};
 use super::error::{EngineError, Result};
-use super::model::spec::SamplingConfig;
+use super::model::spec::{Parameterization, SamplingConfig};
 use candle_core::{Device, Tensor};
 
-/// What to generate: the draw shape `[B, C, H, W]`, optional labels, and the time indices.
+/// How an EDM teacher integrates the PF-ODE: solver and churn. Consistency models take none.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct OdeOptions {
+    pub solver: Solver,
+    pub churn: Churn,
+}
+
+/// What to generate: the draw shape `[B, C, H, W]`, optional labels, and how to sample.
 pub struct GenerateRequest<'a> {
     pub shape: [usize; 4],
     pub class_labels: Option<&'a [u32]>,
-    /// None: one step. Some(ts): multistep over `ts` on a grid of `steps` points.
+    /// Consistency models — None: one step; Some(ts): multistep over `ts` on a grid of `steps`
+    /// points. EDM teachers take no `ts`: they integrate over all `steps` grid points.
     pub ts: Option<&'a [usize]>,
     pub steps: usize,
+    /// EDM teachers only (None there = Heun without churn).
+    pub ode: Option<OdeOptions>,
+}
+
+/// Checks that the sampler options fit the model's parameterization.
+fn check_sampler(sampling: &SamplingConfig, ts: bool, ode: bool) -> Result<()> {
+    let invalid = |m: &str| Err(EngineError::InvalidInput(m.into()));
+    match sampling.parameterization {
+        Parameterization::Consistency if ode => invalid(
+            "the Heun and Euler samplers are for EDM teachers; this is a consistency model (one step, or --ts)",
+        ),
+        Parameterization::Edm if ts => invalid(
+            "an EDM teacher integrates over every grid point: give --steps N (and --sampler), not --ts",
+        ),
+        _ => Ok(()),
+    }
 }
 
 /// Draws the initial noise (first draw of `noise`), then samples. Returns None if cancelled.
@@ -28,13 +53,28 @@ pub fn generate<N: Network + ?Sized>(
     device: &Device,
     on_step: OnStep,
 ) -> Result<Option<Tensor>> {
+    check_sampler(sampling, req.ts.is_some(), req.ode.is_some())?;
     let class_labels = labels_tensor(req.class_labels, req.shape[0], device)?;
-    let f = consistency_fn(net, sampling, class_labels);
+    let f = denoiser(net, sampling, class_labels);
     let z = noise.next(&req.shape)?.to_device(device)?;
+    if sampling.parameterization == Parameterization::Edm {
+        if req.steps < 2 {
+            return Err(EngineError::InvalidInput(format!(
+                "an EDM teacher needs at least 2 steps, got {}",
+                req.steps
+            )));
+        }
+        let ode = req.ode.unwrap_or_default();
+        let sigmas = pf_ode_sigmas(req.steps, sampling);
+        let x = (z * sigmas[0])?;
+        return Ok(sample_pf_ode(
+            &f, ode.solver, x, &sigmas, &ode.churn, noise, &Ok, on_step,
+        )?);
+    }
     match req.ts {
         None => {
             let x = sample_onestep(&f, &z, sampling.sigma_max)?;
-            let _ = on_step(1, 1);
+            let _ = on_step(Step::progress(1, 1));
             Ok(Some(x))
         }
         Some(ts) => {
@@ -64,13 +104,14 @@ fn labels_tensor(labels: Option<&[u32]>, batch: usize, device: &Device) -> Resul
     }
 }
 
-fn consistency_fn<'a, N: Network + ?Sized>(
+fn denoiser<'a, N: Network + ?Sized>(
     net: &'a N,
     s: &SamplingConfig,
     class_labels: Option<Tensor>,
-) -> ConsistencyFn<'a, N> {
-    ConsistencyFn {
+) -> Denoiser<'a, N> {
+    Denoiser {
         net,
+        parameterization: s.parameterization,
         sigma_data: s.sigma_data,
         sigma_min: s.sigma_min,
         class_labels,
@@ -135,13 +176,21 @@ pub struct EditRequest<'a> {
     pub images: &'a Tensor,
     pub task: &'a EditTask,
     pub class_labels: Option<&'a [u32]>,
+    /// Consistency models: the Algorithm-4 time indices. EDM teachers: only `ts[0]`, the grid index
+    /// the PF-ODE starts from (every later grid point is a step).
     pub ts: &'a [usize],
     pub steps: usize,
+    /// EDM teachers only (None there = Heun without churn).
+    pub ode: Option<OdeOptions>,
 }
 
 /// Runs an edit. The result is not clamped (see `algorithm4`), except that inpainting composites the
 /// kept pixels (mask 0) from the input at the end, so they stay exactly as they were. None when
 /// cancelled. Noise: draw 0 is the initial one (×σ of ts[0]), then one per step.
+///
+/// On an EDM teacher the same replacement is applied to every denoised estimate D(x, σ) of the
+/// PF-ODE sampler, from σ of grid index ts[0] down to 0 (for SDEdit: noise the picture to σ_{ts[0]},
+/// then Heun). Draws: the initial one, plus one per step with churn.
 pub fn edit<N: Network + ?Sized>(
     net: &N,
     sampling: &SamplingConfig,
@@ -156,7 +205,23 @@ pub fn edit<N: Network + ?Sized>(
             "expected an RGB image, got {channels} channels"
         )));
     }
-    validate_ts(req.ts, req.steps).map_err(EngineError::InvalidInput)?;
+    let edm = sampling.parameterization == Parameterization::Edm;
+    check_sampler(sampling, false, req.ode.is_some())?;
+    if edm {
+        // only the start matters: a one-entry list is enough, a longer one must still be a list
+        if req.ts.len() != 1 {
+            validate_ts(req.ts, req.steps).map_err(EngineError::InvalidInput)?;
+        }
+        if req.ts.first().is_none_or(|&t| t + 1 >= req.steps) {
+            return Err(EngineError::InvalidInput(format!(
+                "an EDM edit starts at a grid index below N−1 = {}, got {:?}",
+                req.steps.saturating_sub(1),
+                req.ts.first()
+            )));
+        }
+    } else {
+        validate_ts(req.ts, req.steps).map_err(EngineError::InvalidInput)?;
+    }
     let op: Box<dyn Replacement> = match req.task {
         EditTask::Inpaint { regenerate } => {
             let (mb, mc, mh, mw) = regenerate.dims4()?;
@@ -186,19 +251,30 @@ pub fn edit<N: Network + ?Sized>(
         EditTask::SdEdit => Box::new(KeepNothing),
     };
     let labels = labels_tensor(req.class_labels, batch, images.device())?;
-    let f = consistency_fn(net, sampling, labels);
-    let sigmas = sigmas_from_ts(req.ts, req.steps, sampling);
+    let f = denoiser(net, sampling, labels);
     let y = op.reference(images)?;
-    let Some(x) = algorithm4(
-        &f,
-        &y,
-        op.as_ref(),
-        &sigmas,
-        sampling.sigma_max,
-        noise,
-        on_step,
-    )?
-    else {
+    let result = if edm {
+        let ode = req.ode.unwrap_or_default();
+        let sigmas = pf_ode_sigmas_from(req.ts[0], req.steps, sampling);
+        let z = noise.next(y.dims())?.to_device(y.device())?;
+        let x = (&y + (z * sigmas[0])?)?;
+        let replace = |x0: Tensor| op.replace(&y, &x0);
+        sample_pf_ode(
+            &f, ode.solver, x, &sigmas, &ode.churn, noise, &replace, on_step,
+        )?
+    } else {
+        let sigmas = sigmas_from_ts(req.ts, req.steps, sampling);
+        algorithm4(
+            &f,
+            &y,
+            op.as_ref(),
+            &sigmas,
+            sampling.sigma_max,
+            noise,
+            on_step,
+        )?
+    };
+    let Some(x) = result else {
         return Ok(None);
     };
     Ok(Some(match req.task {
@@ -225,11 +301,12 @@ pub fn denoise<N: Network + ?Sized>(
         )));
     }
     let labels = labels_tensor(class_labels, x.dim(0)?, x.device())?;
-    Ok(consistency_fn(net, sampling, labels).denoise(x, sigma)?)
+    Ok(denoiser(net, sampling, labels).denoise(x, sigma)?)
 }
 
-/// One-step images along the great circle between the noises `z_a` and `z_b` (`[B, 3, H, W]`
-/// standard normals), one per α.
+/// Images along the great circle between the noises `z_a` and `z_b` (`[B, 3, H, W]` standard
+/// normals), one per α: one step of a consistency model, or an EDM teacher's deterministic Heun run
+/// over its `steps` grid points.
 pub fn interpolate<N: Network + ?Sized>(
     net: &N,
     sampling: &SamplingConfig,
@@ -251,15 +328,36 @@ pub fn interpolate<N: Network + ?Sized>(
         )));
     }
     let labels = labels_tensor(class_labels, z_a.dim(0)?, z_a.device())?;
-    let f = consistency_fn(net, sampling, labels);
+    let f = denoiser(net, sampling, labels);
     alphas
         .iter()
         .map(|&alpha| {
-            Ok(sample_onestep(
+            let z = slerp(z_a, z_b, alpha)?;
+            if sampling.parameterization == Parameterization::Consistency {
+                return Ok(sample_onestep(&f, &z, sampling.sigma_max)?);
+            }
+            // a teacher's frame is its deterministic Heun trajectory from the interpolated noise
+            let sigmas = pf_ode_sigmas(sampling.steps, sampling);
+            let x = sample_pf_ode(
                 &f,
-                &slerp(z_a, z_b, alpha)?,
-                sampling.sigma_max,
-            )?)
+                Solver::Heun,
+                (z * sigmas[0])?,
+                &sigmas,
+                &Churn::default(),
+                &mut NoDraws,
+                &Ok,
+                &mut super::cm::sample::run_to_end,
+            )?;
+            Ok(x.expect("run_to_end never cancels"))
         })
         .collect()
+}
+
+/// The noise source of a run that draws nothing after its start (the deterministic PF-ODE).
+struct NoDraws;
+
+impl NoiseSource for NoDraws {
+    fn next(&mut self, _shape: &[usize]) -> candle_core::Result<Tensor> {
+        candle_core::bail!("the deterministic sampler draws no noise")
+    }
 }

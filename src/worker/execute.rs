@@ -2,11 +2,12 @@
 //! engine calls. Pure functions of the model, the recipe and the step callback.
 
 use crate::engine::cm::noise::{NoiseSource, SeededNoise};
-use crate::engine::cm::sample::OnStep;
+use crate::engine::cm::sample::{OnStep, Step};
 use crate::engine::image::{Rgb8, rgb8_to_tensor, tensor_to_rgb8};
 use crate::engine::model::default_model;
 use crate::engine::model::load::Checkpoint;
 use crate::engine::model::spec::ModelConfig;
+use crate::engine::model::spec::Parameterization;
 use crate::engine::model::unet::UNet;
 use crate::engine::pipeline::{
     EDIT_STEPS, EditRequest, EditTask, GenerateRequest, default_edit_ts, edit, generate,
@@ -30,6 +31,8 @@ pub struct ModelInfo {
     pub steps: usize,
     pub ts: Option<Vec<usize>>,
     pub parameters: usize,
+    /// A consistency model (one step) or an EDM teacher (Heun over `steps` grid points).
+    pub parameterization: Parameterization,
 }
 
 impl ModelInfo {
@@ -74,6 +77,7 @@ pub fn load_model(file: Option<&Path>, device: &Device) -> Result<LoadedModel> {
         steps: cfg.sampling.steps,
         ts: cfg.sampling.ts.clone(),
         parameters: cfg.unet.parameter_count(),
+        parameterization: cfg.sampling.parameterization,
     };
     Ok(LoadedModel {
         info,
@@ -113,7 +117,8 @@ pub enum Steps {
 }
 
 /// A complete recipe for `operation` on `model`, with the paper's grid and time indices filled in.
-/// `input`/`mask` are embedded by the caller for edits.
+/// `input`/`mask` are embedded by the caller for edits. An EDM teacher runs Heun over its own grid:
+/// generation from σ_max, edits from the start index alone (σ_max, or the strength's for SDEdit).
 pub fn plan(
     model: &ModelInfo,
     operation: Operation,
@@ -122,7 +127,16 @@ pub fn plan(
     steps: Steps,
 ) -> Result<Recipe> {
     let sampling = crate::engine::model::spec::SamplingConfig::with_grid(EDIT_STEPS, None);
+    let edm = model.parameterization == Parameterization::Edm;
     let (n, ts) = match &operation {
+        Operation::Generate | Operation::Interpolate { .. } if edm => (model.steps, None),
+        Operation::SdEdit { strength } if edm => (
+            model.steps,
+            Some(vec![strength_to_index(*strength, model.steps)?]),
+        ),
+        Operation::Inpaint | Operation::Colorize | Operation::SuperRes { .. } if edm => {
+            (model.steps, Some(vec![0]))
+        }
         Operation::Generate | Operation::Interpolate { .. } => match (steps, &model.ts) {
             (Steps::One, _) | (_, None) => (model.steps, None),
             (Steps::Tuned, Some(ts)) => (model.steps, Some(ts.clone())),
@@ -148,11 +162,40 @@ pub fn plan(
     })
 }
 
-/// Network calls a recipe takes (for progress bars before the first step reports).
-pub fn network_calls(recipe: &Recipe) -> usize {
+/// Sampler steps a recipe takes (what progress reports count).
+pub fn recipe_steps(recipe: &Recipe, parameterization: Parameterization) -> usize {
+    if let Operation::Interpolate { .. } = recipe.operation {
+        return 1; // one frame, reported when done
+    }
+    if parameterization == Parameterization::Edm {
+        let start = recipe
+            .ts
+            .as_ref()
+            .and_then(|t| t.first())
+            .copied()
+            .unwrap_or(0);
+        return recipe.steps.saturating_sub(start).max(1);
+    }
     match (&recipe.operation, &recipe.ts) {
         (Operation::Interpolate { .. }, _) | (_, None) => 1,
         (_, Some(ts)) => ts.len().saturating_sub(1).max(1),
+    }
+}
+
+/// Network calls a recipe takes per image batch: one per step, and for an EDM teacher's Heun a
+/// correction call after every step but the last.
+pub fn network_calls(recipe: &Recipe, parameterization: Parameterization) -> usize {
+    match parameterization {
+        Parameterization::Edm => {
+            let start = recipe
+                .ts
+                .as_ref()
+                .and_then(|t| t.first())
+                .copied()
+                .unwrap_or(0);
+            2 * recipe.steps.saturating_sub(start).max(1) - 1
+        }
+        Parameterization::Consistency => recipe_steps(recipe, parameterization),
     }
 }
 
@@ -187,6 +230,7 @@ pub fn run_recipe(
                 class_labels: labels.as_deref(),
                 ts: recipe.ts.as_deref(),
                 steps: recipe.steps,
+                ode: None,
             };
             generate(
                 &model.unet,
@@ -210,7 +254,7 @@ pub fn run_recipe(
                 &[*alpha],
                 labels.as_deref(),
             )?;
-            let _ = on_step(1, 1);
+            let _ = on_step(Step::progress(1, 1));
             frames.into_iter().next()
         }
         op => {
@@ -258,6 +302,7 @@ pub fn run_recipe(
                 class_labels: labels.as_deref(),
                 ts,
                 steps: recipe.steps,
+                ode: None,
             };
             edit(&model.unet, &cfg.sampling, &req, &mut noise, on_step)?
         }

@@ -13,8 +13,8 @@
 
 pub mod execute;
 
-use crate::engine::cm::sample::OnStep;
-use crate::engine::image::Rgb8;
+use crate::engine::cm::sample::{OnStep, Step};
+use crate::engine::image::{Rgb8, tensor_to_rgb8};
 use crate::recipe::Recipe;
 use candle_core::Device;
 use crossbeam_channel::{Receiver, Sender, unbounded};
@@ -29,6 +29,10 @@ use std::thread::JoinHandle;
 use std::time::Instant;
 
 pub type JobId = u64;
+
+/// The least time between two step previews of a job: the UI needs no more, and converting an
+/// estimate to pixels then costs the job well under a percent.
+pub const PREVIEW_INTERVAL: std::time::Duration = std::time::Duration::from_millis(100);
 
 #[derive(Debug, Clone)]
 pub enum Job {
@@ -48,10 +52,13 @@ pub enum Reply {
         id: JobId,
         info: ModelInfo,
     },
+    /// A step of a run is done. `preview`: the sampler's current clean estimate of the first image
+    /// (x₀ = f(x, σ), or D(x, σ) of an EDM teacher), at most every [`PREVIEW_INTERVAL`].
     Progress {
         id: JobId,
         done: usize,
         total: usize,
+        preview: Option<Rgb8>,
     },
     Finished {
         id: JobId,
@@ -317,13 +324,29 @@ impl WorkerThread {
                 let shared = &self.shared;
                 let replies = &self.replies;
                 let wake = &self.wake;
-                let mut on_step = |done: usize, total: usize| {
+                let mut last_preview: Option<Instant> = None;
+                let mut on_step = |step: Step| {
                     let stale = id <= shared.cancel_through.load(Ordering::SeqCst)
                         || (*interactive && shared.newest_interactive.load(Ordering::SeqCst) > id);
                     if stale {
                         return ControlFlow::Break(());
                     }
-                    let _ = replies.send(Reply::Progress { id, done, total });
+                    // The last step's estimate is the result itself, which follows at once.
+                    let due = step.done < step.total
+                        && last_preview.is_none_or(|t| t.elapsed() >= PREVIEW_INTERVAL);
+                    let preview = step
+                        .estimate
+                        .filter(|_| due)
+                        .and_then(|x| tensor_to_rgb8(&x.get(0).ok()?).ok());
+                    if preview.is_some() {
+                        last_preview = Some(Instant::now());
+                    }
+                    let _ = replies.send(Reply::Progress {
+                        id,
+                        done: step.done,
+                        total: step.total,
+                        preview,
+                    });
                     wake();
                     ControlFlow::Continue(())
                 };

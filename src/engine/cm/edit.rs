@@ -4,7 +4,7 @@
 //! One generic routine; each task only supplies its replacement operator, written in closed form.
 
 use super::noise::NoiseSource;
-use super::param::{ConsistencyFn, Network};
+use super::param::{Denoiser, Network};
 use super::sample::{OnStep, iterate};
 use candle_core::{D, Result, Tensor};
 
@@ -107,7 +107,7 @@ impl Replacement for KeepNothing {
 /// multistep loop with `op.replace(y, ·)` after every call. The result is not clamped (a colour
 /// rotation of clamped values may leave [−1, 1] slightly, as in the reference). None when cancelled.
 pub fn algorithm4<N: Network + ?Sized>(
-    f: &ConsistencyFn<N>,
+    f: &Denoiser<N>,
     y: &Tensor,
     op: &dyn Replacement,
     sigmas: &[f64],

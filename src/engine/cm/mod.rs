@@ -2,5 +2,6 @@
 pub mod edit;
 pub mod noise;
 pub mod param;
+pub mod pf_ode;
 pub mod sample;
 pub mod schedule;

@@ -1,6 +1,8 @@
-//! The consistency-model parameterization (paper Appendix C; cm_reference §a):
-//! f(x, σ) = c_skip(σ)·x + c_out(σ)·F(c_in(σ)·x, c_noise(σ)).
+//! The two parameterizations (paper Appendix C; cm_reference §a), both
+//! c_skip(σ)·x + c_out(σ)·F(c_in(σ)·x, c_noise(σ)): the consistency function f(x, σ) of CD/CT models,
+//! and the denoiser D(x, σ) of EDM teachers.
 
+use crate::engine::model::spec::Parameterization;
 use candle_core::{Result, Tensor};
 
 /// Scalings of the boundary-condition parameterization used by every CD/CT checkpoint.
@@ -31,6 +33,24 @@ pub fn boundary_scalings(sigma: f64, sigma_data: f64, sigma_min: f64) -> Scaling
     }
 }
 
+/// The EDM teachers' scalings (`get_scalings`): `c_skip = σd²/(σ²+σd²)`, `c_out = σ·σd/√(σ²+σd²)`,
+/// the same `c_in`.
+///
+/// ```
+/// use cmpaint::engine::cm::param::edm_scalings;
+/// let s = edm_scalings(0.5, 0.5);
+/// assert!((s.c_skip - 0.5).abs() < 1e-15 && (s.c_out - 0.5f64.sqrt() / 2.0).abs() < 1e-15);
+/// ```
+pub fn edm_scalings(sigma: f64, sigma_data: f64) -> Scalings {
+    let sd2 = sigma_data * sigma_data;
+    let root = (sigma * sigma + sd2).sqrt();
+    Scalings {
+        c_skip: sd2 / (sigma * sigma + sd2),
+        c_out: sigma * sigma_data / root,
+        c_in: 1.0 / root,
+    }
+}
+
 /// The network's time input: `1000·0.25·ln(σ + 1e-44)` (the 1e-44 only guards ln 0).
 pub fn c_noise(sigma: f64) -> f64 {
     250.0 * (sigma + 1e-44).ln()
@@ -42,18 +62,25 @@ pub trait Network {
     -> Result<Tensor>;
 }
 
-/// A network wrapped with the boundary-condition scalings: the consistency function f(x, σ).
-pub struct ConsistencyFn<'a, N: Network + ?Sized> {
+/// A network wrapped with its scalings: the consistency function f(x, σ) of a consistency model, or
+/// the denoiser D(x, σ) of an EDM teacher. Both map a noisy image to a clean estimate.
+pub struct Denoiser<'a, N: Network + ?Sized> {
     pub net: &'a N,
+    pub parameterization: Parameterization,
     pub sigma_data: f64,
     pub sigma_min: f64,
     pub class_labels: Option<Tensor>,
 }
 
-impl<N: Network + ?Sized> ConsistencyFn<'_, N> {
-    /// f(x, σ) for one σ shared by the whole batch, unclamped.
+impl<N: Network + ?Sized> Denoiser<'_, N> {
+    /// f(x, σ) or D(x, σ) for one σ shared by the whole batch, unclamped.
     pub fn call(&self, x: &Tensor, sigma: f64) -> Result<Tensor> {
-        let s = boundary_scalings(sigma, self.sigma_data, self.sigma_min);
+        let s = match self.parameterization {
+            Parameterization::Consistency => {
+                boundary_scalings(sigma, self.sigma_data, self.sigma_min)
+            }
+            Parameterization::Edm => edm_scalings(sigma, self.sigma_data),
+        };
         let batch = x.dim(0)?;
         let out = self.net.forward(
             &(x * s.c_in)?,

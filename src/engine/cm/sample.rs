@@ -3,21 +3,42 @@
 //! `edit.rs`.
 
 use super::noise::NoiseSource;
-use super::param::{ConsistencyFn, Network};
+use super::param::{Denoiser, Network};
 use candle_core::{Result, Tensor};
 use std::ops::ControlFlow;
 
-/// Called after each network evaluation with (step done, total steps); `Break` cancels the run.
-pub type OnStep<'a> = &'a mut dyn FnMut(usize, usize) -> ControlFlow<()>;
+/// What a sampler reports after each step: how far it is, and its current clean estimate (x₀ = f(x, σ)
+/// of a consistency model, D(x, σ) of an EDM teacher; `[B, 3, H, W]` in [−1, 1]) for live previews.
+#[derive(Clone, Copy)]
+pub struct Step<'a> {
+    pub done: usize,
+    pub total: usize,
+    /// None where the step's estimate is the result itself (one-step sampling).
+    pub estimate: Option<&'a Tensor>,
+}
+
+impl Step<'_> {
+    /// A step with no estimate to show.
+    pub fn progress(done: usize, total: usize) -> Self {
+        Self {
+            done,
+            total,
+            estimate: None,
+        }
+    }
+}
+
+/// Called after each step; `Break` cancels the run.
+pub type OnStep<'a> = &'a mut dyn FnMut(Step) -> ControlFlow<()>;
 
 /// An `on_step` for callers that neither report progress nor cancel: `&mut run_to_end`.
-pub fn run_to_end(_done: usize, _total: usize) -> ControlFlow<()> {
+pub fn run_to_end(_step: Step) -> ControlFlow<()> {
     ControlFlow::Continue(())
 }
 
 /// One-step generation: x = clamp(f(σmax·z, σmax)). `z` is a standard-normal draw.
 pub fn sample_onestep<N: Network + ?Sized>(
-    f: &ConsistencyFn<N>,
+    f: &Denoiser<N>,
     z: &Tensor,
     sigma_max: f64,
 ) -> Result<Tensor> {
@@ -29,7 +50,7 @@ pub fn sample_onestep<N: Network + ?Sized>(
 /// network call per σ except the last; the last step's draw is still taken (×0 when the list ends at
 /// σmin), as the reference does, so replayed noise files line up. Returns None when cancelled.
 pub fn iterate<N: Network + ?Sized>(
-    f: &ConsistencyFn<N>,
+    f: &Denoiser<N>,
     x: Tensor,
     sigmas: &[f64],
     sigma_max: f64,
@@ -43,8 +64,13 @@ pub fn iterate<N: Network + ?Sized>(
         let x0 = replace(f.denoise(&x, sigmas[i])?)?;
         let next = sigmas[i + 1].clamp(f.sigma_min, sigma_max);
         let z = noise.next(x.dims())?.to_device(x.device())?;
-        x = (x0 + (z * (next * next - f.sigma_min * f.sigma_min).sqrt())?)?;
-        if on_step(i + 1, steps).is_break() {
+        x = ((&x0) + (z * (next * next - f.sigma_min * f.sigma_min).sqrt())?)?;
+        let step = Step {
+            done: i + 1,
+            total: steps,
+            estimate: Some(&x0),
+        };
+        if on_step(step).is_break() {
             return Ok(None);
         }
     }
@@ -54,7 +80,7 @@ pub fn iterate<N: Network + ?Sized>(
 /// Multistep consistency sampling (Algorithm 1) from `x` already noised to `sigmas[0]`; the result is
 /// clamped to [−1, 1] like the reference's. Returns None when cancelled.
 pub fn sample_multistep<N: Network + ?Sized>(
-    f: &ConsistencyFn<N>,
+    f: &Denoiser<N>,
     x: Tensor,
     sigmas: &[f64],
     sigma_max: f64,

@@ -7,7 +7,7 @@
 //! opcodes: it never imports modules or calls code named in the file.
 
 use super::config::{BlockKind, UNetConfig};
-use super::spec::{ModelConfig, SamplingConfig, guess_preset};
+use super::spec::{ModelConfig, Parameterization, SamplingConfig, guess_preset};
 use super::unet::UNet;
 use crate::engine::error::{EngineError, Result, WeightReport};
 use candle_core::{DType, Device, Tensor};
@@ -73,12 +73,40 @@ impl std::fmt::Display for ConfigSource {
     }
 }
 
+/// Where the parameterization (consistency or EDM scalings) came from, for `cmpaint info`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ParameterizationSource {
+    /// Stated by the config file or the file's metadata.
+    Read,
+    /// From the preset the file was matched to.
+    Preset(String),
+    /// The file name starts with (or holds) `edm_`.
+    FileName,
+    /// Given on the command line (`--parameterization`).
+    Override,
+    /// Nothing said: the consistency scalings, as every CD/CT checkpoint.
+    Assumed,
+}
+
+impl std::fmt::Display for ParameterizationSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Read => write!(f, "read from the model's config"),
+            Self::Preset(p) => write!(f, "matched from preset {p}"),
+            Self::FileName => write!(f, "from the file name (edm_…)"),
+            Self::Override => write!(f, "set by --parameterization"),
+            Self::Assumed => write!(f, "assumed (nothing in the file says)"),
+        }
+    }
+}
+
 /// A weight file opened and checked, before any tensor data is read.
 pub struct Checkpoint {
     pub path: PathBuf,
     pub format: WeightFormat,
     pub config: ModelConfig,
     pub config_source: ConfigSource,
+    pub parameterization_source: ParameterizationSource,
     /// Bytes of tensor data in the file (stored dtype).
     pub stored_bytes: usize,
     reader: Reader,
@@ -339,14 +367,34 @@ impl Checkpoint {
             .file_name()
             .map(|n| n.to_string_lossy().to_string())
             .unwrap_or_default();
+        let by_name = Parameterization::from_file_name(&file_name);
+        let mut parameterization_source = match by_name {
+            Some(_) => ParameterizationSource::FileName,
+            None => ParameterizationSource::Assumed,
+        };
         let (config, config_source) = if let Some((cfg, cfg_path)) = config {
+            parameterization_source = ParameterizationSource::Read;
             (cfg, ConfigSource::ConfigFile(cfg_path))
         } else if let Some(text) = metadata_config {
             let cfg: ModelConfig =
                 serde_json::from_str(&text).map_err(|e| bad_config(path, e.to_string()))?;
+            // Files written before EDM models existed say nothing: they are consistency models.
+            let stated = serde_json::from_str::<serde_json::Value>(&text)
+                .is_ok_and(|v| v["sampling"].get("parameterization").is_some());
+            if stated {
+                parameterization_source = ParameterizationSource::Read;
+            }
             (cfg, ConfigSource::FileMetadata)
         } else if let Some((unet, scheduler)) = diffusers_config {
             let preset = guess_preset(&file_name, &unet);
+            let parameterization = match (by_name, &preset) {
+                (Some(p), _) => p,
+                (None, Some(p)) if file_name.contains(&p.name) => {
+                    parameterization_source = ParameterizationSource::Preset(p.name.clone());
+                    p.sampling.parameterization
+                }
+                _ => Parameterization::Consistency,
+            };
             let name = preset
                 .as_ref()
                 .map(|p| p.name.clone())
@@ -366,7 +414,10 @@ impl Checkpoint {
                 ModelConfig {
                     name,
                     unet,
-                    sampling,
+                    sampling: SamplingConfig {
+                        parameterization,
+                        ..sampling
+                    },
                 },
                 ConfigSource::DiffusersConfig,
             )
@@ -381,6 +432,9 @@ impl Checkpoint {
             match guess_preset(&file_name, &unet) {
                 Some(p) => {
                     let source = ConfigSource::InferredWithPreset(p.name.clone());
+                    if file_name.contains(&p.name) || by_name.is_none() {
+                        parameterization_source = ParameterizationSource::Preset(p.name.clone());
+                    }
                     (p, source)
                 }
                 _ => {
@@ -392,7 +446,10 @@ impl Checkpoint {
                         ModelConfig {
                             name,
                             unet,
-                            sampling: SamplingConfig::default(),
+                            sampling: SamplingConfig {
+                                parameterization: by_name.unwrap_or_default(),
+                                ..SamplingConfig::default()
+                            },
                         },
                         ConfigSource::Inferred,
                     )
@@ -416,6 +473,7 @@ impl Checkpoint {
             format,
             config,
             config_source,
+            parameterization_source,
             stored_bytes,
             reader,
             sources,

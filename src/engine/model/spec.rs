@@ -16,6 +16,10 @@ pub struct SamplingConfig {
     /// The tuned multistep time indices (index 0 = σ_max), ending with N−1; None where the reference
     /// gives none.
     pub ts: Option<Vec<usize>>,
+    /// Consistency model or EDM teacher. Absent in files written before EDM models existed: those
+    /// are all consistency models.
+    #[serde(default)]
+    pub parameterization: Parameterization,
 }
 
 impl SamplingConfig {
@@ -27,6 +31,7 @@ impl SamplingConfig {
             rho: 7.0,
             steps,
             ts,
+            parameterization: Parameterization::Consistency,
         }
     }
 }
@@ -36,6 +41,36 @@ impl Default for SamplingConfig {
     /// the presets has none.
     fn default() -> Self {
         Self::with_grid(40, None)
+    }
+}
+
+/// How the network's output becomes a denoised image (cm_reference §a).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Parameterization {
+    /// The boundary-condition scalings of every CD/CT checkpoint: f(x, σmin) = x. Sampled in one
+    /// step or a few (Algorithm 1).
+    #[default]
+    Consistency,
+    /// The EDM scalings of a diffusion teacher (`get_scalings`): a denoiser D(x, σ) that the PF-ODE
+    /// samplers (Heun, Euler) integrate in tens of calls.
+    Edm,
+}
+
+impl Parameterization {
+    /// What a file name says: the released teachers are `edm_*.pt`, and a file whose name holds `edm_` is never run
+    /// with consistency scalings by accident.
+    pub fn from_file_name(file_name: &str) -> Option<Self> {
+        file_name.contains("edm_").then_some(Parameterization::Edm)
+    }
+}
+
+impl std::fmt::Display for Parameterization {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Parameterization::Consistency => "consistency",
+            Parameterization::Edm => "edm",
+        })
     }
 }
 
@@ -50,13 +85,17 @@ pub struct ModelConfig {
 }
 
 /// One preset per released checkpoint: name, network, N and the two-step `ts` of scripts/launch.sh.
+/// The EDM teachers' N is the Heun steps of the reference's `--sampler heun --steps 40`.
 pub fn presets() -> Vec<ModelConfig> {
     let imagenet = UNetConfig::imagenet64();
     let lsun = UNetConfig::lsun256();
     let p = |name: &str, unet: &UNetConfig, steps, ts: Option<&[usize]>| ModelConfig {
         name: name.to_string(),
         unet: unet.clone(),
-        sampling: SamplingConfig::with_grid(steps, ts.map(<[usize]>::to_vec)),
+        sampling: SamplingConfig {
+            parameterization: Parameterization::from_file_name(name).unwrap_or_default(),
+            ..SamplingConfig::with_grid(steps, ts.map(<[usize]>::to_vec))
+        },
     };
     vec![
         p("cd_imagenet64_l2", &imagenet, 40, Some(&[0, 22, 39])),
@@ -69,6 +108,10 @@ pub fn presets() -> Vec<ModelConfig> {
         // launch.sh gives no two-step list for the CD cat models.
         p("cd_cat256_l2", &lsun, 40, None),
         p("cd_cat256_lpips", &lsun, 40, None),
+        // The EDM teachers the CD students were distilled from (same networks).
+        p("edm_imagenet64_ema", &imagenet, 40, None),
+        p("edm_bedroom256_ema", &lsun, 40, None),
+        p("edm_cat256_ema", &lsun, 40, None),
     ]
 }
 
@@ -77,8 +120,10 @@ pub fn preset(name: &str) -> Option<ModelConfig> {
 }
 
 /// The preset a file most likely is: among the presets with this network (image size aside, which
-/// shapes cannot tell), the one whose name occurs in the file name (longest match), else the first.
+/// shapes cannot tell), the one whose name occurs in the file name (longest match), else the first
+/// of the parameterization the file name implies (an `edm_` file gets an EDM teacher's preset).
 pub fn guess_preset(file_name: &str, unet: &UNetConfig) -> Option<ModelConfig> {
+    let implied = Parameterization::from_file_name(file_name).unwrap_or_default();
     let same_net: Vec<ModelConfig> = presets()
         .into_iter()
         .filter(|p| {
@@ -94,5 +139,9 @@ pub fn guess_preset(file_name: &str, unet: &UNetConfig) -> Option<ModelConfig> {
         .filter(|p| file_name.contains(&p.name))
         .max_by_key(|p| p.name.len())
         .cloned();
-    by_name.or_else(|| same_net.into_iter().next())
+    by_name.or_else(|| {
+        same_net
+            .into_iter()
+            .find(|p| p.sampling.parameterization == implied)
+    })
 }
