@@ -13,7 +13,8 @@
 
 use candle_core::{DType, Device, Module, Tensor};
 use cmpaint::engine::cm::noise::{NoiseSource, SeededNoise};
-use cmpaint::engine::cm::sample::run_to_end;
+use cmpaint::engine::cm::sample::{Step, run_to_end};
+use cmpaint::engine::image::tensor_to_rgb8;
 use cmpaint::engine::kernels::conv::Conv2dParams;
 use cmpaint::engine::model::config::UNetConfig;
 use cmpaint::engine::model::layers::GroupNorm;
@@ -148,6 +149,57 @@ fn sampling(c: &mut Criterion) {
     }
 }
 
+/// What step previews cost a multistep job: 10 network calls (ts 0, 4, …, 36, 39) with no callback,
+/// then with every step's estimate turned into pixels — the worst case, as the worker converts at
+/// most one estimate per 100 ms (`worker::PREVIEW_INTERVAL`).
+fn previews(c: &mut Criterion) {
+    let ts: Vec<usize> = (0..40).step_by(4).chain([39]).collect();
+    for (key, path) in models().into_iter().take(2) {
+        let ck = Checkpoint::open(&path, None).unwrap();
+        let unet = ck.load(&Device::Cpu).unwrap();
+        let cfg = &ck.config;
+        let size = cfg.unet.image_size;
+        let labels = cfg.unet.num_classes.map(|_| vec![0u32]);
+        let mut group = c.benchmark_group(format!("{key}_previews"));
+        group.sample_size(10);
+        for with_preview in [false, true] {
+            let name = if with_preview { "every_step" } else { "none" };
+            group.bench_function(name, |b| {
+                b.iter(|| {
+                    let mut noise = SeededNoise::new(0, 1);
+                    let req = GenerateRequest {
+                        shape: [1, 3, size, size],
+                        class_labels: labels.as_deref(),
+                        ts: Some(&ts),
+                        steps: cfg.sampling.steps,
+                        ode: None,
+                    };
+                    let mut shown = 0usize;
+                    let mut preview = |step: Step| {
+                        if let Some(x) = step.estimate.filter(|_| with_preview) {
+                            let img = tensor_to_rgb8(&x.get(0).unwrap()).unwrap();
+                            shown += img.pixels.len();
+                        }
+                        std::ops::ControlFlow::Continue(())
+                    };
+                    let x = generate(
+                        &unet,
+                        &cfg.sampling,
+                        &req,
+                        &mut noise,
+                        &Device::Cpu,
+                        &mut preview,
+                    )
+                    .unwrap()
+                    .unwrap();
+                    (x, shown)
+                })
+            });
+        }
+        group.finish();
+    }
+}
+
 /// One 3×3 convolution and one GroupNorm+SiLU at 128 channels, 64², batch 1 and 8: the engine's
 /// kernel and candle's built-in operations on the same tensors.
 fn ops(c: &mut Criterion) {
@@ -204,5 +256,5 @@ fn ops(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, sampling, ops);
+criterion_group!(benches, sampling, previews, ops);
 criterion_main!(benches);

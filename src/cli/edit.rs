@@ -98,7 +98,8 @@ fn read_picture(
     free: Option<usize>,
     device: &Device,
 ) -> Result<Tensor> {
-    let fits_freely = |w: usize, h: usize| free.is_some_and(|f| w % f == 0 && h % f == 0);
+    let fits_freely =
+        |w: usize, h: usize| free.is_some_and(|f| w.is_multiple_of(f) && h.is_multiple_of(f));
     let upsample = |x: Tensor, f: usize| -> Result<Tensor> {
         let (_, _, h, w) = x.dims4()?;
         Ok(x.upsample_nearest2d(h * f, w * f)?)

@@ -4,19 +4,13 @@
 use super::cm::edit::{Colorize, Inpaint, KeepNothing, Replacement, SuperRes, algorithm4, slerp};
 use super::cm::noise::NoiseSource;
 use super::cm::param::{Denoiser, Network};
-use super::cm::pf_ode::{Churn, Solver, pf_ode_sigmas, pf_ode_sigmas_from, sample_pf_ode};
+pub use super::cm::pf_ode::OdeOptions;
+use super::cm::pf_ode::{pf_ode_sigmas, pf_ode_sigmas_from, sample_pf_ode};
 use super::cm::sample::{OnStep, Step, sample_multistep, sample_onestep};
 use super::cm::schedule::{karras_sigma, sigmas_from_ts, validate_ts};
 use super::error::{EngineError, Result};
 use super::model::spec::{Parameterization, SamplingConfig};
 use candle_core::{Device, Tensor};
-
-/// How an EDM teacher integrates the PF-ODE: solver and churn. Consistency models take none.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct OdeOptions {
-    pub solver: Solver,
-    pub churn: Churn,
-}
 
 /// What to generate: the draw shape `[B, C, H, W]`, optional labels, and how to sample.
 pub struct GenerateRequest<'a> {
@@ -67,9 +61,7 @@ pub fn generate<N: Network + ?Sized>(
         let ode = req.ode.unwrap_or_default();
         let sigmas = pf_ode_sigmas(req.steps, sampling);
         let x = (z * sigmas[0])?;
-        return Ok(sample_pf_ode(
-            &f, ode.solver, x, &sigmas, &ode.churn, noise, &Ok, on_step,
-        )?);
+        return Ok(sample_pf_ode(&f, &ode, x, &sigmas, noise, &Ok, on_step)?);
     }
     match req.ts {
         None => {
@@ -259,9 +251,7 @@ pub fn edit<N: Network + ?Sized>(
         let z = noise.next(y.dims())?.to_device(y.device())?;
         let x = (&y + (z * sigmas[0])?)?;
         let replace = |x0: Tensor| op.replace(&y, &x0);
-        sample_pf_ode(
-            &f, ode.solver, x, &sigmas, &ode.churn, noise, &replace, on_step,
-        )?
+        sample_pf_ode(&f, &ode, x, &sigmas, noise, &replace, on_step)?
     } else {
         let sigmas = sigmas_from_ts(req.ts, req.steps, sampling);
         algorithm4(
@@ -340,10 +330,9 @@ pub fn interpolate<N: Network + ?Sized>(
             let sigmas = pf_ode_sigmas(sampling.steps, sampling);
             let x = sample_pf_ode(
                 &f,
-                Solver::Heun,
+                &OdeOptions::default(),
                 (z * sigmas[0])?,
                 &sigmas,
-                &Churn::default(),
                 &mut NoDraws,
                 &Ok,
                 &mut super::cm::sample::run_to_end,

@@ -59,6 +59,13 @@ impl Churn {
     }
 }
 
+/// How an EDM teacher integrates the PF-ODE: solver and churn (the default: Heun, deterministic).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct OdeOptions {
+    pub solver: Solver,
+    pub churn: Churn,
+}
+
 /// The reference's σ list for `steps` steps: the Karras grid from σ_max to σ_min, rounded to f32 as
 /// torch computes it, then 0.
 pub fn pf_ode_sigmas(steps: usize, cfg: &SamplingConfig) -> Vec<f64> {
@@ -90,14 +97,14 @@ pub fn network_calls(solver: Solver, sigmas: &[f64]) -> usize {
 /// one draw of `noise` per step. None when `on_step` cancelled.
 pub fn sample_pf_ode<N: Network + ?Sized>(
     d: &Denoiser<N>,
-    solver: Solver,
+    ode: &OdeOptions,
     x: Tensor,
     sigmas: &[f64],
-    churn: &Churn,
     noise: &mut dyn NoiseSource,
     replace: &dyn Fn(Tensor) -> Result<Tensor>,
     on_step: OnStep,
 ) -> Result<Option<Tensor>> {
+    let (solver, churn) = (ode.solver, &ode.churn);
     let denoise = |x: &Tensor, sigma: f64| replace(d.denoise(x, sigma)?);
     let steps = sigmas.len().saturating_sub(1);
     let mut x = x;
