@@ -16,6 +16,8 @@ out=target/bench
 mkdir -p $out
 
 cargo build --release --quiet
+# the machine's limits: FMA peak per vector width, best gemm throughput
+cargo bench --bench peak > $out/peak.txt
 
 # unet_config FILE EXPR: EXPR evaluated on c, the UNet config stored in a project safetensors file
 unet_config() {
@@ -55,6 +57,7 @@ done
 "$PYTHON" - "$THREADS" $models <<'PY'
 import json, sys, platform, os
 threads, models = sys.argv[1], [m.split(":")[0] for m in sys.argv[2:]]
+weights = dict(m.split(":", 1) for m in sys.argv[2:])
 def rust(group, bench):
     """Best time per iteration over criterion's samples (PyTorch's side reports its best run too)."""
     s = json.load(open(f"target/criterion/{group}/{bench}/new/sample.json"))
@@ -77,6 +80,31 @@ for bench, t_py in ops["best_s"].items():
     op, batch = bench.split("_b")
     ours, theirs = rust("ops", bench), rust("ops", bench + "_candle")
     print(f"| {op} | {batch} | {ours*1000:.2f} ms | {theirs*1000:.2f} ms | {t_py*1000:.2f} ms | {ours/t_py:.2f}× |")
+# fraction of the machine's peak: the UNet's FLOPs per image (PyTorch's flop counter on the same
+# network) over the best batch-8 one-step time
+peak = dict(l.split(": ") for l in open("target/bench/peak.txt") if "gflops" in l)
+fma = max(float(v) for k, v in peak.items() if k.startswith("fma_peak"))
+best_gemm = max(float(v) for k, v in peak.items() if k.startswith("gemm_"))
+print(f"\nFMA peak {fma:.0f} GFLOP/s ({', '.join(k for k in peak if k.startswith('fma'))}), best gemm {best_gemm:.0f} GFLOP/s, {threads} threads\n")
+print("| model | GFLOP / image | cmpaint GFLOP/s (b8) | of FMA peak | of best gemm | PyTorch GFLOP/s (b8) |")
+print("|---|---|---|---|---|---|")
+sys.path.insert(0, "training")
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+from safetensors import safe_open
+from diffusers import UNet2DModel
+from cm_model import diffusers_config
+for key in models:
+    cfg = json.loads(safe_open(weights[key], "pt").metadata()["cmpaint.config"])
+    with torch.device("meta"):
+        unet = UNet2DModel(**diffusers_config(cfg))
+    size, classes = cfg["unet"]["image_size"], cfg["unet"].get("num_classes")
+    with FlopCounterMode(display=False) as fc, torch.device("meta"):
+        unet(torch.zeros(1, 3, size, size), torch.zeros(1), class_labels=torch.zeros(1, dtype=torch.long) if classes else None)
+    gflop = fc.get_total_flops() / 1e9
+    py = json.load(open(f"target/bench/pytorch_{key}.json"))["best_s"]["1step_b8"]
+    ours = 8 * gflop / rust(key, "1step_b8")
+    print(f"| {key} | {gflop:.2f} | {ours:.0f} | {ours / fma:.0%} | {ours / best_gemm:.0%} | {8 * gflop / py:.0f} |")
 print("\n| model | f32 weights | peak RSS, cmpaint (f32 file) | cmpaint (f16 file) | PyTorch (f32 file) |")
 print("|---|---|---|---|---|")
 for line in open("target/bench/rss.txt"):

@@ -249,6 +249,10 @@ mod tests {
     }
 
     #[test]
+    fn matches_the_definition_in_f64_at_every_level() {
+        crate::engine::kernels::simd::at_every_level(|_| matches_the_definition_in_f64().unwrap());
+    }
+
     fn matches_the_definition_in_f64() -> Result<()> {
         // t below, at and across the query block (35, 64, 150), one head and several, batch 1 and 2
         for &(batch, c, heads, t) in &[

@@ -370,6 +370,10 @@ mod tests {
     /// error (max |Δ| / max |reference|) ≤ 2e-6; measured: ≤ 1e-7 for the small im2col cases, 2–4e-7
     /// for 32–64 channels, Winograd and im2col alike. (The UNet parity bound is 1e-5.)
     #[test]
+    fn matches_candle_conv2d_at_every_level() {
+        crate::engine::kernels::simd::at_every_level(|_| matches_candle_conv2d().unwrap());
+    }
+
     fn matches_candle_conv2d() -> Result<()> {
         let dev = Device::Cpu;
         for &(b, c_in, c_out, h, w, k, stride, padding) in &[

@@ -147,6 +147,12 @@ mod tests {
 
     /// Against candle_nn's GroupNorm, then × (1 + scale) + shift, then SiLU, all computed in f64.
     #[test]
+    fn matches_group_norm_then_scale_shift_then_silu_at_every_level() {
+        crate::engine::kernels::simd::at_every_level(|_| {
+            matches_group_norm_then_scale_shift_then_silu().unwrap()
+        });
+    }
+
     fn matches_group_norm_then_scale_shift_then_silu() -> Result<()> {
         let dev = Device::Cpu;
         let f64 = |t: &Tensor| t.to_dtype(candle_core::DType::F64);

@@ -1,20 +1,110 @@
 //! Runtime choice of vector width for the plain loops of the kernels. The default x86-64 target is
-//! SSE2 only; compiling the same loop again with AVX2+FMA enabled lets LLVM vectorise it 8 wide.
+//! SSE2 only; compiling the same loop again with AVX2+FMA (8 lanes) or AVX-512 (16 lanes) enabled lets
+//! LLVM vectorise it for the CPU it runs on.
 
-/// Runs `f` compiled for AVX2+FMA where the CPU has them, else as is. `f` must be `#[inline(always)]`
-/// so it is compiled into the feature-enabled function.
+use std::sync::atomic::{AtomicU8, Ordering};
+
+/// The instruction sets a kernel loop can be compiled for, narrowest first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Level {
+    Scalar = 0,
+    Avx2 = 1,
+    Avx512 = 2,
+}
+
+impl Level {
+    #[cfg(test)]
+    const ALL: [Level; 3] = [Level::Scalar, Level::Avx2, Level::Avx512];
+
+    /// The widest level this CPU runs.
+    pub fn detected() -> Level {
+        #[cfg(target_arch = "x86_64")]
+        {
+            let has = |f: bool| f;
+            if has(std::is_x86_feature_detected!("avx512f"))
+                && std::is_x86_feature_detected!("avx512bw")
+                && std::is_x86_feature_detected!("avx512dq")
+                && std::is_x86_feature_detected!("avx512vl")
+                && std::is_x86_feature_detected!("fma")
+            {
+                return Level::Avx512;
+            }
+            if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+                return Level::Avx2;
+            }
+        }
+        Level::Scalar
+    }
+}
+
+/// The widest level the loops may use (tests lower it to check every path; `CMPAINT_SIMD=scalar|avx2`
+/// does so for a whole run, e.g. to compare speeds).
+static CAP: AtomicU8 = AtomicU8::new(u8::MAX);
+
+/// Lowers (or, with `Level::Avx512`, lifts) the cap on the level the loops use. Process-wide.
+#[cfg(test)]
+fn set_cap(level: Level) {
+    CAP.store(level as u8, Ordering::Relaxed);
+}
+
+/// The level the loops run at now: what the CPU has, under the cap and `CMPAINT_SIMD`.
+pub fn level() -> Level {
+    static FROM_ENV: std::sync::OnceLock<Level> = std::sync::OnceLock::new();
+    let env = *FROM_ENV.get_or_init(|| match std::env::var("CMPAINT_SIMD").as_deref() {
+        Ok("scalar") => Level::Scalar,
+        Ok("avx2") => Level::Avx2,
+        _ => Level::Avx512,
+    });
+    let cap = match CAP.load(Ordering::Relaxed) {
+        0 => Level::Scalar,
+        1 => Level::Avx2,
+        _ => Level::Avx512,
+    };
+    Level::detected().min(cap).min(env)
+}
+
+/// Runs `f` compiled for the widest instruction set allowed (see [`level`]). `f` must be
+/// `#[inline(always)]` so it is compiled into the feature-enabled function.
 #[inline(always)]
 pub fn dispatch<R>(f: impl FnOnce() -> R) -> R {
     #[cfg(target_arch = "x86_64")]
-    if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
-        #[target_feature(enable = "avx2,fma")]
-        unsafe fn avx2<R>(f: impl FnOnce() -> R) -> R {
-            f()
+    match level() {
+        Level::Avx512 => {
+            #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx2,fma")]
+            unsafe fn avx512<R>(f: impl FnOnce() -> R) -> R {
+                f()
+            }
+            // SAFETY: the CPU supports the features the function is compiled for (`Level::detected`).
+            return unsafe { avx512(f) };
         }
-        // SAFETY: the CPU supports the features the function is compiled for (checked above).
-        return unsafe { avx2(f) };
+        Level::Avx2 => {
+            #[target_feature(enable = "avx2,fma")]
+            unsafe fn avx2<R>(f: impl FnOnce() -> R) -> R {
+                f()
+            }
+            // SAFETY: as above.
+            return unsafe { avx2(f) };
+        }
+        Level::Scalar => {}
     }
     f()
+}
+
+/// Runs `check` once at every level this CPU has (the others are skipped), printing which ran, then
+/// lifts the cap again. For the kernels' tests: every dispatched path against the same reference.
+#[cfg(test)]
+pub fn at_every_level(mut check: impl FnMut(Level)) {
+    // tests run in parallel: one at a time may move the cap (others only run slower meanwhile)
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    for l in Level::ALL.into_iter().filter(|&l| l <= Level::detected()) {
+        set_cap(l);
+        // straight to stderr, past the test harness's capture: the log says which paths ran
+        use std::io::Write;
+        let _ = writeln!(std::io::stderr(), "kernels: checking the {l:?} path");
+        check(l);
+    }
+    set_cap(Level::Avx512);
 }
 
 /// e^x in f32 to about 1 ulp (Cephes' expf: x = n·ln2 + r, a degree-6 polynomial in r, then 2^n
