@@ -716,3 +716,34 @@ fn step_previews_show_while_a_job_runs_and_go_when_it_ends_or_is_cancelled() {
         "a cancelled job adds nothing"
     );
 }
+
+#[test]
+fn the_built_in_teacher_generates_with_heun_beside_the_student() {
+    let mut h = harness(Scripted::default());
+    // the student: one call
+    h.get_by_label("Generate images").click();
+    wait_until(&mut h, "the student's images", |a| !a.history.is_empty());
+    let student = h.state().history.len();
+    assert!(
+        h.state().history[0]
+            .cost
+            .as_deref()
+            .unwrap()
+            .starts_with("1 call ·")
+    );
+    // the teacher, same seed mode: tens of calls, step previews on the way
+    h.get_by_label("Built-in teacher").click();
+    wait_until(&mut h, "the teacher loads", |a| {
+        a.model.as_ref().is_some_and(|m| m.name.contains("teacher"))
+    });
+    h.get_by_label_contains("EDM teacher: Heun");
+    h.get_by_label("Generate images").click();
+    wait_until(&mut h, "the teacher's images", |a| {
+        a.history.len() > student
+    });
+    let cost = h.state().history.last().unwrap().cost.clone().unwrap();
+    let calls: usize = cost.split(' ').next().unwrap().parse().unwrap();
+    let steps = h.state().model.as_ref().unwrap().steps;
+    assert_eq!(calls, 2 * steps - 1, "{cost}");
+    assert!(h.state().step_preview.is_none());
+}

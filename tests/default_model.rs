@@ -94,3 +94,68 @@ fn a_seed_gives_the_same_image_every_time() {
 
 /// The fingerprint of `SeededNoise::new(0, 2)`'s first draw of [2, 3, 32, 32].
 const NOISE_SEED0_FINGERPRINT: u64 = 12_706_143_505_715_508_848;
+
+#[test]
+fn the_built_in_teacher_matches_its_pytorch_original() {
+    // Heun over 6 steps (11 network calls) from fixed noise, against training/reference_output.py
+    use cmpaint::engine::model::default_model::{TEACHER_BYTES, TEACHER_NAME};
+    use cmpaint::engine::model::spec::Parameterization;
+    let fx =
+        candle_core::safetensors::load(fixture("teacher_ref.safetensors"), &Device::Cpu).unwrap();
+    let ck = Checkpoint::embedded(TEACHER_NAME, TEACHER_BYTES, None).unwrap();
+    assert_eq!(ck.config.sampling.parameterization, Parameterization::Edm);
+    let unet = ck.load(&Device::Cpu).unwrap();
+    let labels: Vec<u32> = fx["labels"]
+        .to_dtype(DType::U32)
+        .unwrap()
+        .to_vec1()
+        .unwrap();
+    let mut noise = ReplayNoise::from_tensor(fx["noise"].clone()).unwrap();
+    let req = GenerateRequest {
+        shape: [4, 3, 32, 32],
+        class_labels: Some(&labels),
+        ts: None,
+        steps: 6,
+        ode: None,
+    };
+    let x = generate(
+        &unet,
+        &ck.config.sampling,
+        &req,
+        &mut noise,
+        &Device::Cpu,
+        &mut run_to_end,
+    )
+    .unwrap()
+    .unwrap();
+    let err = max_abs_diff(&x, &fx["heun6"]);
+    assert!(err <= 1e-4, "max abs error {err:e}");
+}
+
+#[test]
+fn the_teacher_is_built_in_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("t.safetensors");
+    let (ok, stdout, err) = cmpaint(&["info", "--model", "builtin:teacher"]);
+    assert!(ok, "{err}");
+    assert!(
+        stdout.contains("parameterization: edm (read from the model's config)"),
+        "{stdout}"
+    );
+    let (ok, _, err) = cmpaint(&[
+        "generate",
+        "--model",
+        "builtin:teacher",
+        "--class",
+        "7",
+        "--steps",
+        "4",
+        "--device",
+        "cpu",
+        "-o",
+        s(&out),
+    ]);
+    assert!(ok, "{err}");
+    assert!(err.contains("7 network calls"), "{err}");
+    assert_eq!(read_image(&out).dims(), [1, 3, 32, 32]);
+}

@@ -6,6 +6,7 @@ random initialisation.
 
     python3 training/export.py training/runs/cpu32/checkpoint.pt assets/emoji32.safetensors [--weights model]
 """
+import json
 import os
 import sys
 
@@ -20,7 +21,9 @@ which = sys.argv[sys.argv.index("--weights") + 1] if "--weights" in sys.argv els
 ck = torch.load(ckpt, map_location="cpu", weights_only=False)
 unet = UNet2DModel(**diffusers_config(ck["config"]))
 unet.load_state_dict(ck[which])
-export(unet, ck["config"], out)
 s = ck["state"]
+# the run's counters ride along, so a lost checkpoint restarts from the milestone (train_edm --init-from)
+progress = {k: s[k] for k in ("images", "steps", "cpu_seconds", "seconds") if k in s}
+export(unet, ck["config"], out, extra_metadata={"cmpaint.training": json.dumps(progress)})
 print(f"{out}: {parameter_count(unet):,} parameters ({which}), {s['images']:,} images seen in "
       f"{s['seconds'] / 60:.1f} min, {os.path.getsize(out) / 1e6:.1f} MB")

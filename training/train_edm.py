@@ -82,6 +82,8 @@ def main():
     ap.add_argument("--sample-every", type=float, default=30, help="CPU-minutes between sample grids")
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--init-from", default=None,
+                    help="a milestone (exported .safetensors) to start from when there is no checkpoint")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     os.makedirs(a.out, exist_ok=True)
@@ -106,6 +108,23 @@ def main():
         opt.load_state_dict(ck["opt"])
         state.update(ck["state"])
         print(f"resumed at {state['images']:,} images, {state['cpu_seconds'] / 60:.1f} CPU-min", flush=True)
+    elif a.init_from:
+        # a lost checkpoint: the milestone's EMA weights for both copies, a fresh optimiser, and the
+        # counters the milestone recorded (so the log and the EMA ramp go on)
+        from safetensors import safe_open
+        from cm_model import from_openai
+        with safe_open(a.init_from, "pt") as f:
+            config = json.loads(f.metadata()["cmpaint.config"])
+            meta = json.loads(f.metadata().get("cmpaint.training", "{}"))
+            weights = {k: f.get_tensor(k).float() for k in f.keys()}
+        dcfg = dict(diffusers_config(config), dropout=a.dropout)
+        unet, ema = UNet2DModel(**dcfg), UNet2DModel(**dcfg).eval().requires_grad_(False)
+        sd = from_openai(weights, diffusers_config(config))
+        unet.load_state_dict(sd)
+        ema.load_state_dict(sd)
+        opt = torch.optim.Adam(unet.parameters(), lr=a.lr)
+        state.update({k: meta[k] for k in ("images", "steps", "cpu_seconds", "seconds") if k in meta})
+        print(f"started from milestone {a.init_from} ({state['images']:,} images)", flush=True)
     print(f"{config['name']} ({a.arch if not ck else 'from checkpoint'}): {parameter_count(unet):,} parameters, "
           f"{len(x_train)} training images, {classes} classes, {a.threads} threads", flush=True)
 

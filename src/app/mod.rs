@@ -397,7 +397,7 @@ impl App {
             .collect();
         self.canvas.fit_pending = true;
         let current = self.model.as_ref().and_then(|m| m.file.clone());
-        if r.model != current && r.model.as_ref().is_none_or(|p| p.exists()) {
+        if r.model != current && r.model.as_ref().is_none_or(|p| is_loadable(p)) {
             self.load_model(r.model);
         }
         Ok(())
@@ -1017,7 +1017,7 @@ impl App {
         if !same_model {
             match &recipe.model.file {
                 None => self.load_model(None),
-                Some(f) if Path::new(f).exists() => self.load_model(Some(PathBuf::from(f))),
+                Some(f) if is_loadable(Path::new(f)) => self.load_model(Some(PathBuf::from(f))),
                 Some(f) => {
                     return self.error(format!(
                         "the recipe was made with {} ({f}), which is not here: open that model first",
@@ -1184,4 +1184,9 @@ pub fn write_atomic_with(
         let _ = std::fs::remove_file(&tmp);
     }
     result.map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// A model path that can be loaded here: a file or folder that exists, or a built-in model's name.
+fn is_loadable(path: &Path) -> bool {
+    path.exists() || crate::engine::model::default_model::named(path).is_some()
 }

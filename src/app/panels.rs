@@ -5,6 +5,7 @@
 use super::labels::{class_names, search};
 use super::{App, SeedMode};
 use crate::engine::image::Resize;
+use crate::engine::model::default_model::TEACHER_SPEC;
 use crate::engine::model::spec::Parameterization;
 use crate::paint::brush::{MAX_SIZE, MIN_SIZE, Tool};
 use crate::recipe::Operation;
@@ -265,8 +266,19 @@ fn model_section(app: &mut App, ui: &mut egui::Ui) {
         {
             app.load_model(Some(p));
         }
-        if ui.button("Built in").clicked() {
+        if ui
+            .button("Built in")
+            .on_hover_text("the emoji consistency model: one network call")
+            .clicked()
+        {
             app.load_model(None);
+        }
+        if ui
+            .button("Built-in teacher")
+            .on_hover_text("its EDM diffusion teacher: Heun, tens of network calls")
+            .clicked()
+        {
+            app.load_model(Some(TEACHER_SPEC.into()));
         }
     });
     class_picker(app, ui);

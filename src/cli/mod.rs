@@ -57,8 +57,8 @@ pub enum Command {
 
 #[derive(Args, Debug)]
 pub struct ModelArgs {
-    /// Weights: an OpenAI .pt, safetensors (openai names or the project's own), or a diffusers folder.
-    /// Default: the built-in emoji model.
+    /// Weights: an OpenAI .pt, safetensors (openai names or the project's own), or a diffusers folder;
+    /// or `builtin:teacher`, the built-in model's EDM teacher. Default: the built-in emoji model.
     #[arg(long)]
     pub model: Option<PathBuf>,
     /// A JSON model config file, or the name of a preset (see `cmpaint presets`); overrides what the
@@ -231,7 +231,7 @@ fn open_checkpoint(args: &ModelArgs) -> Result<Checkpoint> {
         }),
     };
     let mut ck = match &args.model {
-        Some(path) => Checkpoint::open(path, config)?,
+        Some(path) => Checkpoint::open_any(path, config)?,
         None => Checkpoint::embedded_default(config)?,
     };
     if let Some(p) = args.parameterization {

@@ -54,6 +54,10 @@ pub struct LoadedModel {
 /// Opens and loads a model (None = the built-in one) and hashes its weights for recipes.
 pub fn load_model(file: Option<&Path>, device: &Device) -> Result<LoadedModel> {
     let (ck, sha256) = match file {
+        Some(path) if let Some(b) = default_model::named(path) => (
+            Checkpoint::embedded(b.name, b.bytes, None)?,
+            sha256_hex(b.bytes),
+        ),
         Some(path) => {
             let ck = Checkpoint::open(path, None)?;
             let sha = hash_weights(path).map_err(|e| {

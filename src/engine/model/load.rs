@@ -349,9 +349,30 @@ impl Checkpoint {
 
     /// The default model compiled into the binary (`assets/`), in the project format.
     pub fn embedded_default(config: Option<(ModelConfig, PathBuf)>) -> Result<Self> {
-        let path = Path::new(super::default_model::NAME);
-        let opened = parse_safetensors(path, WeightBytes::Static(super::default_model::BYTES))?;
+        Self::embedded(
+            super::default_model::NAME,
+            super::default_model::BYTES,
+            config,
+        )
+    }
+
+    /// A model compiled into the binary (see `default_model`), in the project format.
+    pub fn embedded(
+        name: &str,
+        bytes: &'static [u8],
+        config: Option<(ModelConfig, PathBuf)>,
+    ) -> Result<Self> {
+        let path = Path::new(name);
+        let opened = parse_safetensors(path, WeightBytes::Static(bytes))?;
         Self::settle(path, opened, config)
+    }
+
+    /// A weight file, diffusers folder, or a built-in model named as `builtin:teacher` etc.
+    pub fn open_any(path: &Path, config: Option<(ModelConfig, PathBuf)>) -> Result<Self> {
+        match super::default_model::named(path) {
+            Some(b) => Self::embedded(b.name, b.bytes, config),
+            None => Self::open(path, config),
+        }
     }
 
     fn settle(path: &Path, opened: Opened, config: Option<(ModelConfig, PathBuf)>) -> Result<Self> {

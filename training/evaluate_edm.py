@@ -1,0 +1,145 @@
+#!/usr/bin/env python3
+"""Quality figures for the built-in teacher and student, judged by training/classifier.py's network
+(never trained on the 64 held-out images):
+
+- class accuracy of class-conditional samples (balanced over the 10 categories), beside the judge's
+  accuracy on the real held-out images;
+- FD of the judge's features, samples vs the held-out images, beside the floor (as many training images
+  vs the held-out images);
+- precision and recall (Kynkäänniemi et al. 2019, k = 3, judge features, against the training images);
+- nearest-neighbour RMS distance (pixels in [−1, 1]) of samples to the training set, beside the held-out
+  images' own, and how many samples sit closer to a training image than any held-out image does
+  (memorised copies).
+
+A model is a training checkpoint (sampled here in PyTorch with its EMA weights) or an exported
+`.safetensors` (sampled by the Rust binary, so the figures measure what ships):
+
+    python3 training/evaluate_edm.py training/runs/edm-c32w/checkpoint.pt --sampler heun --steps 18 40
+    python3 training/evaluate_edm.py assets/emoji32_teacher.safetensors --steps 18 40
+    python3 training/evaluate_edm.py assets/emoji32.safetensors --steps 1 2          # a consistency model
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+import numpy as np
+import torch
+from safetensors.torch import load_file
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+from classifier import DATA, load_judge  # noqa: E402
+from cm_model import consistency_fn, diffusers_config, edm_denoiser, heun_sample, karras_sigma  # noqa: E402
+from evaluate import frechet  # noqa: E402
+from train import load_data  # noqa: E402
+
+ROOT = os.path.join(HERE, "..")
+
+
+@torch.no_grad()
+def sample_checkpoint(path, labels, steps, seed):
+    """EMA samples of a training checkpoint: Heun over `steps` grid points (EDM) or CM steps."""
+    from diffusers import UNet2DModel
+    ck = torch.load(path, map_location="cpu", weights_only=False)
+    cfg = ck["config"]
+    unet = UNet2DModel(**diffusers_config(cfg))
+    unet.load_state_dict(ck["ema"])
+    unet.eval()
+    g = torch.Generator().manual_seed(seed)
+    out = []
+    for i in range(0, len(labels), 100):
+        lab = labels[i:i + 100]
+        x = torch.randn(len(lab), 3, 32, 32, generator=g) * 80.0
+        if cfg["sampling"].get("parameterization") == "edm":
+            sigmas = [karras_sigma(j, steps) for j in range(steps)] + [0.0]
+            x = heun_sample(lambda x, s: edm_denoiser(unet, x, s, lab).clamp(-1, 1), x, sigmas)
+        else:
+            x = consistency_fn(unet, x, 80.0, lab).clamp(-1, 1)
+        out.append(x.clamp(-1, 1))
+    return torch.cat(out)
+
+
+def sample_binary(path, labels, steps, seed, binary):
+    """Samples of an exported model from `cmpaint generate`: for a teacher `--steps`, for a
+    consistency model one step (steps = 1) or its tuned ts (steps = 2)."""
+    cfg = json.loads(__import__("safetensors").safe_open(path, "pt").metadata()["cmpaint.config"])
+    edm = cfg["sampling"].get("parameterization") == "edm"
+    with tempfile.TemporaryDirectory() as d:
+        out = os.path.join(d, "x.safetensors")
+        cmd = [binary, "generate", "--model", path, "--batch", str(len(labels)), "--seed", str(seed),
+               "--class", ",".join(map(str, labels.tolist())), "--device", "cpu", "-o", out]
+        if edm:
+            cmd += ["--steps", str(steps)]
+        elif steps == 2:
+            cmd.append("--multistep")
+        subprocess.run(cmd, check=True, stderr=subprocess.DEVNULL)
+        return load_file(out)["image"]
+
+
+def knn_radii(f, k=3):
+    d = torch.cdist(f, f)
+    return d.kthvalue(k + 1, dim=1).values  # the 0th neighbour is the point itself
+
+
+def precision_recall(real, fake, k=3):
+    r_real, r_fake = knn_radii(real, k), knn_radii(fake, k)
+    d = torch.cdist(fake, real)
+    precision = (d <= r_real[None, :]).any(1).float().mean().item()
+    recall = (d.T <= r_fake[None, :]).any(1).float().mean().item()
+    return precision, recall
+
+
+def nn_rms(x, ref):
+    d = torch.cdist(x.flatten(1), ref.flatten(1)) / np.sqrt(x[0].numel())
+    return d.min(1).values
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("model")
+    ap.add_argument("--steps", type=int, nargs="+", default=[18])
+    ap.add_argument("--per-class", type=int, default=50)
+    ap.add_argument("--seed", type=int, default=1000)
+    ap.add_argument("--name", default=None)
+    ap.add_argument("--cmpaint", default=os.path.join(ROOT, "target", "release", "cmpaint"))
+    a = ap.parse_args()
+    torch.set_grad_enabled(False)
+    x_all, cat_all, train_idx, held_idx = load_data(DATA, 32)
+    x_train, held, held_cat = x_all[train_idx], x_all[held_idx], cat_all[held_idx]
+    judge = load_judge()
+    feats = lambda x: torch.cat([judge.features(x[i:i + 500]) for i in range(0, len(x), 500)])  # noqa: E731
+    predict = lambda x: torch.cat([judge(x[i:i + 500]).argmax(1) for i in range(0, len(x), 500)])  # noqa: E731
+    f_train, f_held = feats(x_train), feats(held)
+    labels = torch.arange(10).repeat_interleave(a.per_class)
+    n = len(labels)
+    g = torch.Generator().manual_seed(0)
+    floor = frechet(feats(x_train[torch.randperm(len(x_train), generator=g)[:n]]), f_held)
+    held_nn = nn_rms(held, x_train)
+    base = {"judge_accuracy_heldout": round((predict(held) == held_cat).float().mean().item(), 3),
+            "fd_floor": round(floor, 2), "nn_rms_heldout": round(held_nn.mean().item(), 4)}
+    for steps in a.steps:
+        if a.model.endswith(".pt"):
+            x = sample_checkpoint(a.model, labels, steps, a.seed)
+        else:
+            x = sample_binary(a.model, labels, steps, a.seed, a.cmpaint)
+        f = feats(x)
+        precision, recall = precision_recall(f_train, f)
+        nn = nn_rms(x, x_train)
+        result = {
+            "model": a.name or os.path.basename(os.path.dirname(a.model) if a.model.endswith(".pt") else a.model),
+            "steps": steps, "samples": n,
+            "class_accuracy": round((predict(x) == labels).float().mean().item(), 3),
+            "fd": round(frechet(f, f_held), 2),
+            "precision": round(precision, 3), "recall": round(recall, 3),
+            "nn_rms_samples": round(nn.mean().item(), 4),
+            "closer_than_any_heldout": int((nn < held_nn.min()).sum()),
+            **base,
+        }
+        print(json.dumps(result), flush=True)
+
+
+if __name__ == "__main__":
+    main()
