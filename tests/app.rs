@@ -610,6 +610,7 @@ impl cmpaint::worker::Backend for Stepwise {
             ts: None,
             parameters: 0,
             parameterization: cmpaint::engine::model::spec::Parameterization::Edm,
+            sketch_strength: 0.5,
         })
     }
 

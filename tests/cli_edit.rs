@@ -502,3 +502,43 @@ fn edit_arguments_are_checked() {
         "not a readable image",
     );
 }
+
+#[test]
+fn a_model_s_own_sketch_strength_is_the_sdedit_default() {
+    // model C with a config that states sketch_strength 0.3: no --strength means --strength 0.3
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = cmpaint::engine::model::load::Checkpoint::open(&model_path('c'), None)
+        .unwrap()
+        .config;
+    cfg.sampling.sketch_strength = Some(0.3);
+    let cfg_path = dir.path().join("c.json");
+    std::fs::write(&cfg_path, serde_json::to_string(&cfg).unwrap()).unwrap();
+    let (pic, a, b) = (
+        dir.path().join("pic.png"),
+        dir.path().join("a.safetensors"),
+        dir.path().join("b.safetensors"),
+    );
+    picture(&pic, 16);
+    let c = model_path('c');
+    let run = |extra: &[&str], out: &Path| {
+        let mut args = vec![
+            "edit",
+            "sdedit",
+            "--model",
+            s(&c),
+            "--image",
+            s(&pic),
+            "--seed",
+            "5",
+        ];
+        args.extend(extra);
+        args.extend(["-o", s(out)]);
+        let (ok, _, err) = cmpaint(&args);
+        assert!(ok, "{err}");
+    };
+    run(&["--config", s(&cfg_path)], &a);
+    run(&["--strength", "0.3"], &b);
+    assert_eq!(max_abs_diff(&read_image(&a), &read_image(&b)), 0.0);
+    let (_, out, _) = cmpaint(&["info", "--model", s(&c), "--config", s(&cfg_path)]);
+    assert!(out.contains("\"sketch_strength\": 0.3"), "{out}");
+}

@@ -63,6 +63,7 @@ fn info() -> ModelInfo {
         ts: None,
         parameters: 0,
         parameterization: Default::default(),
+        sketch_strength: 0.59,
     }
 }
 

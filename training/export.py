@@ -5,6 +5,7 @@ default load unchanged. Pick by evaluate.py's figures: on a short run the EMA ma
 random initialisation.
 
     python3 training/export.py training/runs/cpu32/checkpoint.pt assets/emoji32.safetensors [--weights model]
+        [--sketch-strength 0.4] [--ts 0,10,17]
 """
 import json
 import os
@@ -17,8 +18,14 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from cm_model import diffusers_config, export, parameter_count  # noqa: E402
 
 ckpt, out = sys.argv[1], sys.argv[2]
-which = sys.argv[sys.argv.index("--weights") + 1] if "--weights" in sys.argv else "ema"
+opt = lambda name: sys.argv[sys.argv.index(name) + 1] if name in sys.argv else None  # noqa: E731
+which = opt("--weights") or "ema"
 ck = torch.load(ckpt, map_location="cpu", weights_only=False)
+# what the model's tests chose (training/sketches.py, evaluate_edm.py) becomes the model's own default
+if opt("--sketch-strength"):
+    ck["config"]["sampling"]["sketch_strength"] = float(opt("--sketch-strength"))
+if opt("--ts"):
+    ck["config"]["sampling"]["ts"] = [int(t) for t in opt("--ts").split(",")]
 unet = UNet2DModel(**diffusers_config(ck["config"]))
 unet.load_state_dict(ck[which])
 s = ck["state"]

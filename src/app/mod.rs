@@ -267,7 +267,7 @@ impl App {
                 seed_mode: SeedMode::Increment,
                 steps: Steps::One,
                 batch: 4,
-                strength: 0.59,
+                strength: crate::engine::pipeline::PAPER_SKETCH_STRENGTH,
             },
             edit: EditSettings {
                 superres_factor: 4,
@@ -751,6 +751,8 @@ impl App {
         if self.generate.steps == Steps::Tuned && info.ts.is_none() {
             self.generate.steps = Steps::One;
         }
+        // each model comes with the sketch strength its sketch test chose (else the paper's)
+        self.generate.strength = info.sketch_strength;
         self.model = Some(info);
     }
 

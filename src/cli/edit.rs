@@ -56,7 +56,8 @@ pub struct EditArgs {
     #[arg(long, conflicts_with = "strength")]
     pub strength_index: Option<usize>,
     /// SDEdit strength in [0, 1], mapped to start index round((1 − s)·(N − 1)); 0.59 = index 16 of 40.
-    /// With --ts, it must map to the first index.
+    /// Default: the model's own (`info` shows it), else the paper's 0.59. With --ts, it must map to the
+    /// first index.
     #[arg(long)]
     pub strength: Option<f64>,
     /// Denoising: the picture's noise level σ in [0.002, 80] (data range [−1, 1]); estimated if omitted.
@@ -242,15 +243,19 @@ pub fn run(args: EditArgs) -> Result<()> {
         (Some(ts), _, _) => ts.clone(),
         (None, _, _) if edm => {
             let default_start = match args.task {
-                Task::Sdedit => strength_to_index(0.59, steps)?,
+                Task::Sdedit => strength_to_index(cfg.sampling.default_sketch_strength(), steps)?,
                 _ => 0,
             };
             vec![start.unwrap_or(default_start)]
         }
         (None, Some(i), _) => sdedit_ts(i, steps, &cfg.sampling),
         (None, None, Some(s)) => sdedit_ts(strength_to_index(s, steps)?, steps, &cfg.sampling),
-        (None, None, None) if args.steps.is_some() && args.task == Task::Sdedit => {
-            sdedit_ts(strength_to_index(0.59, steps)?, steps, &cfg.sampling)
+        (None, None, None)
+            if args.task == Task::Sdedit
+                && (args.steps.is_some() || cfg.sampling.sketch_strength.is_some()) =>
+        {
+            let s = cfg.sampling.default_sketch_strength();
+            sdedit_ts(strength_to_index(s, steps)?, steps, &cfg.sampling)
         }
         (None, None, None) if args.steps.is_some() => (0..steps).collect(),
         (None, None, None) => default_edit_ts(&task),

@@ -33,6 +33,8 @@ pub struct ModelInfo {
     pub parameters: usize,
     /// A consistency model (one step) or an EDM teacher (Heun over `steps` grid points).
     pub parameterization: Parameterization,
+    /// The model's default sketch → image strength.
+    pub sketch_strength: f64,
 }
 
 impl ModelInfo {
@@ -82,6 +84,7 @@ pub fn load_model(file: Option<&Path>, device: &Device) -> Result<LoadedModel> {
         ts: cfg.sampling.ts.clone(),
         parameters: cfg.unet.parameter_count(),
         parameterization: cfg.sampling.parameterization,
+        sketch_strength: cfg.sampling.default_sketch_strength(),
     };
     Ok(LoadedModel {
         info,

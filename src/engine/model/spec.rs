@@ -20,9 +20,19 @@ pub struct SamplingConfig {
     /// are all consistency models.
     #[serde(default)]
     pub parameterization: Parameterization,
+    /// The model's own default SDEdit strength for sketch → image (None: the paper's 0.59, chosen for
+    /// 256² photographs; the built-in models store what their sketch test chose).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sketch_strength: Option<f64>,
 }
 
 impl SamplingConfig {
+    /// The sketch → image strength to use when none is given.
+    pub fn default_sketch_strength(&self) -> f64 {
+        self.sketch_strength
+            .unwrap_or(crate::engine::pipeline::PAPER_SKETCH_STRENGTH)
+    }
+
     pub fn with_grid(steps: usize, ts: Option<Vec<usize>>) -> Self {
         Self {
             sigma_min: 0.002,
@@ -32,6 +42,7 @@ impl SamplingConfig {
             steps,
             ts,
             parameterization: Parameterization::Consistency,
+            sketch_strength: None,
         }
     }
 }
