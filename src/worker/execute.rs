@@ -169,22 +169,18 @@ pub fn plan(
     })
 }
 
+/// An EDM teacher's steps for a recipe: every grid point from the start index (`ts[0]`, else 0).
+fn edm_steps(recipe: &Recipe) -> usize {
+    let start = recipe.ts.as_ref().and_then(|t| t.first()).copied();
+    recipe.steps.saturating_sub(start.unwrap_or(0)).max(1)
+}
+
 /// Sampler steps a recipe takes (what progress reports count).
 pub fn recipe_steps(recipe: &Recipe, parameterization: Parameterization) -> usize {
-    if let Operation::Interpolate { .. } = recipe.operation {
-        return 1; // one frame, reported when done
-    }
-    if parameterization == Parameterization::Edm {
-        let start = recipe
-            .ts
-            .as_ref()
-            .and_then(|t| t.first())
-            .copied()
-            .unwrap_or(0);
-        return recipe.steps.saturating_sub(start).max(1);
-    }
     match (&recipe.operation, &recipe.ts) {
-        (Operation::Interpolate { .. }, _) | (_, None) => 1,
+        (Operation::Interpolate { .. }, _) => 1, // one frame, reported when done
+        _ if parameterization == Parameterization::Edm => edm_steps(recipe),
+        (_, None) => 1,
         (_, Some(ts)) => ts.len().saturating_sub(1).max(1),
     }
 }
@@ -193,15 +189,7 @@ pub fn recipe_steps(recipe: &Recipe, parameterization: Parameterization) -> usiz
 /// correction call after every step but the last.
 pub fn network_calls(recipe: &Recipe, parameterization: Parameterization) -> usize {
     match parameterization {
-        Parameterization::Edm => {
-            let start = recipe
-                .ts
-                .as_ref()
-                .and_then(|t| t.first())
-                .copied()
-                .unwrap_or(0);
-            2 * recipe.steps.saturating_sub(start).max(1) - 1
-        }
+        Parameterization::Edm => 2 * edm_steps(recipe) - 1,
         Parameterization::Consistency => recipe_steps(recipe, parameterization),
     }
 }
