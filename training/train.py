@@ -9,6 +9,8 @@ and --minutes/--images extend it (the GPU run later resumes the CPU one).
     python3 training/train.py --out training/runs/cpu32 --arch cpu32 --minutes 50
     python3 training/train.py --out training/runs/cpu32 --resume --minutes 30 --total-images 3e5  # continue
     python3 training/train.py --out training/runs/gpu64 --arch gpu64 --batch 256 --minutes 9       # on a GPU
+    python3 training/train.py --out training/runs/ect-c32x2 --init-from training/runs/edm-c32x2/checkpoint.pt \
+        --denoise-frac 0 --minutes 60                                      # ECT tuning from the teacher
     python3 training/export.py training/runs/cpu32/checkpoint.pt assets/emoji32.safetensors
 """
 import argparse
@@ -86,6 +88,9 @@ def main():
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--resume", action="store_true")
+    ap.add_argument("--init-from", default=None,
+                    help="ECT from a teacher: a train_edm.py checkpoint whose EMA weights start the run "
+                         "(use with --denoise-frac 0: the denoising phase is what the teacher already did)")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     os.makedirs(a.out, exist_ok=True)
@@ -95,13 +100,19 @@ def main():
     ck = torch.load(ckpt_path, map_location=dev, weights_only=False) if a.resume and os.path.exists(ckpt_path) else None
     # a resumed run keeps its own architecture, whatever --arch says
     config = ck["config"] if ck else None
-    res = config["unet"]["image_size"] if ck else ARCHS[a.arch]["res"]
+    teacher = None if ck or not a.init_from else torch.load(a.init_from, map_location=dev, weights_only=False)
+    if teacher:
+        config = dict(teacher["config"], name="cmpaint-emoji32")
+        config["sampling"] = dict(config["sampling"], parameterization="consistency")
+    res = config["unet"]["image_size"] if config else ARCHS[a.arch]["res"]
     x_all, cat_all, train_idx, _ = load_data(a.data, res)
     x_train, c_train = x_all[train_idx].to(dev), cat_all[train_idx].to(dev)
     classes = int(cat_all.max()) + 1
     config = config or model_config(a.arch, classes)
     unet = UNet2DModel(**diffusers_config(config)).to(dev)
     ema = UNet2DModel(**diffusers_config(config)).to(dev).eval().requires_grad_(False)
+    if teacher:
+        unet.load_state_dict(teacher["ema"])
     ema.load_state_dict(unet.state_dict())
     opt = torch.optim.RAdam(unet.parameters(), lr=a.lr)
     state = {"images": 0, "steps": 0, "seconds": 0.0, "total_images": a.total_images, "log": []}

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Start (or resume) the built-in teacher's training in the background, at the lowest priority: run this
+# first thing in every sitting. It resumes training/runs/edm-c32x2/checkpoint.pt; where that checkpoint
+# was lost (a new machine), it restarts from the committed milestone, assets/emoji32_teacher.safetensors.
+# Needs a Python with torch, diffusers and safetensors: PYTHON=/path/to/python (default python3).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON=${PYTHON:-python3}
+RUN=training/runs/edm-c32x2
+if pgrep -f "train_edm.py --out $RUN" >/dev/null; then
+  echo "already running: tail -f $RUN/stdout.log"
+  exit 0
+fi
+mkdir -p $RUN
+init=()
+[ -f $RUN/checkpoint.pt ] || init=(--init-from assets/emoji32_teacher.safetensors)
+nohup nice -n 19 "$PYTHON" training/train_edm.py --out $RUN --arch c32x2 --cpu-minutes "${CPU_MINUTES:-600}" \
+  --sample-every 30 "${init[@]}" >> $RUN/stdout.log 2>&1 &
+echo "training in the background (pid $!): tail -f $RUN/stdout.log"
