@@ -423,6 +423,21 @@ fn export_strip_writes_an_animated_png_of_every_frame() {
     let reader = decoder.read_info().unwrap();
     let anim = reader.info().animation_control().expect("an animated PNG");
     assert_eq!(anim.num_frames, 5);
+
+    // the same strip as a GIF: the name chosen in the dialog says which
+    let gif = dir.path().join("strip.gif");
+    script.push(gif.clone());
+    h.get_by_label("Export strip…").click();
+    h.step();
+    wait_until(&mut h, "the GIF is written", |_| gif.exists());
+    assert_eq!(gif_frames(&gif), 5);
+}
+
+fn gif_frames(path: &std::path::Path) -> usize {
+    use image::AnimationDecoder;
+    let file = std::io::BufReader::new(std::fs::File::open(path).unwrap());
+    let decoder = image::codecs::gif::GifDecoder::new(file).unwrap();
+    decoder.into_frames().collect_frames().unwrap().len()
 }
 
 fn harness_with_autosave(dir: &std::path::Path, dialogs: Scripted) -> Harness<'static, App> {

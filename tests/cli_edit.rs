@@ -404,6 +404,42 @@ fn frames_make_an_animated_png() {
         "two images side by side per frame"
     );
 
+    // the same as a GIF: five frames of 32×16
+    let gif = dir.path().join("strip.gif");
+    let (ok, _, err) = cmpaint(&[
+        "interpolate",
+        "--model",
+        s(&model_path('c')),
+        "--seed-a",
+        "1",
+        "--seed-b",
+        "2",
+        "--frames",
+        "5",
+        "--batch",
+        "2",
+        "-o",
+        s(&gif),
+    ]);
+    assert!(ok, "{err}");
+    {
+        use image::AnimationDecoder;
+        let file = std::io::BufReader::new(std::fs::File::open(&gif).unwrap());
+        let frames = image::codecs::gif::GifDecoder::new(file)
+            .unwrap()
+            .into_frames()
+            .collect_frames()
+            .unwrap();
+        assert_eq!(frames.len(), 5);
+        assert_eq!(frames[0].buffer().dimensions(), (32, 16));
+    }
+    // a GIF is only for animations
+    let (ok, _, err) = cmpaint(&["generate", "--model", s(&model_path('c')), "-o", s(&gif)]);
+    assert!(
+        !ok && err.contains("a .gif output is for animations"),
+        "{err}"
+    );
+
     // the ends of a strip are the plain one-step images of the two seeds
     let (strip, a) = (
         dir.path().join("strip.safetensors"),

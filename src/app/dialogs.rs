@@ -12,6 +12,10 @@ pub trait Dialogs {
     fn open_recipe(&mut self) -> Option<PathBuf>;
     /// Where to save a PNG (`suggested` is the default file name).
     fn save_png(&mut self, suggested: &str) -> Option<PathBuf>;
+    /// Where to export an animation: `.gif` or `.png` (animated PNG), as the name ends.
+    fn save_animation(&mut self, suggested: &str) -> Option<PathBuf> {
+        self.save_png(suggested)
+    }
     /// A `.cmpaint` project to open.
     fn open_project(&mut self) -> Option<PathBuf>;
     /// Where to save the project.
@@ -52,6 +56,15 @@ impl Dialogs for NativeDialogs {
             .set_title("Export PNG")
             .set_file_name(suggested)
             .add_filter("PNG", &["png"])
+            .save_file()
+    }
+
+    fn save_animation(&mut self, suggested: &str) -> Option<PathBuf> {
+        rfd::FileDialog::new()
+            .set_title("Export strip")
+            .set_file_name(suggested)
+            .add_filter("GIF", &["gif"])
+            .add_filter("Animated PNG", &["png"])
             .save_file()
     }
 

@@ -15,7 +15,9 @@ pub mod dialogs;
 pub mod labels;
 mod panels;
 
-use crate::engine::image::{Resize, Rgb8, decode, dimensions, to_model_size, write_apng};
+use crate::engine::image::{
+    Resize, Rgb8, decode, dimensions, is_gif, to_model_size, write_apng, write_gif,
+};
 use crate::paint::brush::{BrushSettings, Tool};
 use crate::paint::document::Document;
 use crate::paint::project::{self, Project};
@@ -793,8 +795,15 @@ impl App {
                 if strip.frames.iter().all(Option::is_some) {
                     let strip = self.strip.take().expect("checked");
                     let frames: Vec<Rgb8> = strip.frames.into_iter().flatten().collect();
+                    // the temporary file has another name: the chosen path says which format
+                    let gif = is_gif(&strip.path);
                     match write_atomic_with(&strip.path, |tmp| {
-                        write_apng(tmp, &frames, 10).map_err(|e| e.to_string())
+                        let written = if gif {
+                            write_gif(tmp, &frames, 10)
+                        } else {
+                            write_apng(tmp, &frames, 10)
+                        };
+                        written.map_err(|e| e.to_string())
                     }) {
                         Ok(()) => self.info(format!(
                             "wrote {} ({} frames)",
@@ -944,7 +953,7 @@ impl App {
     /// Renders `strip_frames` frames from seed A to seed B and writes them as an animated PNG.
     pub fn export_strip(&mut self) {
         let s = self.interpolate.clone();
-        let Some(path) = self.dialogs.save_png("interpolation.png") else {
+        let Some(path) = self.dialogs.save_animation("interpolation.gif") else {
             return;
         };
         let k = s.strip_frames.max(2);

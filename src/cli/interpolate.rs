@@ -4,7 +4,7 @@ use super::{
     ModelArgs, OutputKind, RunArgs, class_labels, load, noise_source, output_kind, write_output,
 };
 use crate::engine::cm::noise::{NoiseSource, SeededNoise};
-use crate::engine::image::{grid, tensor_to_rgb8, write_apng};
+use crate::engine::image::{grid, is_gif, tensor_to_rgb8, write_animation};
 use crate::engine::pipeline::interpolate;
 use anyhow::{Result, bail};
 use candle_core::Tensor;
@@ -25,7 +25,8 @@ pub struct InterpolateArgs {
     /// Position between the two ends, 0 = seed A, 1 = seed B.
     #[arg(long, required_unless_present = "frames", conflicts_with = "frames")]
     pub alpha: Option<f64>,
-    /// K evenly spaced frames from A to B: an animated PNG (or a tensor image [K·B, 3, H, W], frame-major).
+    /// K evenly spaced frames from A to B: an animated PNG, a GIF (-o strip.gif), or a tensor image
+    /// [K·B, 3, H, W], frame-major.
     #[arg(long)]
     pub frames: Option<usize>,
     /// Frames per second of the animated PNG.
@@ -37,6 +38,9 @@ pub struct InterpolateArgs {
 }
 
 pub fn run(args: InterpolateArgs) -> Result<()> {
+    if args.frames.is_none() && is_gif(&args.run.output) {
+        bail!("a .gif output is for animations: give --frames K");
+    }
     let m = load(&args.model, &args.run)?;
     let cfg = &m.config;
     let size = cfg.unet.image_size;
@@ -82,7 +86,7 @@ pub fn run(args: InterpolateArgs) -> Result<()> {
             Ok(grid(&tiles))
         })
         .collect::<Result<Vec<_>>>()?;
-    write_apng(&args.run.output, &images, args.fps)?;
+    write_animation(&args.run.output, &images, args.fps)?;
     eprintln!(
         "wrote {} ({} frames)",
         args.run.output.display(),

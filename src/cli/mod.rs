@@ -272,6 +272,8 @@ fn load(model: &ModelArgs, run: &RunArgs) -> Result<Loaded> {
 enum OutputKind {
     Png,
     Tensor,
+    /// Animations only (`interpolate --frames`).
+    Gif,
 }
 
 fn output_kind(path: &Path) -> Result<OutputKind> {
@@ -283,8 +285,9 @@ fn output_kind(path: &Path) -> Result<OutputKind> {
     {
         Some("png") => Ok(OutputKind::Png),
         Some("safetensors") => Ok(OutputKind::Tensor),
+        Some("gif") => Ok(OutputKind::Gif),
         _ => bail!(
-            "{}: the output must end in .png or .safetensors",
+            "{}: the output must end in .png, .safetensors (or .gif for an animation)",
             path.display()
         ),
     }
@@ -293,7 +296,14 @@ fn output_kind(path: &Path) -> Result<OutputKind> {
 /// Writes `[B, 3, H, W]` in [−1, 1]: a tensor image, one PNG grid, or numbered PNGs (`separate`).
 fn write_output(path: &Path, x: &Tensor, separate: bool) -> Result<()> {
     let batch = x.dim(0)?;
-    if output_kind(path)? == OutputKind::Tensor {
+    let kind = output_kind(path)?;
+    if kind == OutputKind::Gif {
+        bail!(
+            "{}: a .gif output is for animations (interpolate --frames K); write .png",
+            path.display()
+        );
+    }
+    if kind == OutputKind::Tensor {
         write_tensor_image(path, &x.clamp(-1f32, 1f32)?)?;
         eprintln!("wrote {} ({:?} f32)", path.display(), x.dims());
         return Ok(());

@@ -294,6 +294,45 @@ pub fn mask_to_tensor(img: &image::DynamicImage, device: &Device) -> Result<Tens
     Ok(Tensor::from_vec(data, (1, 1, h, w), device)?)
 }
 
+/// Writes frames as a looping animation, `fps` frames per second: a GIF when `path` ends in `.gif`
+/// (what people share; 256 colours per frame), else an animated PNG (exact colours).
+pub fn write_animation(path: &Path, frames: &[Rgb8], fps: u16) -> Result<()> {
+    if is_gif(path) {
+        write_gif(path, frames, fps)
+    } else {
+        write_apng(path, frames, fps)
+    }
+}
+
+pub fn is_gif(path: &Path) -> bool {
+    path.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| e.eq_ignore_ascii_case("gif"))
+}
+
+/// Writes frames as a GIF that loops forever (each frame quantised to its own palette).
+pub fn write_gif(path: &Path, frames: &[Rgb8], fps: u16) -> Result<()> {
+    use image::codecs::gif::{GifEncoder, Repeat};
+    let fail =
+        |e: String| EngineError::InvalidInput(format!("{}: cannot write GIF: {e}", path.display()));
+    if frames.is_empty() {
+        return Err(fail("no frames".into()));
+    }
+    let file = std::fs::File::create(path).map_err(|e| fail(e.to_string()))?;
+    let mut enc = GifEncoder::new_with_speed(std::io::BufWriter::new(file), 10);
+    enc.set_repeat(Repeat::Infinite)
+        .map_err(|e| fail(e.to_string()))?;
+    let delay = image::Delay::from_numer_denom_ms(1000, fps.max(1) as u32);
+    for f in frames {
+        let rgba = image::RgbImage::from_raw(f.width as u32, f.height as u32, f.pixels.clone())
+            .ok_or_else(|| fail("a frame's size does not match its pixels".into()))?;
+        let rgba = image::DynamicImage::ImageRgb8(rgba).into_rgba8();
+        enc.encode_frame(image::Frame::from_parts(rgba, 0, 0, delay))
+            .map_err(|e| fail(e.to_string()))?;
+    }
+    Ok(())
+}
+
 /// Writes frames as an animated PNG that loops forever, `fps` frames per second.
 pub fn write_apng(path: &Path, frames: &[Rgb8], fps: u16) -> Result<()> {
     let fail = |e: String| {
