@@ -206,12 +206,15 @@ pub fn edit<N: Network + ?Sized>(
         if req.ts.len() != 1 {
             validate_ts(req.ts, req.steps).map_err(EngineError::InvalidInput)?;
         }
-        if req.ts.first().is_none_or(|&t| t + 1 >= req.steps) {
-            return Err(EngineError::InvalidInput(format!(
-                "an EDM edit starts at a grid index below N−1 = {}, got {:?}",
-                req.steps.saturating_sub(1),
-                req.ts.first()
-            )));
+        match req.ts.first() {
+            Some(&t) if t + 1 < req.steps => {}
+            first => {
+                return Err(EngineError::InvalidInput(format!(
+                    "an EDM edit starts at a grid index below N−1 = {}, got {}",
+                    req.steps.saturating_sub(1),
+                    first.map_or("none".into(), |t| t.to_string())
+                )));
+            }
         }
     } else {
         validate_ts(req.ts, req.steps).map_err(EngineError::InvalidInput)?;
