@@ -4,7 +4,8 @@ trained on the CPU for as long as work on the project goes on, resumed from its 
 
 - D(x, σ) with the EDM scalings (cm_model.edm_denoiser), the engine's own UNet family, class-conditional;
 - loss λ(σ)·‖D(x + σn, σ) − x‖², λ(σ) = (σ² + σd²)/(σ·σd)², ln σ ~ N(−1.2, 1.2²), horizontal flips;
-- Adam; an EMA with EDM's half-life ramp (what is exported and sampled);
+- Adam; an EMA with EDM's half-life ramp (what is exported and sampled); bf16 autocast of the network
+  where the CPU multiplies bf16 in hardware (weights, optimiser, loss in f32);
 - the budget is counted in CPU time of this process (per thread), so runs that shared the machine with
   builds compare fairly; the wall clock is logged beside it.
 
@@ -82,6 +83,9 @@ def main():
     ap.add_argument("--sample-every", type=float, default=30, help="CPU-minutes between sample grids")
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--bf16", choices=["auto", "on", "off"], default="auto",
+                    help="bf16 autocast of the network (weights, optimiser and loss stay f32); auto = where "
+                         "the CPU has bf16 dot products (AVX512-BF16 or AMX): ~1.45× faster on a Zen 4")
     ap.add_argument("--init-from", default=None,
                     help="a milestone (exported .safetensors) to start from when there is no checkpoint")
     a = ap.parse_args()
@@ -128,6 +132,8 @@ def main():
     print(f"{config['name']} ({a.arch if not ck else 'from checkpoint'}): {parameter_count(unet):,} parameters, "
           f"{len(x_train)} training images, {classes} classes, {a.threads} threads", flush=True)
 
+    bf16 = a.bf16 == "on" or (a.bf16 == "auto" and cpu_has_bf16())
+    print(f"bf16 autocast: {'on' if bf16 else 'off'}", flush=True)
     sd = 0.5
     gen = torch.Generator().manual_seed(a.seed * 1_000_003 + state["steps"] + 1)
     # totals = what the checkpoint had + this invocation's share
@@ -144,7 +150,9 @@ def main():
         sigma = (-1.2 + 1.2 * torch.randn(a.batch, generator=gen)).exp()
         noisy = x + sigma[:, None, None, None] * torch.randn(x.shape, generator=gen)
         weight = (sigma**2 + sd**2) / (sigma * sd) ** 2
-        loss = (weight * ((edm_denoiser(unet, noisy, sigma, c_train[idx]) - x) ** 2).mean((1, 2, 3))).mean()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            denoised = edm_denoiser(unet, noisy, sigma, c_train[idx])
+        loss = (weight * ((denoised.float() - x) ** 2).mean((1, 2, 3))).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -178,6 +186,15 @@ def main():
     save(ckpt_path, unet, ema, opt, dict(state, cpu_seconds=cpu, seconds=wall_done()), config)
     print(f"saved {ckpt_path}: {state['images']:,} images, {cpu / 60:.1f} CPU-min", flush=True)
     sample_grid(ema, classes, os.path.join(a.out, f"heun18_{state['images'] // 1000:06d}k.png"))
+
+
+def cpu_has_bf16():
+    """Whether the CPU multiplies bf16 in hardware (AVX512-BF16 or AMX), so autocast pays."""
+    try:
+        flags = next(line for line in open("/proc/cpuinfo") if line.startswith("flags")).split()
+    except (OSError, StopIteration):
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 def save(path, unet, ema, opt, state, config):
