@@ -68,7 +68,7 @@ def main():
         hits, kept, rough = [], [], []
         for name, cls in classes.items():
             path = os.path.join(SKETCHES, f"{name}.png")
-            sketch = torch.from_numpy(np.asarray(Image.open(path).convert("RGB"))).permute(2, 0, 1).float() / 127.5 - 1
+            sketch = torch.from_numpy(np.array(Image.open(path).convert("RGB"))).permute(2, 0, 1).float() / 127.5 - 1
             x = run(a.cmpaint, a.model, path, cls, s, a.seeds, a.extra)
             hits.append((judge(x).argmax(1) == cls).float().mean().item())
             blurred = F.avg_pool2d(sketch[None], 3, 1, 1, count_include_pad=False)
