@@ -503,10 +503,12 @@ impl App {
                 // Holding Compare wins; otherwise a running job's step preview, when it is the
                 // canvas's size.
                 let (w, h) = (self.doc.width, self.doc.height);
+                // …and never while a stroke is being painted: the painter sees their own canvas
                 let step = self
                     .step_preview
                     .as_ref()
-                    .filter(|p| (p.image.width, p.image.height) == (w, h));
+                    .filter(|p| (p.image.width, p.image.height) == (w, h))
+                    .filter(|_| !self.canvas.is_stroking());
                 let compare = self
                     .compare
                     .and_then(|i| self.history.get(i))
@@ -634,10 +636,12 @@ impl App {
                 ..
             } => {
                 let label = self.pending.get(&id).map(|p| p.label.clone());
+                // only for results bound for the canvas: slider frames and live sketches are quick
+                // and have their own preview, strips are not shown
                 let shown = self
                     .pending
                     .get(&id)
-                    .is_some_and(|p| !matches!(p.purpose, Purpose::Strip(_)));
+                    .is_some_and(|p| matches!(p.purpose, Purpose::Apply));
                 if let Some(image) = preview.filter(|_| shown) {
                     self.step_preview = Some(StepPreview {
                         id,
