@@ -241,7 +241,7 @@ fn bad_generate_arguments() {
             "-o",
             s(&dir.path().join("out.jpg")),
         ],
-        "must end in .png or .safetensors",
+        "must end in .png, .safetensors (or .gif for an animation)",
     );
     fails_with(
         &[
