@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from diffusers import UNet2DModel
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from cm_model import diffusers_config, edm_denoiser, heun_sample, karras_sigma, parameter_count  # noqa: E402
+from cm_model import diffusers_config, edm_denoiser, heun_sample, karras_sigma, parameter_count, save_grid  # noqa: E402
 from train import load_data  # noqa: E402
 
 ARCHS = {
@@ -59,15 +59,12 @@ def model_config(arch, classes):
 @torch.no_grad()
 def sample_grid(ema, classes, path, seeds=8, steps=18):
     """Heun samples, one row per category, written as a PNG grid."""
-    from PIL import Image
     g = torch.Generator().manual_seed(1234)
     labels = torch.arange(classes).repeat_interleave(seeds)
     x = torch.randn(len(labels), 3, 32, 32, generator=g) * 80.0
     sigmas = [karras_sigma(i, steps) for i in range(steps)] + [0.0]
     x = heun_sample(lambda x, s: edm_denoiser(ema, x, s, labels).clamp(-1, 1), x, sigmas)
-    img = ((x.clamp(-1, 1) + 1) * 127.5).round().byte()
-    img = img.view(classes, seeds, 3, 32, 32).permute(0, 3, 1, 4, 2).reshape(classes * 32, seeds * 32, 3)
-    Image.fromarray(img.numpy()).resize((seeds * 64, classes * 64), Image.NEAREST).save(path)
+    save_grid(x, classes, path)
 
 
 def main():
