@@ -1,7 +1,7 @@
 //! Opening a photo: decode a JPEG and bring it to the model's size, as File → Open image and
 //! `cmpaint edit --resize` do. Run: `cargo bench --bench image_import`.
 
-use cmpaint::engine::image::{Resize, decode_bytes, to_model_size};
+use cmpaint::picture::{Resize, decode_bytes, to_model_size};
 use criterion::{Criterion, criterion_group, criterion_main};
 
 /// A photo-like JPEG: smooth gradients with detail a few dozen pixels across.

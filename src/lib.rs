@@ -2,11 +2,13 @@
 //!
 //! Layers: `app` (egui; feature `app`, on by default) → `paint` (document, strokes, project files) and
 //! `worker` (thread, owns the model) → `engine` (tensors in, tensors out);
-//! `cli` → `worker::execute` / `engine`. `recipe` is the plain-data description of one result.
+//! `cli` → `worker::execute` / `engine`. `recipe` is the plain-data description of one result;
+//! `picture` (pixels: decode, resize, PNG/GIF) is a leaf every layer uses.
 #[cfg(feature = "app")]
 pub mod app;
 pub mod cli;
 pub mod engine;
 pub mod paint;
+pub mod picture;
 pub mod recipe;
 pub mod worker;

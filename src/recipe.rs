@@ -3,7 +3,7 @@
 //! chunk, keyword [`RECIPE_KEYWORD`]) and *Open recipe* reads it back and re-runs it; the worker runs
 //! recipes, so a re-run takes the same path as the first run.
 
-use crate::engine::image::Rgb8;
+use crate::picture::Rgb8;
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};

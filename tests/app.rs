@@ -302,7 +302,7 @@ fn export_writes_a_png_whose_recipe_reopens_and_reruns_to_the_same_pixels() {
     stroke_across_canvas(&mut h);
     h.state_mut().doc.clear_sketch();
     h.state_mut().doc.apply_result(
-        &cmpaint::engine::image::Rgb8 {
+        &cmpaint::picture::Rgb8 {
             width: made.width,
             height: made.height,
             pixels: vec![0; made.pixels.len()],
@@ -634,7 +634,7 @@ impl cmpaint::worker::Backend for Stepwise {
         recipe: &cmpaint::recipe::Recipe,
         batch: usize,
         on_step: cmpaint::engine::cm::sample::OnStep,
-    ) -> Result<Option<Vec<(cmpaint::engine::image::Rgb8, cmpaint::recipe::Recipe)>>, String> {
+    ) -> Result<Option<Vec<(cmpaint::picture::Rgb8, cmpaint::recipe::Recipe)>>, String> {
         use candle_core::{Device, Tensor};
         for i in 1..=self.steps {
             if self.gate.recv_timeout(Duration::from_secs(30)).is_err() {
@@ -655,7 +655,7 @@ impl cmpaint::worker::Backend for Stepwise {
                 return Ok(None);
             }
         }
-        let img = cmpaint::engine::image::Rgb8 {
+        let img = cmpaint::picture::Rgb8 {
             width: 32,
             height: 32,
             pixels: vec![255; 32 * 32 * 3],

@@ -2,9 +2,9 @@
 //! every failing input a fuzzing run found (tests/fixtures/fuzz/<target>/), each through the same
 //! calls as its target. None may panic; the seeds must also parse.
 
-use cmpaint::engine::image::{Resize, decode_bytes, to_model_size};
 use cmpaint::engine::model::load::Checkpoint;
 use cmpaint::paint::project::Project;
+use cmpaint::picture::{Resize, decode_bytes, to_model_size};
 use cmpaint::recipe::read_recipe;
 use std::path::{Path, PathBuf};
 

@@ -2,7 +2,7 @@
 //! sleeps: a job waits at a gate until the test opens it).
 
 use cmpaint::engine::cm::sample::{OnStep, Step};
-use cmpaint::engine::image::Rgb8;
+use cmpaint::picture::Rgb8;
 use cmpaint::recipe::{ModelRef, Operation, RECIPE_VERSION, Recipe};
 use cmpaint::worker::execute::ModelInfo;
 use cmpaint::worker::{Backend, Job, JobId, Reply, Worker};

@@ -3,12 +3,12 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    if let Ok(img) = cmpaint::engine::image::decode_bytes(data) {
+    if let Ok(img) = cmpaint::picture::decode_bytes(data) {
         // What the app does next with an opened picture: bring it to the model's size.
-        let _ = cmpaint::engine::image::to_model_size(
+        let _ = cmpaint::picture::to_model_size(
             img,
             32,
-            Some(cmpaint::engine::image::Resize::Crop),
+            Some(cmpaint::picture::Resize::Crop),
         );
     }
 });

@@ -2,9 +2,9 @@
 //! WGSL compositor when the app runs on wgpu, else as a plain egui texture composited on the CPU.
 
 use super::canvas_gpu::{CanvasCallback, LayerData, Uniforms};
-use crate::engine::image::Rgb8;
 use crate::paint::brush::{BrushSettings, Stroke, Tool, pick};
 use crate::paint::document::Document;
+use crate::picture::Rgb8;
 use eframe::egui::{self, Color32, PointerButton, Pos2, Rect, Sense, Vec2};
 use std::sync::Arc;
 

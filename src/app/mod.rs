@@ -15,15 +15,15 @@ pub mod dialogs;
 pub mod labels;
 mod panels;
 
-use crate::engine::image::{
-    Resize, Rgb8, decode, dimensions, is_gif, to_model_size, write_apng, write_gif,
-};
 use crate::paint::brush::{BrushSettings, Tool};
 use crate::paint::document::Document;
 use crate::paint::project::{self, Project};
+use crate::picture::{
+    Resize, Rgb8, decode, dimensions, is_gif, to_model_size, write_apng, write_gif,
+};
 use crate::recipe::{EmbeddedImage, Operation, Recipe, encode_png, read_recipe};
 use crate::worker::execute::{ModelInfo, Steps, network_calls, plan, recipe_steps};
-use crate::worker::{Job, JobId, Reply, Worker};
+use crate::worker::{Job, JobId, Reply, Worker, is_loadable};
 use canvas::{Canvas, CanvasEvent};
 use dialogs::Dialogs;
 use eframe::egui;
@@ -33,7 +33,7 @@ use std::time::Instant;
 
 /// Opens the app window. `model`: a weight file or diffusers folder; None = the built-in model.
 pub fn run(model: Option<PathBuf>, device: &str) -> anyhow::Result<()> {
-    let device = crate::engine::select_device(device)?;
+    let device = crate::worker::select_device(device)?;
     let options = eframe::NativeOptions {
         renderer: eframe::Renderer::Wgpu,
         viewport: egui::ViewportBuilder::default()
@@ -269,7 +269,7 @@ impl App {
                 seed_mode: SeedMode::Increment,
                 steps: Steps::One,
                 batch: 4,
-                strength: crate::engine::pipeline::PAPER_SKETCH_STRENGTH,
+                strength: crate::worker::PAPER_SKETCH_STRENGTH,
             },
             edit: EditSettings {
                 superres_factor: 4,
@@ -1199,9 +1199,4 @@ pub fn write_atomic_with(
         let _ = std::fs::remove_file(&tmp);
     }
     result.map_err(|e| format!("{}: {e}", path.display()))
-}
-
-/// A model path that can be loaded here: a file or folder that exists, or a built-in model's name.
-fn is_loadable(path: &Path) -> bool {
-    path.exists() || crate::engine::model::default_model::named(path).is_some()
 }

@@ -4,12 +4,11 @@
 
 use super::labels::{class_names, search};
 use super::{App, SeedMode};
-use crate::engine::image::Resize;
-use crate::engine::model::default_model::TEACHER_SPEC;
-use crate::engine::model::spec::Parameterization;
 use crate::paint::brush::{MAX_SIZE, MIN_SIZE, Tool};
+use crate::picture::Resize;
 use crate::recipe::Operation;
 use crate::worker::execute::Steps;
+use crate::worker::{Parameterization, TEACHER_SPEC};
 use eframe::egui::{self, Color32, RichText, Vec2};
 
 pub fn menu_bar(app: &mut App, ui: &mut egui::Ui) {

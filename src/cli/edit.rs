@@ -6,13 +6,12 @@ use super::{
 };
 use crate::engine::cm::edit::estimate_sigma;
 use crate::engine::cm::pf_ode::{network_calls, pf_ode_sigmas_from};
-use crate::engine::image::{
-    Resize, decode, image_to_tensor, mask_to_tensor, read_tensor_image, to_model_size,
-};
+use crate::engine::image::{mask_to_tensor, picture_to_tensor, read_tensor_image};
 use crate::engine::model::spec::Parameterization;
 use crate::engine::pipeline::{
     EDIT_STEPS, EditRequest, EditTask, default_edit_ts, denoise, edit, sdedit_ts, strength_to_index,
 };
+use crate::picture::{Resize, decode, to_model_size, to_rgb8};
 use anyhow::{Context, Result, bail};
 use candle_core::{Device, Tensor};
 use clap::{Args, ValueEnum};
@@ -121,10 +120,12 @@ fn read_picture(
     let img = decode(&args.image)?;
     let (w, h) = (img.width() as usize, img.height() as usize);
     match (is_low_res(w, h), factor) {
-        (true, Some(f)) => upsample(image_to_tensor(&img, device)?, f),
-        _ if args.resize.is_none() && fits_freely(w, h) => Ok(image_to_tensor(&img, device)?),
-        _ => Ok(image_to_tensor(
-            &to_model_size(img, size, args.resize)?,
+        (true, Some(f)) => upsample(picture_to_tensor(&to_rgb8(&img), device)?, f),
+        _ if args.resize.is_none() && fits_freely(w, h) => {
+            Ok(picture_to_tensor(&to_rgb8(&img), device)?)
+        }
+        _ => Ok(picture_to_tensor(
+            &to_rgb8(&to_model_size(img, size, args.resize)?),
             device,
         )?),
     }
@@ -143,7 +144,9 @@ fn read_mask(args: &EditArgs, size: usize, h: usize, w: usize, device: &Device) 
     } else {
         img
     };
-    Ok(mask_to_tensor(&img, device)?)
+    let grey = img.to_luma8();
+    let (mw, mh) = (grey.width() as usize, grey.height() as usize);
+    Ok(mask_to_tensor(mw, mh, grey.as_raw(), device)?)
 }
 
 pub fn run(args: EditArgs) -> Result<()> {

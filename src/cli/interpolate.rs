@@ -4,8 +4,9 @@ use super::{
     ModelArgs, OutputKind, RunArgs, class_labels, load, noise_source, output_kind, write_output,
 };
 use crate::engine::cm::noise::{NoiseSource, SeededNoise};
-use crate::engine::image::{grid, is_gif, tensor_to_rgb8, write_animation};
+use crate::engine::image::tensor_to_rgb8;
 use crate::engine::pipeline::interpolate;
+use crate::picture::{grid, is_gif, write_animation};
 use anyhow::{Result, bail};
 use candle_core::Tensor;
 use clap::Args;

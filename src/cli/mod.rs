@@ -8,7 +8,7 @@ mod interpolate;
 use crate::engine::cm::noise::{NoiseSource, ReplayNoise, SeededNoise};
 use crate::engine::cm::pf_ode::{Churn, Solver};
 use crate::engine::cm::sample::Step;
-use crate::engine::image::{grid, tensor_to_rgb8, write_png, write_tensor_image};
+use crate::engine::image::{tensor_to_rgb8, write_tensor_image};
 use crate::engine::model::load::{
     Checkpoint, ConfigSource, ParameterizationSource, activation_bytes, read_config_file,
     save_project,
@@ -17,6 +17,7 @@ use crate::engine::model::spec::{ModelConfig, Parameterization, preset, presets}
 use crate::engine::model::unet::UNet;
 use crate::engine::pipeline::OdeOptions;
 use crate::engine::select_device;
+use crate::picture::{grid, write_png};
 use anyhow::{Result, bail};
 use candle_core::{Device, Tensor};
 use clap::{Args, Parser, Subcommand};

@@ -27,6 +27,12 @@ pub enum EngineError {
     Candle(#[from] candle_core::Error),
 }
 
+impl From<crate::picture::PictureError> for EngineError {
+    fn from(e: crate::picture::PictureError) -> Self {
+        EngineError::InvalidInput(e.0)
+    }
+}
+
 pub type Result<T, E = EngineError> = std::result::Result<T, E>;
 
 /// What differs between the weights a file holds and the weights the inferred model needs.

@@ -9,7 +9,7 @@
 //! | Karras grid, ts lists (§b)                | `cm/schedule.rs`     |
 //! | one-step and Algorithm 1 (§c.1, §c.2)     | `cm/sample.rs`       |
 //! | seeded and replayed noise                 | `cm/noise.rs`        |
-//! | images ⇄ tensors                          | `image.rs`           |
+//! | pictures ⇄ tensors (pixels: `crate::picture`) | `image.rs`       |
 //! | fast CPU convolution, GroupNorm+SiLU      | `kernels/`, `model/layers.rs` |
 pub mod cm;
 pub mod error;

@@ -2,7 +2,7 @@
 //! the inpainting mask — with undo/redo that stores only the rectangle each action touched, under a
 //! byte budget.
 
-use crate::engine::image::Rgb8;
+use crate::picture::Rgb8;
 use crate::recipe::Recipe;
 
 /// The layers the user sees, bottom to top.

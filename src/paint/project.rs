@@ -4,7 +4,7 @@
 //! sizes, hashes) and never panics on a damaged file.
 
 use super::document::Document;
-use crate::engine::image::Rgb8;
+use crate::picture::Rgb8;
 use crate::recipe::{EmbeddedImage, Recipe};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};

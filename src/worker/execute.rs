@@ -3,7 +3,7 @@
 
 use crate::engine::cm::noise::{NoiseSource, SeededNoise};
 use crate::engine::cm::sample::{OnStep, Step};
-use crate::engine::image::{Rgb8, rgb8_to_tensor, tensor_to_rgb8};
+use crate::engine::image::{rgb8_to_tensor, tensor_to_rgb8};
 use crate::engine::model::default_model;
 use crate::engine::model::load::Checkpoint;
 use crate::engine::model::spec::ModelConfig;
@@ -14,6 +14,7 @@ use crate::engine::pipeline::{
     interpolate, sdedit_ts, strength_to_index,
 };
 use crate::engine::{EngineError, Result};
+use crate::picture::Rgb8;
 use crate::recipe::{ModelRef, Operation, RECIPE_VERSION, Recipe, sha256_file, sha256_hex};
 use candle_core::{Device, Tensor};
 use std::path::{Path, PathBuf};

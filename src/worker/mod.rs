@@ -14,7 +14,8 @@
 pub mod execute;
 
 use crate::engine::cm::sample::{OnStep, Step};
-use crate::engine::image::{Rgb8, tensor_to_rgb8};
+use crate::engine::image::tensor_to_rgb8;
+use crate::picture::Rgb8;
 use crate::recipe::Recipe;
 use candle_core::Device;
 use crossbeam_channel::{Receiver, Sender, unbounded};
@@ -29,6 +30,17 @@ use std::thread::JoinHandle;
 use std::time::Instant;
 
 pub type JobId = u64;
+
+// What the app needs to know of the engine, handed on here so that the app never imports it.
+pub use crate::engine::model::default_model::TEACHER_SPEC;
+pub use crate::engine::model::spec::Parameterization;
+pub use crate::engine::pipeline::PAPER_SKETCH_STRENGTH;
+pub use crate::engine::select_device;
+
+/// A model path that can be loaded: a file or folder that exists, or a built-in model's name.
+pub fn is_loadable(path: &std::path::Path) -> bool {
+    path.exists() || crate::engine::model::default_model::named(path).is_some()
+}
 
 /// The least time between two step previews of a job: the UI needs no more, and converting an
 /// estimate to pixels then costs the job well under a percent.
