@@ -1,5 +1,5 @@
-// The canvas compositor: checkerboard, picture, sketch strokes, mask overlay and brush cursor, drawn in
-// one pass over the canvas area. Layers are read with textureLoad at integer pixel coordinates, so
+// The canvas compositor: checkerboard, picture, sketch strokes, mask overlay, generation frame and
+// brush cursor, drawn in one pass over the canvas area. Layers are read with textureLoad at integer pixel coordinates, so
 // magnification is nearest-neighbour and every model pixel stays a crisp square.
 
 struct Uniforms {
@@ -13,6 +13,10 @@ struct Uniforms {
     cursor: vec4<f32>,
     // Colour outside the image.
     background: vec4<f32>,
+    // Generation frame on the framebuffer, physical pixels: min.x, min.y, max.x, max.y.
+    frame: vec4<f32>,
+    // Frame shown (x > 0.5); half the corner handle's side (physical pixels); dimming outside it.
+    frame_info: vec4<f32>,
 };
 
 @group(0) @binding(0) var<uniform> u: Uniforms;
@@ -34,6 +38,35 @@ fn checker(p: vec2<f32>) -> vec3<f32> {
     return select(vec3<f32>(0.80), vec3<f32>(0.60), odd == 1);
 }
 
+// The generation frame: the image outside it dimmed, a white outline inside a black one, and
+// square handles at the corners.
+fn frame_overlay(p: vec2<f32>, c: vec3<f32>) -> vec3<f32> {
+    let lo = u.frame.xy;
+    let hi = u.frame.zw;
+    let h = u.frame_info.y;
+    for (var i = 0; i < 4; i++) {
+        let corner = vec2<f32>(select(lo.x, hi.x, (i & 1) == 1), select(lo.y, hi.y, (i & 2) == 2));
+        let d = abs(p - corner);
+        if (all(d <= vec2<f32>(h))) {
+            return select(vec3<f32>(1.0), vec3<f32>(0.0), any(d > vec2<f32>(h - 1.0)));
+        }
+    }
+    let inside = all(p >= lo) && all(p < hi);
+    let inner = all(p >= lo + 1.0) && all(p < hi - 1.0);
+    let outer = all(p >= lo - 1.0) && all(p < hi + 1.0);
+    if (inside && !inner) {
+        return vec3<f32>(1.0);
+    }
+    if (outer && !inside) {
+        return vec3<f32>(0.0);
+    }
+    let in_image = all(p >= u.image_rect.xy) && all(p < u.image_rect.zw);
+    if (!inside && in_image) {
+        return c * (1.0 - u.frame_info.z);
+    }
+    return c;
+}
+
 fn shade(p: vec2<f32>) -> vec4<f32> {
     let lo = u.image_rect.xy;
     let hi = u.image_rect.zw;
@@ -52,6 +85,9 @@ fn shade(p: vec2<f32>) -> vec4<f32> {
             let m = textureLoad(mask, px, 0).r * u.image_info.w;
             colour = mix(colour, u.mask_colour.rgb, m);
         }
+    }
+    if (u.frame_info.x > 0.5) {
+        colour = frame_overlay(p, colour);
     }
     // Brush outline: a two-pixel ring, dark inside light, visible on any colour.
     if (u.cursor.w > 0.5) {

@@ -106,6 +106,25 @@ pub fn to_model_size(
     )
 }
 
+/// Resamples a picture to `width`×`height` with Lanczos3 (a large reduction first averages whole
+/// blocks, as [`to_model_size`] does). Used to bring a generation frame to the model's size and the
+/// result back.
+pub fn resize(img: &Rgb8, width: usize, height: usize) -> Rgb8 {
+    use image::imageops::FilterType;
+    if (img.width, img.height) == (width, height) {
+        return img.clone();
+    }
+    let buffer = image::RgbImage::from_raw(img.width as u32, img.height as u32, img.pixels.clone())
+        .expect("an Rgb8 holds width × height pixels");
+    let whole = [0, 0, img.width, img.height];
+    let shrunk = crop_and_shrink(
+        image::DynamicImage::ImageRgb8(buffer),
+        whole,
+        PRESHRINK_MARGIN * width.min(height),
+    );
+    to_rgb8(&shrunk.resize_exact(width as u32, height as u32, FilterType::Lanczos3))
+}
+
 /// How many times the model's size a picture keeps through [`crop_and_shrink`]: at 8 the result is
 /// within one level of Lanczos3 alone (see the test below).
 const PRESHRINK_MARGIN: usize = 8;

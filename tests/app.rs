@@ -4,6 +4,8 @@
 use cmpaint::app::App;
 use cmpaint::app::dialogs::Dialogs;
 use cmpaint::paint::brush::Tool;
+use cmpaint::paint::document::Document;
+use cmpaint::paint::frame::Frame;
 use cmpaint::recipe::{Operation, read_recipe};
 use cmpaint::worker::Worker;
 use egui::{Event, Key, Modifiers, PointerButton, Pos2, Vec2};
@@ -343,7 +345,7 @@ fn a_bad_model_file_reports_an_error_and_keeps_the_current_model() {
 }
 
 #[test]
-fn opening_a_picture_of_another_size_asks_fit_or_crop() {
+fn open_image_at_model_size_asks_fit_or_crop() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("wide.png");
     // 64×32: left half red, right half blue. Cropping the centre square keeps both halves.
@@ -360,7 +362,7 @@ fn opening_a_picture_of_another_size_asks_fit_or_crop() {
     script.push(path);
     h.get_by_label("File").click();
     h.run();
-    h.get_by_label("Open image…").click();
+    h.get_by_label("Open image at model size…").click();
     h.run();
     assert!(
         h.state().doc.is_pristine(),
@@ -373,7 +375,40 @@ fn opening_a_picture_of_another_size_asks_fit_or_crop() {
     let px = |x: usize| &doc.picture[(16 * doc.width + x) * 4..(16 * doc.width + x) * 4 + 3];
     assert_eq!(px(2), [255, 0, 0]);
     assert_eq!(px(doc.width - 3), [0, 0, 255]);
+    assert_eq!((doc.width, doc.height), (32, 32), "the model's size");
     assert!(h.state().doc.can_undo(), "opening a picture can be undone");
+}
+
+/// File → Open image: the document takes the picture's own size, pixel for pixel, and the frame
+/// starts centred at the model's size; undo brings the old canvas back.
+#[test]
+fn open_image_keeps_the_pictures_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("photo.png");
+    let img = image::RgbImage::from_fn(80, 48, |x, y| image::Rgb([x as u8 * 3, y as u8 * 5, 7]));
+    img.save(&path).unwrap();
+    let script = Scripted::default();
+    let mut h = harness(script.clone());
+    script.push(path);
+    h.get_by_label("File").click();
+    h.run();
+    h.get_by_label("Open image…").click();
+    h.run();
+    wait_until(&mut h, "the picture opens", |a| !a.is_opening_image());
+    let doc = &h.state().doc;
+    assert_eq!((doc.width, doc.height), (80, 48));
+    assert_eq!(doc.composite().pixels, img.as_raw().clone());
+    assert_eq!(
+        h.state().job_frame(),
+        Frame {
+            x: 24,
+            y: 8,
+            size: 32
+        }
+    );
+    h.key_press_modifiers(Modifiers::COMMAND, Key::Z);
+    h.step();
+    assert_eq!((h.state().doc.width, h.state().doc.height), (32, 32));
 }
 
 #[test]
@@ -388,7 +423,6 @@ fn a_corrupt_picture_is_an_error_and_the_painting_stays() {
     std::fs::write(&path, &png[..png.len() / 2]).unwrap();
     let script = Scripted::default();
     let mut h = harness(script.clone());
-    let size = h.state().doc.width;
     h.state_mut().doc.picture[..4].copy_from_slice(&[1, 2, 3, 255]);
     let before = h.state().doc.picture.clone();
     script.push(path);
@@ -396,10 +430,6 @@ fn a_corrupt_picture_is_an_error_and_the_painting_stays() {
     h.run();
     h.get_by_label("Open image…").click();
     h.run();
-    if size != 32 {
-        h.get_by_label("Fit (stretch)").click();
-        h.run();
-    }
     wait_until(&mut h, "the picture fails to open", |a| {
         !a.is_opening_image()
     });
@@ -565,7 +595,7 @@ fn a_saved_project_reopens_with_its_layers_and_results() {
     h.state_mut().save_project(true);
     assert!(!h.state().is_dirty());
     let sketch = h.state().doc.sketch.clone();
-    h.state_mut().new_canvas();
+    h.state_mut().new_canvas(32, 32);
     script.push(file);
     h.state_mut().open_project();
     assert_eq!(h.state().doc.sketch, sketch);
@@ -588,12 +618,20 @@ fn loading_a_model_of_another_size_never_discards_the_painting() {
         a.model.as_ref().is_some_and(|m| m.image_size == 16)
     });
     assert_eq!(h.state().doc.sketch, painted, "the 32² painting is kept");
-    // A 16² result goes to History, not over the painting.
+    // The frame takes the new model's size; an edit changes the frame only.
+    let frame = h.state().job_frame();
+    assert_eq!(frame.size, 16);
+    let picture = h.state().doc.picture.clone();
     h.state_mut().run_edit(Operation::Colorize, 0, 1, false);
-    wait_until(&mut h, "the edit is refused", |a| !a.is_busy());
-    assert!(h.state().messages.last().unwrap().error);
-    h.state_mut().new_canvas();
-    h.step();
+    wait_until(&mut h, "the edit lands", |a| !a.is_busy());
+    assert_only_frame_changed(&picture, &h.state().doc, frame);
+    // File → New canvas… offers the model's size
+    h.get_by_label("File").click();
+    h.run();
+    h.get_by_label("New canvas…").click();
+    h.run();
+    h.get_by_label("Create").click();
+    h.run();
     h.get_by_label("Generate images").click();
     wait_until(&mut h, "16² results", |a| !a.history.is_empty());
     assert_eq!(
@@ -762,4 +800,286 @@ fn the_built_in_teacher_generates_with_heun_beside_the_student() {
     let steps = h.state().model.as_ref().unwrap().steps;
     assert_eq!(calls, 2 * steps - 1, "{cost}");
     assert!(h.state().step_preview.is_none());
+}
+
+/// Every pixel of the picture outside `frame` is as it was.
+fn assert_only_frame_changed(before: &[u8], doc: &Document, frame: Frame) {
+    let mut changed_inside = 0;
+    for y in 0..doc.height {
+        for x in 0..doc.width {
+            let i = (y * doc.width + x) * 4;
+            let inside = (frame.x..frame.x + frame.size).contains(&x)
+                && (frame.y..frame.y + frame.size).contains(&y);
+            if inside {
+                changed_inside += (before[i..i + 4] != doc.picture[i..i + 4]) as usize;
+            } else {
+                assert_eq!(
+                    before[i..i + 4],
+                    doc.picture[i..i + 4],
+                    "pixel ({x}, {y}) outside the frame changed"
+                );
+            }
+        }
+    }
+    assert!(changed_inside > 0, "nothing changed in the frame");
+}
+
+/// A harness with a 96×64 document holding a smooth picture (the built-in 32² model).
+fn harness_on_photo(dialogs: Scripted) -> Harness<'static, App> {
+    let mut h = harness(dialogs);
+    let (w, ht) = (96, 64);
+    let pixels = (0..w * ht)
+        .flat_map(|i| [(i % w * 2) as u8, (i / w * 3) as u8, 90])
+        .collect();
+    let doc = Document::from_picture(&cmpaint::picture::Rgb8 {
+        width: w,
+        height: ht,
+        pixels,
+    });
+    h.state_mut().new_canvas(w, ht);
+    h.state_mut().doc = doc;
+    h.state_mut().canvas.fit_pending = true;
+    h.run();
+    h
+}
+
+#[test]
+fn the_frame_moves_with_the_frame_tool_and_resizes_from_a_handle() {
+    let mut h = harness_on_photo(Scripted::default());
+    assert_eq!(
+        h.state().job_frame(),
+        Frame {
+            x: 32,
+            y: 16,
+            size: 32
+        }
+    );
+    h.key_press(Key::V);
+    h.step();
+    assert_eq!(h.state().tool, Tool::Frame);
+    let zoom = h.state().canvas.zoom;
+    let r = h.state().canvas.frame_rect(&h.state().doc, h.state().frame);
+    // drag from the middle by 10 pixels right and 5 up (whole pixels)
+    let from = r.center();
+    drag(&mut h, &[from, from + Vec2::new(10.0, -5.0) * zoom]);
+    assert_eq!(
+        h.state().frame,
+        Frame {
+            x: 42,
+            y: 11,
+            size: 32
+        }
+    );
+    assert!(
+        h.state().doc.revision == 0 || !h.state().doc.has_sketch(),
+        "no paint"
+    );
+    // the bottom-right handle, with the brush: the top-left corner stays, the side grows to 48
+    h.key_press(Key::B);
+    h.step();
+    let r = h.state().canvas.frame_rect(&h.state().doc, h.state().frame);
+    drag(
+        &mut h,
+        &[
+            r.right_bottom(),
+            r.right_bottom() + Vec2::new(16.0, 40.0) * zoom,
+        ],
+    );
+    let f = h.state().frame;
+    assert_eq!((f.x, f.y), (42, 11));
+    assert_eq!(f.size, 53, "as far as the pointer went, to the bottom edge");
+    assert!(
+        !h.state().doc.has_sketch(),
+        "grabbing a handle paints nothing"
+    );
+    // never smaller than the model's size
+    let r = h.state().canvas.frame_rect(&h.state().doc, f);
+    drag(
+        &mut h,
+        &[r.right_bottom(), r.left_top() + Vec2::splat(2.0 * zoom)],
+    );
+    assert_eq!(h.state().frame.size, 32);
+    // F hides and shows the frame
+    assert!(h.state().framing.shown);
+    h.key_press(Key::F);
+    h.step();
+    assert!(!h.state().framing.shown);
+}
+
+#[test]
+fn a_job_in_the_frame_changes_only_the_frame_and_native_inpaint_keeps_unmasked_pixels() {
+    let mut h = harness_on_photo(Scripted::default());
+    h.state_mut().frame = Frame {
+        x: 8,
+        y: 20,
+        size: 32,
+    };
+    // sketch → image (feathered) and Generate touch the frame only
+    let before = h.state().doc.picture.clone();
+    h.state_mut().generate.batch = 1;
+    h.state_mut().run_generate();
+    wait_until(&mut h, "a generated frame", |a| !a.is_busy());
+    assert_only_frame_changed(&before, &h.state().doc, h.state().frame);
+    assert!(h.state().doc.can_undo());
+    h.key_press_modifiers(Modifiers::COMMAND, Key::Z);
+    h.step();
+    assert_eq!(h.state().doc.picture, before, "one undo step");
+    // inpainting at native size: masked pixels change, every other pixel is exact
+    let doc = &mut h.state_mut().doc;
+    for y in 28..36 {
+        for x in 16..30 {
+            doc.mask[y * 96 + x] = 255;
+        }
+    }
+    doc.touch();
+    h.state_mut().run_edit(Operation::Inpaint, 3, 1, false);
+    wait_until(&mut h, "an inpainted frame", |a| !a.is_busy());
+    let doc = &h.state().doc;
+    let mut changed = 0;
+    for i in 0..96 * 64 {
+        if doc.mask[i] == 0 {
+            assert_eq!(
+                doc.picture[i * 4..i * 4 + 4],
+                before[i * 4..i * 4 + 4],
+                "pixel {i}"
+            );
+        } else {
+            changed += (doc.picture[i * 4..i * 4 + 3] != before[i * 4..i * 4 + 3]) as usize;
+        }
+    }
+    assert!(
+        changed > 50,
+        "the masked area was regenerated ({changed} pixels)"
+    );
+    // History keeps where the result was made: Apply puts it back there
+    let last = h.state().history.len() - 1;
+    assert_eq!(
+        h.state().history[last].placement.as_ref().map(|p| p.frame),
+        Some(Frame {
+            x: 8,
+            y: 20,
+            size: 32
+        })
+    );
+}
+
+#[test]
+fn a_scaled_frame_inpaints_at_the_models_size_and_keeps_unmasked_pixels() {
+    let mut h = harness_on_photo(Scripted::default());
+    h.state_mut().frame = Frame {
+        x: 20,
+        y: 0,
+        size: 64,
+    };
+    let doc = &mut h.state_mut().doc;
+    for y in 10..30 {
+        for x in 40..60 {
+            doc.mask[y * 96 + x] = 255;
+        }
+    }
+    doc.touch();
+    let before = h.state().doc.picture.clone();
+    h.state_mut().run_edit(Operation::Inpaint, 0, 1, false);
+    wait_until(&mut h, "an inpainted frame", |a| !a.is_busy());
+    let doc = &h.state().doc;
+    for i in 0..96 * 64 {
+        if doc.mask[i] == 0 {
+            assert_eq!(
+                doc.picture[i * 4..i * 4 + 4],
+                before[i * 4..i * 4 + 4],
+                "pixel {i}"
+            );
+        }
+    }
+    assert_ne!(doc.picture, before);
+    let recipe = &h.state().history.last().unwrap().recipe;
+    let input = recipe.input.as_ref().unwrap().to_rgb().unwrap();
+    assert_eq!(
+        (input.width, input.height),
+        (32, 32),
+        "the model ran at its own size"
+    );
+}
+
+#[test]
+fn outpainting_left_twice_grows_the_picture_and_keeps_its_pixels() {
+    let mut h = harness_on_photo(Scripted::default());
+    h.state_mut().frame = Frame {
+        x: 0,
+        y: 16,
+        size: 32,
+    };
+    let before = h.state().doc.clone();
+    h.get_by_label("Left").click();
+    h.run();
+    wait_until(&mut h, "the first outpaint", |a| !a.is_busy());
+    h.get_by_label("Left").click();
+    h.run();
+    wait_until(&mut h, "the second outpaint", |a| !a.is_busy());
+    let doc = &h.state().doc;
+    // each click extends by the half of the frame the overlap leaves: 16 pixels
+    assert_eq!((doc.width, doc.height, doc.origin), (128, 64, (32, 0)));
+    for y in 0..64 {
+        let old = &before.picture[y * 96 * 4..(y + 1) * 96 * 4];
+        let now = &doc.picture[(y * 128 + 32) * 4..(y * 128 + 128) * 4];
+        assert_eq!(old, now, "row {y} of the old picture moved or changed");
+    }
+    // the frame's band is filled; the rows outside it stay empty until outpainted
+    let alpha = |x: usize, y: usize| doc.picture[(y * 128 + x) * 4 + 3];
+    assert!((16..48).all(|y| (0..32).all(|x| alpha(x, y) == 255)));
+    assert_eq!(alpha(0, 0), 0);
+    assert_eq!(
+        h.state().job_frame(),
+        Frame {
+            x: 0,
+            y: 16,
+            size: 32
+        }
+    );
+    // undo: the inpainting, then the extension, twice over
+    for _ in 0..4 {
+        h.key_press_modifiers(Modifiers::COMMAND, Key::Z);
+        h.step();
+    }
+    assert_eq!(
+        (h.state().doc.width, h.state().doc.picture.len()),
+        (96, before.picture.len())
+    );
+    assert_eq!(h.state().doc.picture, before.picture);
+}
+
+#[test]
+fn a_project_round_trips_the_canvas_size_the_frame_and_where_results_were_made() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("scene.cmpaint");
+    let script = Scripted::default();
+    let mut h = harness_on_photo(script.clone());
+    h.state_mut().frame = Frame {
+        x: 0,
+        y: 0,
+        size: 32,
+    };
+    h.state_mut().outpaint(cmpaint::paint::document::Side::Up);
+    wait_until(&mut h, "an outpaint", |a| !a.is_busy());
+    let (w, ht, origin) = (
+        h.state().doc.width,
+        h.state().doc.height,
+        h.state().doc.origin,
+    );
+    assert_eq!((w, ht, origin), (96, 80, (0, 16)));
+    let picture = h.state().doc.picture.clone();
+    let frame = h.state().frame;
+    script.push(file.clone());
+    h.state_mut().save_project(true);
+    h.state_mut().new_canvas(32, 32);
+    script.push(file);
+    h.state_mut().open_project();
+    let a = h.state();
+    assert_eq!((a.doc.width, a.doc.height, a.doc.origin), (w, ht, origin));
+    assert_eq!(a.doc.picture, picture);
+    assert_eq!(a.frame, frame);
+    assert_eq!(
+        a.history[0].placement.as_ref().map(|p| p.frame),
+        Some(frame)
+    );
 }

@@ -2,10 +2,11 @@
 //! pixel checks of the layer compositing and nearest-neighbour magnification, plus a snapshot of the
 //! whole canvas (tests/snapshots/canvas.png; `UPDATE_SNAPSHOTS=1 cargo test` rewrites it).
 
-use cmpaint::app::canvas::Canvas;
+use cmpaint::app::canvas::{Canvas, FrameEdit};
 use cmpaint::app::canvas_gpu;
 use cmpaint::paint::brush::{BrushSettings, Tool};
 use cmpaint::paint::document::Document;
+use cmpaint::paint::frame::Frame;
 use eframe::egui::{self, Vec2};
 use eframe::egui_wgpu::RendererOptions;
 use egui_kittest::Harness;
@@ -37,9 +38,16 @@ struct State {
     doc: Document,
     canvas: Canvas,
     brush: BrushSettings,
+    frame: Frame,
+    frame_shown: bool,
 }
 
 fn harness() -> Harness<'static, State> {
+    harness_with_frame(None)
+}
+
+/// `frame`: the generation frame, shown (None: hidden).
+fn harness_with_frame(frame: Option<Frame>) -> Harness<'static, State> {
     let render_state = create_render_state(default_wgpu_setup(), RendererOptions::PREDICTABLE);
     canvas_gpu::register(&render_state);
     let mut canvas = Canvas::new(true);
@@ -49,6 +57,12 @@ fn harness() -> Harness<'static, State> {
         doc: document(),
         canvas,
         brush: BrushSettings::default(),
+        frame: frame.unwrap_or(Frame {
+            x: 0,
+            y: 0,
+            size: SIDE,
+        }),
+        frame_shown: frame.is_some(),
     };
     Harness::builder()
         .with_size(Vec2::new(200.0, 160.0))
@@ -59,8 +73,13 @@ fn harness() -> Harness<'static, State> {
                 egui::CentralPanel::default()
                     .frame(egui::Frame::NONE)
                     .show(ui, |ui| {
+                        let frame = FrameEdit {
+                            frame: &mut s.frame,
+                            min: 2,
+                            shown: s.frame_shown,
+                        };
                         s.canvas
-                            .ui(ui, &mut s.doc, Tool::Picker, &mut s.brush, None);
+                            .ui(ui, &mut s.doc, Tool::Picker, &mut s.brush, None, frame);
                     });
             },
             state,
@@ -103,4 +122,34 @@ fn the_compositor_draws_each_model_pixel_as_a_crisp_square_with_the_layers_blend
     assert_ne!(masked, [((SIDE - 1) * 32) as u8, 0, 40]);
     assert!(masked[0] > 200, "the mask tint is reddish: {masked:?}");
     h.snapshot("canvas");
+}
+
+/// The generation frame: pixels inside it are drawn as they are, the image outside it is dimmed,
+/// its corners carry handles, and the background beyond the image is left alone.
+#[test]
+fn the_compositor_dims_the_canvas_outside_the_generation_frame() {
+    let mut h = harness_with_frame(Some(Frame {
+        x: 2,
+        y: 2,
+        size: 4,
+    }));
+    h.run();
+    let image = h.render().expect("wgpu renders");
+    let rect = h.state().canvas.image_rect(&h.state().doc);
+    let at = |x: usize, y: usize| {
+        let px = rect.min.x + (x as f32 + 0.5) * ZOOM;
+        let py = rect.min.y + (y as f32 + 0.5) * ZOOM;
+        let p = image.get_pixel(px as u32, py as u32).0;
+        [p[0], p[1], p[2]]
+    };
+    assert_eq!(at(3, 3), [96, 96, 40], "inside the frame: the pixel itself");
+    let outside = at(0, 0);
+    assert!(
+        outside[2] < 40 && outside[2] >= 18,
+        "outside the frame the picture is dimmed: {outside:?}"
+    );
+    // the top-left handle is white at its centre, the frame's corner
+    let corner = (rect.min.x + 2.0 * ZOOM, rect.min.y + 2.0 * ZOOM);
+    let p = image.get_pixel(corner.0 as u32 + 1, corner.1 as u32 + 1).0;
+    assert_eq!([p[0], p[1], p[2]], [255, 255, 255], "handle");
 }

@@ -4,6 +4,7 @@
 use super::canvas_gpu::{CanvasCallback, LayerData, Uniforms};
 use crate::paint::brush::{BrushSettings, Stroke, Tool, pick};
 use crate::paint::document::Document;
+use crate::paint::frame::Frame;
 use crate::picture::Rgb8;
 use eframe::egui::{self, Color32, PointerButton, Pos2, Rect, Sense, Vec2};
 use std::sync::Arc;
@@ -13,6 +14,28 @@ pub const MAX_ZOOM: f32 = 64.0;
 const MASK_COLOUR: [f32; 3] = [1.0, 0.15, 0.35];
 const MASK_OPACITY: f32 = 0.55;
 const BACKGROUND: Color32 = Color32::from_gray(38);
+/// How much the canvas outside the generation frame is darkened.
+const FRAME_DIM: f32 = 0.45;
+
+/// Half the side of a frame's corner handle, in screen points.
+const HANDLE: f32 = 5.0;
+
+/// The generation frame as the canvas edits it: dragged by the Frame tool, resized from its corner
+/// handles with any tool, never smaller than `min` (the model's size) nor outside the document.
+pub struct FrameEdit<'a> {
+    pub frame: &'a mut Frame,
+    pub min: usize,
+    pub shown: bool,
+}
+
+/// A frame being dragged: from where (image coordinates), and what it was then.
+#[derive(Debug, Clone, Copy)]
+struct FrameDrag {
+    start: (f32, f32),
+    was: Frame,
+    /// None: moving; else the corner that stays put while the opposite one follows the pointer.
+    anchor: Option<(usize, usize)>,
+}
 
 /// What happened on the canvas this frame that the app acts on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,6 +56,7 @@ pub struct Canvas {
     /// Whether the wgpu compositor is registered (else the CPU fallback draws).
     pub gpu: bool,
     stroke: Option<Stroke>,
+    frame_drag: Option<FrameDrag>,
     panning: bool,
     layers: Option<Arc<LayerData>>,
     layers_key: (u64, bool),
@@ -49,6 +73,7 @@ impl Canvas {
             show_mask: true,
             gpu,
             stroke: None,
+            frame_drag: None,
             panning: false,
             layers: None,
             layers_key: (u64::MAX, false),
@@ -59,6 +84,28 @@ impl Canvas {
 
     pub fn is_stroking(&self) -> bool {
         self.stroke.is_some()
+    }
+
+    /// The frame's rectangle on screen.
+    pub fn frame_rect(&self, doc: &Document, f: Frame) -> Rect {
+        let r = self.image_rect(doc);
+        let min = r.min + Vec2::new(f.x as f32, f.y as f32) * self.zoom;
+        Rect::from_min_size(min, Vec2::splat(f.size as f32 * self.zoom))
+    }
+
+    /// The frame corner (image coordinates) whose handle is under `pos`, and the opposite corner.
+    fn handle_at(&self, doc: &Document, f: Frame, pos: Pos2) -> Option<(usize, usize)> {
+        let r = self.frame_rect(doc, f);
+        let (x0, y0, x1, y1) = (f.x, f.y, f.x + f.size, f.y + f.size);
+        [
+            (r.left_top(), (x1, y1)),
+            (r.right_top(), (x0, y1)),
+            (r.left_bottom(), (x1, y0)),
+            (r.right_bottom(), (x0, y0)),
+        ]
+        .into_iter()
+        .find(|(corner, _)| (*corner - pos).abs().max_elem() <= HANDLE + 2.0)
+        .map(|(_, anchor)| anchor)
     }
 
     /// Ctrl+0: the largest integer zoom that fits (or a fraction for huge images).
@@ -101,6 +148,7 @@ impl Canvas {
         tool: Tool,
         brush: &mut BrushSettings,
         compare: Option<&Rgb8>,
+        mut frame: FrameEdit,
     ) -> CanvasEvent {
         let rect = ui.available_rect_before_wrap();
         let response = ui.allocate_rect(rect, Sense::click_and_drag());
@@ -108,7 +156,9 @@ impl Canvas {
         if self.fit_pending {
             self.fit(doc);
         }
-        let event = self.handle_input(ui, &response, doc, tool, brush);
+        frame.shown |= tool == Tool::Frame;
+        let event = self.handle_input(ui, &response, doc, tool, brush, &mut frame);
+        let frame_rect = self.frame_rect(doc, *frame.frame);
 
         let painter = ui.painter_at(rect);
         let image_rect = self.image_rect(doc);
@@ -147,6 +197,18 @@ impl Canvas {
                 ],
                 cursor,
                 background: bg,
+                frame: [
+                    frame_rect.min.x * ppp,
+                    frame_rect.min.y * ppp,
+                    frame_rect.max.x * ppp,
+                    frame_rect.max.y * ppp,
+                ],
+                frame_info: [
+                    if frame.shown { 1.0 } else { 0.0 },
+                    (HANDLE * ppp).round(),
+                    FRAME_DIM,
+                    0.0,
+                ],
             };
             let layers = self.layer_data(doc, compare);
             painter.add(CanvasCallback { layers, uniforms }.paint_callback(rect));
@@ -159,14 +221,34 @@ impl Canvas {
                 Rect::from_min_max(Pos2::ZERO, Pos2::new(1.0, 1.0)),
                 Color32::WHITE,
             );
+            if frame.shown {
+                draw_frame(&painter, image_rect, frame_rect);
+            }
             if let (Some(p), Tool::Brush | Tool::Eraser | Tool::Mask) = (hover, tool) {
                 let r = brush.size * 0.5 * self.zoom;
                 painter.circle_stroke(p, r, egui::Stroke::new(1.0, Color32::BLACK));
                 painter.circle_stroke(p, r + 1.0, egui::Stroke::new(1.0, Color32::WHITE));
             }
         }
-        if hover.is_some() && matches!(tool, Tool::Brush | Tool::Eraser | Tool::Mask) {
-            ui.ctx().set_cursor_icon(egui::CursorIcon::None);
+        let on_handle = hover
+            .filter(|_| frame.shown)
+            .and_then(|p| self.handle_at(doc, *frame.frame, p));
+        let icon = match (on_handle, self.frame_drag, tool) {
+            (Some(_), _, _)
+            | (
+                _,
+                Some(FrameDrag {
+                    anchor: Some(_), ..
+                }),
+                _,
+            ) => Some(egui::CursorIcon::ResizeNwSe),
+            (_, Some(_), _) => Some(egui::CursorIcon::Grabbing),
+            (_, _, Tool::Frame) => Some(egui::CursorIcon::Grab),
+            (_, _, Tool::Brush | Tool::Eraser | Tool::Mask) => Some(egui::CursorIcon::None),
+            _ => None,
+        };
+        if let (Some(_), Some(icon)) = (hover, icon) {
+            ui.ctx().set_cursor_icon(icon);
         }
         event
     }
@@ -178,6 +260,7 @@ impl Canvas {
         doc: &mut Document,
         tool: Tool,
         brush: &mut BrushSettings,
+        frame: &mut FrameEdit,
     ) -> CanvasEvent {
         let (space, events, scroll, zoom_delta, hover) = ui.input(|i| {
             (
@@ -222,12 +305,22 @@ impl Canvas {
                     ..
                 } if self.last_rect.contains(*pos) && !space => {
                     let (x, y) = self.to_image(doc, *pos);
-                    if tool == Tool::Picker {
+                    let f = *frame.frame;
+                    let handle = frame.shown.then(|| self.handle_at(doc, f, *pos)).flatten();
+                    let inside = |v: f32, lo: usize| v >= lo as f32 && v < (lo + f.size) as f32;
+                    if handle.is_some() || (tool == Tool::Frame && inside(x, f.x) && inside(y, f.y))
+                    {
+                        self.frame_drag = Some(FrameDrag {
+                            start: (x, y),
+                            was: f,
+                            anchor: handle,
+                        });
+                    } else if tool == Tool::Picker {
                         if let Some(c) = pick(doc, x.max(0.0) as usize, y.max(0.0) as usize) {
                             brush.primary = c;
                             event = CanvasEvent::Picked;
                         }
-                    } else if self.stroke.is_none() {
+                    } else if self.stroke.is_none() && tool != Tool::Frame {
                         let mut s = Stroke::begin(doc, tool, brush);
                         s.extend_to(doc, x, y);
                         self.stroke = Some(s);
@@ -235,6 +328,9 @@ impl Canvas {
                 }
                 egui::Event::PointerMoved(pos) => {
                     let (x, y) = self.to_image(doc, *pos);
+                    if let Some(drag) = self.frame_drag {
+                        *frame.frame = drag.follow((x, y), doc, frame.min);
+                    }
                     if let Some(s) = &mut self.stroke {
                         s.extend_to(doc, x, y);
                     }
@@ -245,6 +341,7 @@ impl Canvas {
                     ..
                 }
                 | egui::Event::PointerGone => {
+                    self.frame_drag = None;
                     if let Some(s) = self.stroke.take() {
                         s.end(doc);
                         event = CanvasEvent::StrokeEnded;
@@ -325,6 +422,78 @@ impl Canvas {
         };
         self.fallback = Some((texture.clone(), key));
         texture
+    }
+}
+
+impl FrameDrag {
+    /// The frame with the pointer at `(x, y)`: moved by whole pixels, or resized (square) from the
+    /// anchored corner, kept inside the document and at least `min` on a side.
+    fn follow(&self, (x, y): (f32, f32), doc: &Document, min: usize) -> Frame {
+        let (w, h) = (doc.width, doc.height);
+        let was = self.was;
+        let Some((ax, ay)) = self.anchor else {
+            let dx = (x - self.start.0).round() as i64;
+            let dy = (y - self.start.1).round() as i64;
+            let clamp = |v: i64, room: usize| v.clamp(0, room as i64) as usize;
+            return Frame {
+                x: clamp(was.x as i64 + dx, w - was.size),
+                y: clamp(was.y as i64 + dy, h - was.size),
+                size: was.size,
+            };
+        };
+        let (right, down) = (x >= ax as f32, y >= ay as f32);
+        let room_x = if right { w - ax } else { ax };
+        let room_y = if down { h - ay } else { ay };
+        let wanted = (x - ax as f32).abs().max((y - ay as f32).abs()).round() as usize;
+        let size = wanted.min(room_x).min(room_y).max(min.min(w).min(h));
+        let place = |anchor: usize, forward: bool, room: usize| {
+            if forward {
+                anchor.min(room - size)
+            } else {
+                anchor.saturating_sub(size)
+            }
+        };
+        Frame {
+            x: place(ax, right, w),
+            y: place(ay, down, h),
+            size,
+        }
+        .clamped(w, h, min)
+    }
+}
+
+/// The frame on the CPU path: the outside dimmed, a two-tone outline and corner handles (the wgpu
+/// path draws the same in canvas.wgsl).
+fn draw_frame(painter: &egui::Painter, image: Rect, frame: Rect) {
+    let dim = Color32::from_black_alpha((FRAME_DIM * 255.0) as u8);
+    for r in [
+        Rect::from_min_max(image.min, Pos2::new(image.max.x, frame.min.y)),
+        Rect::from_min_max(Pos2::new(image.min.x, frame.max.y), image.max),
+        Rect::from_min_max(
+            Pos2::new(image.min.x, frame.min.y),
+            Pos2::new(frame.min.x, frame.max.y),
+        ),
+        Rect::from_min_max(
+            Pos2::new(frame.max.x, frame.min.y),
+            Pos2::new(image.max.x, frame.max.y),
+        ),
+    ] {
+        if r.is_positive() {
+            painter.rect_filled(r, 0.0, dim);
+        }
+    }
+    let outline = |r: Rect, c| painter.rect_stroke(r, 0.0, (1.0, c), egui::StrokeKind::Middle);
+    outline(frame.expand(1.0), Color32::BLACK);
+    outline(frame, Color32::WHITE);
+    for corner in [
+        frame.left_top(),
+        frame.right_top(),
+        frame.left_bottom(),
+        frame.right_bottom(),
+    ] {
+        let handle = Rect::from_center_size(corner, Vec2::splat(2.0 * HANDLE));
+        painter.rect_filled(handle, 0.0, Color32::WHITE);
+        outline(handle, Color32::BLACK);
     }
 }
 

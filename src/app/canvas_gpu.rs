@@ -27,6 +27,8 @@ pub struct Uniforms {
     pub mask_colour: [f32; 4],
     pub cursor: [f32; 4],
     pub background: [f32; 4],
+    pub frame: [f32; 4],
+    pub frame_info: [f32; 4],
 }
 
 struct Resources {

@@ -5,6 +5,7 @@
 use super::labels::{class_names, search};
 use super::{App, SeedMode};
 use crate::paint::brush::{MAX_SIZE, MIN_SIZE, Tool};
+use crate::paint::document::{MAX_SIDE, Side};
 use crate::picture::Resize;
 use crate::recipe::Operation;
 use crate::worker::execute::Steps;
@@ -15,11 +16,15 @@ pub fn menu_bar(app: &mut App, ui: &mut egui::Ui) {
     egui::Panel::top("menu").show(ui, |ui| {
         egui::MenuBar::new().ui(ui, |ui| {
             ui.menu_button("File", |ui| {
-                if ui.button("New canvas").clicked() {
-                    app.new_canvas();
+                if ui.button("New canvas…").clicked() {
+                    let size = app.model_size();
+                    app.new_canvas_size = Some((size, size));
                 }
                 if ui.button("Open image…").clicked() {
                     app.open_image();
+                }
+                if ui.button("Open image at model size…").clicked() {
+                    app.open_image_at_model_size();
                 }
                 if ui.button("Open recipe…").clicked() {
                     app.open_recipe();
@@ -122,48 +127,61 @@ pub fn tools_panel(app: &mut App, ui: &mut egui::Ui) {
         .resizable(false)
         .default_size(150.0)
         .show(ui, |ui| {
-            ui.heading("Tools");
-            for tool in [Tool::Brush, Tool::Eraser, Tool::Mask, Tool::Picker] {
-                ui.selectable_value(&mut app.tool, tool, tool.label());
-            }
-            ui.separator();
-            let b = &mut app.brush;
-            ui.add(
-                egui::Slider::new(&mut b.size, MIN_SIZE..=MAX_SIZE)
-                    .logarithmic(true)
-                    .text("Size"),
-            )
-            .on_hover_text("[ and ] change the size");
-            if app.tool == Tool::Mask {
-                let mut feather = 1.0 - b.hardness;
-                if ui
-                    .add(egui::Slider::new(&mut feather, 0.0..=1.0).text("Feather"))
-                    .changed()
-                {
-                    b.hardness = 1.0 - feather;
-                }
-                ui.checkbox(&mut b.mask_erase, "Erase mask");
-            } else {
-                ui.add(egui::Slider::new(&mut b.hardness, 0.0..=1.0).text("Hardness"));
-            }
-            ui.add(egui::Slider::new(&mut b.opacity, 0.0..=1.0).text("Opacity"));
-            ui.separator();
-            ui.horizontal(|ui| {
-                let l = ui.label("Colours");
-                ui.color_edit_button_srgb(&mut b.primary).labelled_by(l.id);
-                ui.color_edit_button_srgb(&mut b.secondary)
-                    .labelled_by(l.id);
-                if ui
-                    .small_button("Swap")
-                    .on_hover_text("Swap colours (X)")
-                    .clicked()
-                {
-                    b.swap_colours();
-                }
-            });
-            ui.separator();
-            layer_buttons(app, ui);
+            egui::ScrollArea::vertical().show(ui, |ui| tools(app, ui));
         });
+}
+
+fn tools(app: &mut App, ui: &mut egui::Ui) {
+    ui.heading("Tools");
+    for tool in [
+        Tool::Brush,
+        Tool::Eraser,
+        Tool::Mask,
+        Tool::Picker,
+        Tool::Frame,
+    ] {
+        ui.selectable_value(&mut app.tool, tool, tool.label());
+    }
+    ui.separator();
+    let b = &mut app.brush;
+    ui.add(
+        egui::Slider::new(&mut b.size, MIN_SIZE..=MAX_SIZE)
+            .logarithmic(true)
+            .text("Size"),
+    )
+    .on_hover_text("[ and ] change the size");
+    if app.tool == Tool::Mask {
+        let mut feather = 1.0 - b.hardness;
+        if ui
+            .add(egui::Slider::new(&mut feather, 0.0..=1.0).text("Feather"))
+            .changed()
+        {
+            b.hardness = 1.0 - feather;
+        }
+        ui.checkbox(&mut b.mask_erase, "Erase mask");
+    } else {
+        ui.add(egui::Slider::new(&mut b.hardness, 0.0..=1.0).text("Hardness"));
+    }
+    ui.add(egui::Slider::new(&mut b.opacity, 0.0..=1.0).text("Opacity"));
+    ui.separator();
+    ui.horizontal(|ui| {
+        let l = ui.label("Colours");
+        ui.color_edit_button_srgb(&mut b.primary).labelled_by(l.id);
+        ui.color_edit_button_srgb(&mut b.secondary)
+            .labelled_by(l.id);
+        if ui
+            .small_button("Swap")
+            .on_hover_text("Swap colours (X)")
+            .clicked()
+        {
+            b.swap_colours();
+        }
+    });
+    ui.separator();
+    layer_buttons(app, ui);
+    ui.separator();
+    ui.heading("Frame");
+    frame_section(app, ui);
 }
 
 fn layer_buttons(app: &mut App, ui: &mut egui::Ui) {
@@ -310,6 +328,80 @@ fn class_picker(app: &mut App, ui: &mut egui::Ui) {
                 }
             }
         });
+}
+
+const SIDES: [(&str, Side); 4] = [
+    ("Left", Side::Left),
+    ("Up", Side::Up),
+    ("Right", Side::Right),
+    ("Down", Side::Down),
+];
+
+/// The generation frame (where every job runs), Extend canvas and Outpaint.
+fn frame_section(app: &mut App, ui: &mut egui::Ui) {
+    let model = app.model_size();
+    let (w, h) = (app.doc.width, app.doc.height);
+    let mut frame = app.job_frame();
+    ui.horizontal_wrapped(|ui| {
+        ui.checkbox(&mut app.framing.shown, "Show (F)");
+        let native = frame.is_native(model);
+        if ui
+            .add_enabled(!native, egui::Button::new("Native"))
+            .on_hover_text("the model's own size: pixel-exact, unmasked pixels kept exactly")
+            .clicked()
+        {
+            frame.size = model;
+        }
+    });
+    let largest = w.min(h);
+    if largest > model.min(largest) {
+        ui.add(
+            egui::Slider::new(&mut frame.size, model.min(largest)..=largest)
+                .text("Frame side")
+                .suffix(" px"),
+        )
+        .on_hover_text("larger than the model's size: the frame is scaled to the model and back");
+    }
+    app.frame = frame.clamped(w, h, model);
+    ui.add(
+        egui::Slider::new(&mut app.framing.feather, 0..=32)
+            .text("Blend edge")
+            .suffix(" px"),
+    )
+    .on_hover_text("how far Generate and sketch to image fade into the surroundings");
+    ui.separator();
+    ui.add(
+        egui::Slider::new(&mut app.framing.overlap, 0.1..=0.9)
+            .text("Overlap")
+            .fixed_decimals(2),
+    )
+    .on_hover_text("how much of the frame keeps the picture when outpainting");
+    ui.horizontal_wrapped(|ui| {
+        ui.label("Outpaint");
+        for (label, side) in SIDES {
+            let tip = "move the frame past the picture's edge (extending the canvas if needed) and inpaint the empty part";
+            if ui.button(label).on_hover_text(tip).clicked() {
+                app.outpaint(side);
+            }
+        }
+    });
+    ui.horizontal_wrapped(|ui| {
+        ui.label("Extend by");
+        ui.add(
+            egui::DragValue::new(&mut app.framing.extend_by)
+                .range(1..=1024)
+                .suffix(" px"),
+        );
+        for (label, side) in SIDES {
+            let button = ui.small_button(format!("+ {label}"));
+            if button
+                .on_hover_text("Extend canvas: empty pixels on that side")
+                .clicked()
+            {
+                app.extend_canvas(side, app.framing.extend_by);
+            }
+        }
+    });
 }
 
 fn generate_section(app: &mut App, ui: &mut egui::Ui) {
@@ -518,10 +610,56 @@ fn history_section(app: &mut App, ui: &mut egui::Ui) {
 
 /// Asks how to bring a picture of another size to the model's: fit, crop, or cancel. Only its header
 /// has been read so far.
+/// File → New canvas…: width and height, the model's size offered.
+pub fn new_canvas_dialog(app: &mut App, ctx: &egui::Context) {
+    let Some((mut w, mut h)) = app.new_canvas_size else {
+        return;
+    };
+    let size = app.model_size();
+    let mut choice = None;
+    egui::Modal::new(egui::Id::unique("new canvas")).show(ctx, |ui| {
+        ui.heading("New canvas");
+        ui.horizontal(|ui| {
+            ui.add(
+                egui::DragValue::new(&mut w)
+                    .range(1..=MAX_SIDE)
+                    .suffix(" px"),
+            );
+            ui.label("×");
+            ui.add(
+                egui::DragValue::new(&mut h)
+                    .range(1..=MAX_SIDE)
+                    .suffix(" px"),
+            );
+            if ui.button(format!("Model size ({size}²)")).clicked() {
+                (w, h) = (size, size);
+            }
+        });
+        ui.weak("Jobs run in the generation frame, a square you move over the canvas (F).");
+        ui.horizontal(|ui| {
+            if ui.button("Create").clicked() {
+                choice = Some(true);
+            }
+            if ui.button("Cancel").clicked() {
+                choice = Some(false);
+            }
+        });
+    });
+    app.new_canvas_size = Some((w, h));
+    match choice {
+        Some(true) => {
+            app.new_canvas_size = None;
+            app.new_canvas(w, h);
+        }
+        Some(false) => app.new_canvas_size = None,
+        None => {}
+    }
+}
+
 pub fn import_dialog(app: &mut App, ctx: &egui::Context) {
     let Some(p) = &app.pending_import else { return };
     let (w, h) = (p.width, p.height);
-    let size = app.doc.width;
+    let size = app.model_size();
     let mut choice: Option<Option<Resize>> = None;
     egui::Modal::new(egui::Id::unique("import")).show(ctx, |ui| {
         ui.label(format!(
@@ -542,7 +680,7 @@ pub fn import_dialog(app: &mut App, ctx: &egui::Context) {
     match choice {
         Some(Some(resize)) => {
             let p = app.pending_import.take().expect("checked");
-            app.start_opening(p.path, Some(resize));
+            app.start_opening(p.path, Some((size, resize)));
         }
         Some(None) => app.pending_import = None,
         None => {}

@@ -12,6 +12,8 @@ pub enum Tool {
     /// Paints the inpainting mask (or erases it, with `mask_erase`).
     Mask,
     Picker,
+    /// Moves and resizes the generation frame (its corner handles also work with any tool).
+    Frame,
 }
 
 impl Tool {
@@ -21,6 +23,7 @@ impl Tool {
             Tool::Eraser => "Eraser (E)",
             Tool::Mask => "Mask (M)",
             Tool::Picker => "Picker (I)",
+            Tool::Frame => "Frame (V)",
         }
     }
 }
@@ -202,7 +205,7 @@ impl Stroke {
                         };
                         out[i] = v.round() as u8;
                     }
-                    Tool::Picker => {}
+                    Tool::Picker | Tool::Frame => {}
                 }
                 k += 1;
             }

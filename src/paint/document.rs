@@ -48,22 +48,75 @@ struct Patch {
     after: Vec<u8>,
 }
 
-/// One undoable action: the patches it changed plus the recipe before and after.
+/// One undoable action: the patches it changed plus the recipe before and after. An action that
+/// changed the document's size (Extend canvas, opening a picture of another size) keeps whole layers
+/// instead of patches.
 #[derive(Debug, Clone)]
 struct UndoStep {
     patches: Vec<Patch>,
+    resized: Option<Box<(Layers, Layers)>>,
     recipe_before: Option<Recipe>,
     recipe_after: Option<Recipe>,
 }
 
 impl UndoStep {
     fn bytes(&self) -> usize {
-        self.patches
-            .iter()
-            .map(|p| p.before.len() + p.after.len())
-            .sum()
+        let resized = self
+            .resized
+            .as_ref()
+            .map_or(0, |r| r.0.bytes() + r.1.bytes());
+        resized
+            + self
+                .patches
+                .iter()
+                .map(|p| p.before.len() + p.after.len())
+                .sum::<usize>()
     }
 }
+
+/// Every layer with its size, and where the first picture's top-left corner is (see `origin`).
+#[derive(Debug, Clone)]
+struct Layers {
+    width: usize,
+    height: usize,
+    origin: (i64, i64),
+    picture: Vec<u8>,
+    sketch: Vec<u8>,
+    mask: Vec<u8>,
+}
+
+impl Layers {
+    fn bytes(&self) -> usize {
+        self.picture.len() + self.sketch.len() + self.mask.len()
+    }
+}
+
+/// A side of the canvas, for Extend canvas and Outpaint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Side {
+    Left,
+    Right,
+    Up,
+    Down,
+}
+
+impl std::str::FromStr for Side {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "left" => Ok(Side::Left),
+            "right" => Ok(Side::Right),
+            "up" => Ok(Side::Up),
+            "down" => Ok(Side::Down),
+            other => Err(format!("`{other}`: expected left, right, up or down")),
+        }
+    }
+}
+
+/// Largest document side: a 4096² document is 144 MB of layers, and every stroke's undo snapshot
+/// copies them once.
+pub const MAX_SIDE: usize = 4096;
 
 /// Undo keeps at least this many steps unless they alone exceed the byte budget.
 pub const UNDO_LEVELS: usize = 200;
@@ -80,6 +133,9 @@ pub struct Document {
     pub recipe: Option<Recipe>,
     /// Bumped on every change, so views re-upload only when something changed.
     pub revision: u64,
+    /// Where pixel (0, 0) of the canvas as first made now lies: Extend canvas on the left or top
+    /// moves it, so positions kept from before (a result's frame in History) stay where they were.
+    pub origin: (i64, i64),
     undo: Vec<UndoStep>,
     redo: Vec<UndoStep>,
     /// The layers as they were when the open action began (see `begin`).
@@ -88,9 +144,7 @@ pub struct Document {
 
 #[derive(Debug, Clone)]
 struct Snapshot {
-    picture: Vec<u8>,
-    sketch: Vec<u8>,
-    mask: Vec<u8>,
+    layers: Layers,
     recipe: Option<Recipe>,
 }
 
@@ -105,6 +159,7 @@ impl Document {
             mask: vec![0; width * height],
             recipe: None,
             revision: 0,
+            origin: (0, 0),
             undo: Vec::new(),
             redo: Vec::new(),
             pending: None,
@@ -140,7 +195,7 @@ impl Document {
         self.mask.iter().any(|&m| m != 0)
     }
 
-    /// The picture with the sketch composited over it: what the model is given.
+    /// The picture with the sketch composited over it: what the model is given (empty pixels white).
     pub fn composite(&self) -> Rgb8 {
         let mut pixels = Vec::with_capacity(self.width * self.height * 3);
         for (p, s) in self
@@ -148,9 +203,11 @@ impl Document {
             .chunks_exact(4)
             .zip(self.sketch.chunks_exact(4))
         {
-            let a = s[3] as u32;
+            // empty (transparent) picture pixels show as white, as on paper
+            let (pa, a) = (p[3] as u32, s[3] as u32);
             for c in 0..3 {
-                let v = (s[c] as u32 * a + p[c] as u32 * (255 - a) + 127) / 255;
+                let base = (p[c] as u32 * pa + 255 * (255 - pa) + 127) / 255;
+                let v = (s[c] as u32 * a + base * (255 - a) + 127) / 255;
                 pixels.push(v as u8);
             }
         }
@@ -166,13 +223,34 @@ impl Document {
         self.mask.iter().map(|&m| m as f32 / 255.0).collect()
     }
 
+    /// A document holding `picture`, opaque, with no strokes and an empty mask.
+    pub fn from_picture(picture: &Rgb8) -> Self {
+        let mut doc = Self::blank(picture.width, picture.height);
+        doc.set_picture(picture);
+        doc
+    }
+
+    fn layers(&self) -> Layers {
+        Layers {
+            width: self.width,
+            height: self.height,
+            origin: self.origin,
+            picture: self.picture.clone(),
+            sketch: self.sketch.clone(),
+            mask: self.mask.clone(),
+        }
+    }
+
+    fn set_layers(&mut self, l: Layers) {
+        (self.width, self.height, self.origin) = (l.width, l.height, l.origin);
+        (self.picture, self.sketch, self.mask) = (l.picture, l.sketch, l.mask);
+    }
+
     /// Starts an undoable action: remembers the layers as they are now.
     pub fn begin(&mut self) {
         if self.pending.is_none() {
             self.pending = Some(Snapshot {
-                picture: self.picture.clone(),
-                sketch: self.sketch.clone(),
-                mask: self.mask.clone(),
+                layers: self.layers(),
                 recipe: self.recipe.clone(),
             });
         }
@@ -181,9 +259,9 @@ impl Document {
     /// The state of `layer` when the open action began (the current state if none is open).
     pub fn before(&self, layer: Layer) -> &[u8] {
         match (&self.pending, layer) {
-            (Some(s), Layer::Picture) => &s.picture,
-            (Some(s), Layer::Sketch) => &s.sketch,
-            (Some(s), Layer::Mask) => &s.mask,
+            (Some(s), Layer::Picture) => &s.layers.picture,
+            (Some(s), Layer::Sketch) => &s.layers.sketch,
+            (Some(s), Layer::Mask) => &s.layers.mask,
             (None, l) => self.layer(l),
         }
     }
@@ -197,19 +275,26 @@ impl Document {
     /// step. An action that changed nothing leaves no step.
     pub fn commit(&mut self) {
         let Some(Snapshot {
-            picture,
-            sketch,
-            mask,
+            layers: before,
             recipe: recipe_before,
         }) = self.pending.take()
         else {
             return;
         };
+        if (before.width, before.height) != (self.width, self.height) {
+            let after = self.layers();
+            return self.push_step(UndoStep {
+                patches: Vec::new(),
+                resized: Some(Box::new((before, after))),
+                recipe_before,
+                recipe_after: self.recipe.clone(),
+            });
+        }
         let mut patches = Vec::new();
         for (layer, before) in [
-            (Layer::Picture, picture),
-            (Layer::Sketch, sketch),
-            (Layer::Mask, mask),
+            (Layer::Picture, before.picture),
+            (Layer::Sketch, before.sketch),
+            (Layer::Mask, before.mask),
         ] {
             let rect = changed_rect(&before, self.layer(layer), self.width, layer);
             if rect.is_empty() {
@@ -225,13 +310,18 @@ impl Document {
         if patches.is_empty() && recipe_before == self.recipe {
             return;
         }
-        self.revision += 1;
-        self.redo.clear();
-        self.undo.push(UndoStep {
+        self.push_step(UndoStep {
             patches,
+            resized: None,
             recipe_before,
             recipe_after: self.recipe.clone(),
         });
+    }
+
+    fn push_step(&mut self, step: UndoStep) {
+        self.revision += 1;
+        self.redo.clear();
+        self.undo.push(step);
         self.trim_undo();
     }
 
@@ -276,6 +366,9 @@ impl Document {
 
     /// Puts back the state after (`forward`) or before a step.
     fn replay(&mut self, step: &UndoStep, forward: bool) {
+        if let Some(r) = &step.resized {
+            self.set_layers(if forward { r.1.clone() } else { r.0.clone() });
+        }
         let width = self.width;
         for p in &step.patches {
             let pixels = if forward { &p.after } else { &p.before };
@@ -290,8 +383,21 @@ impl Document {
     }
 
     /// Replaces the picture with a result and clears the sketch it was made from (one undo step).
+    /// A picture of another size resizes the document to it (also one undo step).
     pub fn apply_result(&mut self, image: &Rgb8, recipe: Option<Recipe>) {
         self.begin();
+        if (image.width, image.height) != (self.width, self.height) {
+            let origin = self.origin;
+            self.set_layers(Document::blank(image.width, image.height).layers());
+            self.origin = origin;
+        }
+        self.set_picture(image);
+        self.sketch.fill(0);
+        self.recipe = recipe;
+        self.commit();
+    }
+
+    fn set_picture(&mut self, image: &Rgb8) {
         for (dst, src) in self
             .picture
             .chunks_exact_mut(4)
@@ -300,9 +406,53 @@ impl Document {
             dst[..3].copy_from_slice(src);
             dst[3] = 255;
         }
-        self.sketch.fill(0);
-        self.recipe = recipe;
+    }
+
+    /// Extend canvas: adds `n` transparent pixels on one side (one undo step). The new area counts as
+    /// masked for inpainting (see `frame::FrameInput`); the painting keeps its pixels exactly.
+    pub fn extend(&mut self, side: Side, n: usize) -> Result<(), String> {
+        let (w, h) = match side {
+            Side::Left | Side::Right => (self.width + n, self.height),
+            Side::Up | Side::Down => (self.width, self.height + n),
+        };
+        if w > MAX_SIDE || h > MAX_SIDE {
+            return Err(format!(
+                "the canvas would be {w}×{h}; the largest is {MAX_SIDE}×{MAX_SIDE}"
+            ));
+        }
+        if n == 0 {
+            return Ok(());
+        }
+        let (dx, dy) = match side {
+            Side::Left => (n, 0),
+            Side::Up => (0, n),
+            _ => (0, 0),
+        };
+        self.begin();
+        let old = self.layers();
+        let mut new = Document::blank(w, h).layers();
+        new.picture.fill(0);
+        new.origin = (old.origin.0 + dx as i64, old.origin.1 + dy as i64);
+        for (layer, src, dst) in [
+            (Layer::Picture, &old.picture, &mut new.picture),
+            (Layer::Sketch, &old.sketch, &mut new.sketch),
+            (Layer::Mask, &old.mask, &mut new.mask),
+        ] {
+            let row = old.width * layer.bytes_per_pixel();
+            for y in 0..old.height {
+                let at = ((y + dy) * w + dx) * layer.bytes_per_pixel();
+                dst[at..at + row].copy_from_slice(&src[y * row..(y + 1) * row]);
+            }
+        }
+        self.set_layers(new);
+        self.recipe = None;
         self.commit();
+        Ok(())
+    }
+
+    /// Whether any pixel of the picture is transparent (left empty by Extend canvas).
+    pub fn has_empty(&self) -> bool {
+        self.picture.chunks_exact(4).any(|p| p[3] < 255)
     }
 
     pub fn clear_mask(&mut self) {

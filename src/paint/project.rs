@@ -3,7 +3,8 @@
 //! autosave, so recovery and *Open Project* share one reader — which checks everything (version,
 //! sizes, hashes) and never panics on a damaged file.
 
-use super::document::Document;
+use super::document::{Document, MAX_SIDE};
+use super::frame::{Frame, Placement};
 use crate::picture::Rgb8;
 use crate::recipe::{EmbeddedImage, Recipe};
 use serde::{Deserialize, Serialize};
@@ -27,6 +28,12 @@ pub struct Project {
     pub history: Vec<HistoryEntry>,
     /// The model file in use (None = the built-in model).
     pub model: Option<PathBuf>,
+    /// The document's origin (see `Document::origin`; absent in older projects: 0, 0).
+    #[serde(default)]
+    pub origin: (i64, i64),
+    /// The generation frame (absent in older projects: the app centres one).
+    #[serde(default)]
+    pub frame: Option<Frame>,
     /// Seconds since the Unix epoch.
     pub saved_at: u64,
 }
@@ -35,12 +42,16 @@ pub struct Project {
 pub struct HistoryEntry {
     pub image: EmbeddedImage,
     pub recipe: Recipe,
+    /// Where in the document it was made (absent: the whole canvas).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub placement: Option<Placement>,
 }
 
 /// What a project restores into.
 pub struct Restored {
     pub doc: Document,
-    pub history: Vec<(Rgb8, Recipe)>,
+    pub frame: Option<Frame>,
+    pub history: Vec<(Rgb8, Recipe, Option<Placement>)>,
     pub model: Option<PathBuf>,
 }
 
@@ -55,40 +66,49 @@ pub enum ProjectError {
 impl Project {
     pub fn capture(
         doc: &Document,
-        history: &[(&Rgb8, &Recipe)],
+        frame: Option<Frame>,
+        history: &[(&Rgb8, &Recipe, Option<&Placement>)],
         model: Option<&Path>,
     ) -> Result<Self, ProjectError> {
         let bad = |e: crate::recipe::RecipeError| ProjectError::Invalid(e.to_string());
         let (w, h) = (doc.width, doc.height);
-        let rgb: Vec<u8> = doc
-            .picture
-            .chunks_exact(4)
-            .flat_map(|p| [p[0], p[1], p[2]])
-            .collect();
+        // RGB while the picture is opaque (readable by older versions), RGBA once it has empty pixels
+        let picture = if doc.has_empty() {
+            EmbeddedImage::from_rgba(w, h, &doc.picture)
+        } else {
+            let rgb: Vec<u8> = doc
+                .picture
+                .chunks_exact(4)
+                .flat_map(|p| [p[0], p[1], p[2]])
+                .collect();
+            EmbeddedImage::from_rgb(&Rgb8 {
+                width: w,
+                height: h,
+                pixels: rgb,
+            })
+        };
         Ok(Self {
             format: PROJECT_FORMAT.into(),
             version: PROJECT_VERSION,
             width: w,
             height: h,
-            picture: EmbeddedImage::from_rgb(&Rgb8 {
-                width: w,
-                height: h,
-                pixels: rgb,
-            })
-            .map_err(bad)?,
+            picture: picture.map_err(bad)?,
             sketch: EmbeddedImage::from_rgba(w, h, &doc.sketch).map_err(bad)?,
             mask: EmbeddedImage::from_grey(w, h, &doc.mask).map_err(bad)?,
             recipe: doc.recipe.clone(),
             history: history
                 .iter()
-                .map(|(img, r)| {
+                .map(|(img, r, placement)| {
                     Ok(HistoryEntry {
                         image: EmbeddedImage::from_rgb(img).map_err(bad)?,
                         recipe: (*r).clone(),
+                        placement: placement.cloned(),
                     })
                 })
                 .collect::<Result<_, ProjectError>>()?,
             model: model.map(Path::to_path_buf),
+            origin: doc.origin,
+            frame,
             saved_at: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs()),
@@ -117,7 +137,7 @@ impl Project {
             None => return Err(invalid("no version field".into())),
         }
         let p: Project = serde_json::from_value(value).map_err(|e| invalid(e.to_string()))?;
-        if p.width == 0 || p.height == 0 || p.width > 8192 || p.height > 8192 {
+        if p.width == 0 || p.height == 0 || p.width > MAX_SIDE || p.height > MAX_SIDE {
             return Err(invalid(format!("a {}×{} canvas", p.width, p.height)));
         }
         Ok(p)
@@ -148,20 +168,26 @@ impl Project {
                 )))
             }
         };
-        let picture = self.picture.to_rgb().map_err(bad)?;
-        size("picture", (picture.width, picture.height))?;
+        // RGBA where the picture has empty pixels, RGB otherwise
+        let (pw, ph, picture) = match self.picture.to_rgba() {
+            Ok(rgba) => rgba,
+            Err(_) => {
+                let rgb = self.picture.to_rgb().map_err(bad)?;
+                let rgba = rgb
+                    .pixels
+                    .chunks_exact(3)
+                    .flat_map(|p| [p[0], p[1], p[2], 255]);
+                (rgb.width, rgb.height, rgba.collect())
+            }
+        };
+        size("picture", (pw, ph))?;
         let (sw, sh, sketch) = self.sketch.to_rgba().map_err(bad)?;
         size("sketch", (sw, sh))?;
         let (mw, mh, mask) = self.mask.to_grey().map_err(bad)?;
         size("mask", (mw, mh))?;
         let mut doc = Document::blank(w, h);
-        for (dst, src) in doc
-            .picture
-            .chunks_exact_mut(4)
-            .zip(picture.pixels.chunks_exact(3))
-        {
-            dst[..3].copy_from_slice(src);
-        }
+        doc.picture = picture;
+        doc.origin = self.origin;
         doc.sketch = sketch;
         doc.mask = mask;
         doc.recipe = self.recipe.clone();
@@ -169,10 +195,17 @@ impl Project {
         let history = self
             .history
             .iter()
-            .map(|e| Ok((e.image.to_rgb().map_err(bad)?, e.recipe.clone())))
+            .map(|e| {
+                let image = e.image.to_rgb().map_err(bad)?;
+                Ok((image, e.recipe.clone(), e.placement.clone()))
+            })
             .collect::<Result<_, ProjectError>>()?;
+        let frame = self
+            .frame
+            .filter(|f| f.size > 0 && f.x + f.size <= w && f.y + f.size <= h);
         Ok(Restored {
             doc,
+            frame,
             history,
             model: self.model.clone(),
         })
@@ -209,7 +242,22 @@ mod tests {
             pixels: vec![9; 36],
         };
         let recipe: Recipe = serde_json::from_str(RECIPE).unwrap();
-        Project::capture(&d, &[(&img, &recipe)], Some(Path::new("/models/m.pt"))).unwrap()
+        let placement = Placement {
+            frame: Frame {
+                x: 1,
+                y: 0,
+                size: 3,
+            },
+            origin: (0, 0),
+            paste: crate::paint::frame::Paste::Masked(vec![0, 255, 9, 1, 2, 3, 4, 5, 6]),
+        };
+        let history = [(&img, &recipe, Some(&placement)), (&img, &recipe, None)];
+        let frame = Some(Frame {
+            x: 1,
+            y: 0,
+            size: 3,
+        });
+        Project::capture(&d, frame, &history, Some(Path::new("/models/m.pt"))).unwrap()
     }
 
     const RECIPE: &str = r#"{"version":1,"model":{"name":"m","file":null,"sha256":"00"},
@@ -227,6 +275,49 @@ mod tests {
         assert_eq!(r.model.as_deref(), Some(Path::new("/models/m.pt")));
         assert_eq!(r.history[0].0.pixels, vec![9; 36]);
         assert_eq!(r.history[0].1.seed, 3);
+        assert_eq!(r.history[0].2, p.history[0].placement);
+        assert_eq!(r.history[1].2, None);
+        assert_eq!(
+            r.frame,
+            Some(Frame {
+                x: 1,
+                y: 0,
+                size: 3
+            })
+        );
+    }
+
+    #[test]
+    fn an_extended_canvas_round_trips_its_size_empty_area_and_origin() {
+        let mut d = Document::blank(4, 3);
+        d.picture[0] = 7;
+        d.extend(crate::paint::document::Side::Left, 2).unwrap();
+        let p = Project::capture(&d, None, &[], None).unwrap();
+        let r = Project::from_bytes(&p.to_bytes())
+            .unwrap()
+            .restore()
+            .unwrap();
+        assert_eq!((r.doc.width, r.doc.height, r.doc.origin), (6, 3, (2, 0)));
+        assert_eq!(r.doc.picture, d.picture);
+        assert_eq!(r.frame, None);
+    }
+
+    /// A project written before frames and extended canvases (no origin, frame or placements).
+    #[test]
+    fn an_older_project_still_opens() {
+        let mut v: serde_json::Value = serde_json::from_slice(&project().to_bytes()).unwrap();
+        let o = v.as_object_mut().unwrap();
+        o.remove("origin");
+        o.remove("frame");
+        for e in o["history"].as_array_mut().unwrap() {
+            e.as_object_mut().unwrap().remove("placement");
+        }
+        let r = Project::from_bytes(&serde_json::to_vec(&v).unwrap())
+            .unwrap()
+            .restore()
+            .unwrap();
+        assert_eq!((r.doc.width, r.doc.origin, r.frame), (4, (0, 0), None));
+        assert_eq!(r.history[0].2, None);
     }
 
     #[test]

@@ -1,0 +1,187 @@
+//! Files in and out: opening pictures (decoded on a thread of their own), exporting the canvas as
+//! PNG with its recipe, re-running a recipe, a new canvas.
+
+use super::*;
+
+/// A picture of another size than the model's, waiting for the user to choose fit or crop.
+pub(super) struct PendingImport {
+    pub(super) path: PathBuf,
+    pub(super) width: u32,
+    pub(super) height: u32,
+}
+
+/// A picture being decoded and brought to the canvas size on its own thread: a photo takes a tenth of
+/// a second or more, which the UI must not wait for.
+pub(super) struct Opening {
+    pub(super) path: PathBuf,
+    pub(super) result: crossbeam_channel::Receiver<Result<Rgb8, String>>,
+}
+
+impl App {
+    /// Exports the canvas as a PNG; while the canvas is exactly a result, its recipe goes in too.
+    pub fn export_png(&mut self) {
+        let Some(path) = self.dialogs.save_png("cmpaint.png") else {
+            return;
+        };
+        let image = self.doc.composite();
+        let recipe = self.doc.recipe.clone().filter(|_| !self.doc.has_sketch());
+        let bytes = encode_png(&image, recipe.as_ref()).map_err(|e| e.to_string());
+        let written = bytes.and_then(|b| write_atomic_with(&path, |tmp| write_file(tmp, &b)));
+        match written {
+            Ok(()) => self.info(format!(
+                "exported {}{}",
+                path.display(),
+                if recipe.is_some() {
+                    " with its recipe"
+                } else {
+                    ""
+                }
+            )),
+            Err(e) => self.error(format!("export failed, nothing was changed: {e}")),
+        }
+    }
+
+    /// Reads the recipe from an exported PNG and runs it again (loading its model first if another
+    /// one is loaded and its file is known).
+    pub fn open_recipe(&mut self) {
+        let Some(path) = self.dialogs.open_recipe() else {
+            return;
+        };
+        let recipe = std::fs::read(&path)
+            .map_err(|e| e.to_string())
+            .and_then(|b| read_recipe(&b).map_err(|e| e.to_string()));
+        let recipe = match recipe {
+            Ok(r) => r,
+            Err(e) => return self.error(format!("{}: {e}", path.display())),
+        };
+        let same_model = self
+            .model
+            .as_ref()
+            .is_some_and(|m| m.sha256 == recipe.model.sha256);
+        if !same_model {
+            match &recipe.model.file {
+                None => self.load_model(None),
+                Some(f) if is_loadable(Path::new(f)) => self.load_model(Some(PathBuf::from(f))),
+                Some(f) => {
+                    return self.error(format!(
+                        "the recipe was made with {} ({f}), which is not here: open that model first",
+                        recipe.model.name
+                    ));
+                }
+            }
+        }
+        if let Some(c) = recipe.class {
+            self.class = Some(c);
+        }
+        self.info(format!(
+            "re-running the recipe of {} ({}, seed {})",
+            path.display(),
+            recipe.operation.label(),
+            recipe.seed
+        ));
+        self.submit(recipe, 1, false, Purpose::Apply, None);
+    }
+
+    /// File → Open image: the document becomes the picture, at the picture's own size (one undo
+    /// step), up to `MAX_SIDE` on a side.
+    pub fn open_image(&mut self) {
+        let Some(path) = self.dialogs.open_image() else {
+            return;
+        };
+        match dimensions(&path) {
+            Ok((w, h)) if w as usize > MAX_SIDE || h as usize > MAX_SIDE => self.error(format!(
+                "{}: the picture is {w}×{h} and the largest canvas {MAX_SIDE}×{MAX_SIDE}: \
+                 File → Open image at model size brings the whole picture to the model's size",
+                path.display()
+            )),
+            Ok(_) => self.start_opening(path, None),
+            Err(e) => self.error(e.to_string()),
+        }
+    }
+
+    /// File → Open image at model size: the whole picture brought to the model's size, fitted or
+    /// cropped as the user chooses (asked only when the sizes differ).
+    pub fn open_image_at_model_size(&mut self) {
+        let Some(path) = self.dialogs.open_image() else {
+            return;
+        };
+        let size = self.model_size();
+        match dimensions(&path) {
+            Ok((w, h)) if (w as usize, h as usize) == (size, size) => {
+                self.start_opening(path, Some((size, Resize::Fit)))
+            }
+            Ok((width, height)) => {
+                self.pending_import = Some(PendingImport {
+                    path,
+                    width,
+                    height,
+                })
+            }
+            Err(e) => self.error(e.to_string()),
+        }
+    }
+
+    /// Decodes the picture at `path` on a thread of its own, at its own size or brought to
+    /// `to_size` (side, fit or crop); the newest picture opened wins.
+    pub(super) fn start_opening(&mut self, path: PathBuf, to_size: Option<(usize, Resize)>) {
+        let (send, result) = crossbeam_channel::bounded(1);
+        let source = path.clone();
+        std::thread::spawn(move || {
+            let picture = decode(&source).and_then(|image| match to_size {
+                Some((size, resize)) => to_model_size(image, size, Some(resize)),
+                None => Ok(image),
+            });
+            // Nobody waits any more when a newer picture was opened meanwhile.
+            let _ = send.send(picture.map(|p| to_rgb8(&p)).map_err(|e| e.to_string()));
+        });
+        self.info(format!("opening {}…", path.display()));
+        self.opening = Some(Opening { path, result });
+    }
+
+    pub(super) fn poll_opening(&mut self) {
+        use crossbeam_channel::TryRecvError;
+        let Some(opening) = &self.opening else { return };
+        let result = match opening.result.try_recv() {
+            Err(TryRecvError::Empty) => return,
+            Ok(result) => result,
+            Err(TryRecvError::Disconnected) => Err("the decoder stopped unexpectedly".into()),
+        };
+        let path = self.opening.take().expect("checked").path;
+        match result {
+            Ok(picture) => {
+                let resized = (picture.width, picture.height) != (self.doc.width, self.doc.height);
+                self.doc.apply_result(&picture, None);
+                if resized {
+                    self.frame = Frame::centred(picture.width, picture.height, self.model_size());
+                    self.canvas.fit_pending = true;
+                }
+                self.info(format!(
+                    "opened {} ({}×{})",
+                    path.display(),
+                    picture.width,
+                    picture.height
+                ));
+            }
+            Err(e) => self.error(e),
+        }
+    }
+
+    pub fn is_opening_image(&self) -> bool {
+        self.opening.is_some()
+    }
+
+    /// File → New canvas: a blank document of `width`×`height` (the dialog offers the model's size),
+    /// with the frame centred at the model's size.
+    pub fn new_canvas(&mut self, width: usize, height: usize) {
+        let (w, h) = (width.clamp(1, MAX_SIDE), height.clamp(1, MAX_SIDE));
+        self.doc = Document::blank(w, h);
+        self.frame = Frame::centred(w, h, self.model_size());
+        self.canvas.fit_pending = true;
+    }
+
+    /// The loaded model's side (the document's shorter side until one is loaded).
+    pub fn model_size(&self) -> usize {
+        let (w, h) = (self.doc.width, self.doc.height);
+        self.model.as_ref().map_or(w.min(h), |m| m.image_size)
+    }
+}

@@ -1,0 +1,534 @@
+//! Jobs: what the app asks of the worker (Generate, edits, slider frames, strips), the replies it
+//! gets back (progress, step previews, results, failures) and where each result goes.
+
+use super::*;
+
+/// What to do with a job's results when they arrive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Purpose {
+    /// Apply the first image to the canvas, keep all in the history.
+    Apply,
+    /// Show as the preview (slider frame, live sketch).
+    Preview,
+    /// Frame `i` of an exported strip.
+    Strip(usize),
+}
+
+/// A submitted job the app is waiting for.
+pub(super) struct Pending {
+    pub(super) purpose: Purpose,
+    pub(super) label: String,
+    pub(super) total: usize,
+    /// Network calls of the run, per batch (shown beside the result).
+    pub(super) calls: usize,
+    /// Where its results go in the document (None: the whole canvas, as a re-run recipe).
+    pub(super) placement: Option<Placement>,
+}
+
+/// The clean estimate of a running job's current step, shown on the canvas under a "preview" badge
+/// until the result (or a cancel) replaces it.
+pub struct StepPreview {
+    pub id: JobId,
+    /// The estimate placed in its frame over the document (what the canvas shows).
+    pub image: Rgb8,
+    pub done: usize,
+    pub total: usize,
+}
+
+/// The job the status bar shows.
+pub struct Running {
+    pub id: JobId,
+    pub label: String,
+    pub done: usize,
+    pub total: usize,
+    pub started: Instant,
+}
+
+pub(super) struct StripExport {
+    pub(super) path: PathBuf,
+    pub(super) frames: Vec<Option<Rgb8>>,
+}
+
+impl App {
+    pub fn cancel(&mut self) {
+        if !self.pending.is_empty() {
+            self.worker.cancel_all();
+            self.info("cancelled");
+        }
+    }
+
+    pub(super) fn poll_worker(&mut self) {
+        while let Some(reply) = self.worker.try_recv() {
+            self.handle_reply(reply);
+        }
+    }
+
+    pub(super) fn handle_reply(&mut self, reply: Reply) {
+        let id = reply.id();
+        let ends_job = !matches!(reply, Reply::Progress { .. });
+        if ends_job && self.step_preview.as_ref().is_some_and(|p| p.id == id) {
+            self.step_preview = None;
+        }
+        match reply {
+            Reply::ModelLoaded { info, .. } => {
+                self.model_job = None;
+                self.model_loaded(info);
+            }
+            Reply::Progress {
+                done,
+                total,
+                preview,
+                ..
+            } => {
+                let label = self.pending.get(&id).map(|p| p.label.clone());
+                // only for results bound for the canvas: slider frames and live sketches are quick
+                // and have their own preview, strips are not shown
+                let shown = self
+                    .pending
+                    .get(&id)
+                    .is_some_and(|p| matches!(p.purpose, Purpose::Apply));
+                let placement = self.pending.get(&id).and_then(|p| p.placement.clone());
+                if let Some(image) = preview.filter(|_| shown) {
+                    let image = self.placed_over_canvas(&image, placement.as_ref());
+                    self.step_preview = Some(StepPreview {
+                        id,
+                        image,
+                        done,
+                        total,
+                    });
+                }
+                match (&mut self.running, label) {
+                    (Some(r), _) if r.id == id => (r.done, r.total) = (done, total),
+                    (_, Some(label)) => {
+                        self.running = Some(Running {
+                            id,
+                            label,
+                            done,
+                            total,
+                            started: Instant::now(),
+                        })
+                    }
+                    _ => {}
+                }
+            }
+            Reply::Finished {
+                images, seconds, ..
+            } => {
+                if let Some(p) = self.pending.remove(&id) {
+                    let cost = format!(
+                        "{} call{} · {seconds:.2} s",
+                        p.calls,
+                        if p.calls == 1 { "" } else { "s" }
+                    );
+                    self.finished(&p, images, cost, seconds);
+                }
+            }
+            Reply::Failed { message, .. } => {
+                if self.model_job == Some(id) {
+                    self.model_job = None;
+                    let keep = match &self.model {
+                        Some(m) => format!(" (still using {})", m.name),
+                        None => String::new(),
+                    };
+                    self.error(format!("cannot load the model: {message}{keep}"));
+                } else {
+                    self.error(message);
+                }
+                if self.pending.remove(&id).is_some() {
+                    self.strip_failed();
+                }
+            }
+            Reply::Cancelled { .. } => {
+                self.stats.jobs_cancelled += 1;
+                if self
+                    .pending
+                    .remove(&id)
+                    .is_some_and(|p| matches!(p.purpose, Purpose::Strip(_)))
+                {
+                    self.strip_failed();
+                }
+            }
+        }
+        if self
+            .running
+            .as_ref()
+            .is_some_and(|r| !self.pending.contains_key(&r.id))
+        {
+            self.running = None;
+        }
+        // The oldest job still waiting is the one the worker runs now.
+        if self.running.is_none()
+            && let Some((&next, p)) = self.pending.iter().min_by_key(|(id, _)| **id)
+        {
+            self.running = Some(Running {
+                id: next,
+                label: p.label.clone(),
+                done: 0,
+                total: p.total,
+                started: Instant::now(),
+            });
+        }
+    }
+
+    pub(super) fn strip_failed(&mut self) {
+        if self.strip.take().is_some() {
+            self.error("the strip export stopped: no file was written");
+        }
+    }
+
+    pub(super) fn model_loaded(&mut self, info: ModelInfo) {
+        let size = info.image_size;
+        let (w, h) = (self.doc.width, self.doc.height);
+        if (w, h) != (size, size) && self.doc.is_pristine() {
+            self.doc = Document::blank(size, size);
+            self.canvas.fit_pending = true;
+        }
+        // a new model's frame starts at its native size, where it was
+        let (w, h) = (self.doc.width, self.doc.height);
+        self.frame = Frame { size, ..self.frame }.clamped(w, h, size);
+        let names = labels::class_names(&info);
+        self.class = info.num_classes.map(|_| labels::default_class(&names));
+        self.info(format!(
+            "model: {} ({size}×{size}{})",
+            info.name,
+            if info.num_classes.is_some() {
+                ", class-conditional"
+            } else {
+                ""
+            }
+        ));
+        if self.generate.steps == Steps::Tuned && info.ts.is_none() {
+            self.generate.steps = Steps::One;
+        }
+        // each model comes with the sketch strength its sketch test chose (else the paper's)
+        self.generate.strength = info.sketch_strength;
+        self.model = Some(info);
+    }
+
+    pub(super) fn finished(
+        &mut self,
+        job: &Pending,
+        images: Vec<(Rgb8, Recipe)>,
+        cost: String,
+        seconds: f64,
+    ) {
+        let placement = job.placement.clone();
+        match job.purpose {
+            Purpose::Apply => {
+                let n = images.len();
+                let Some((first, recipe)) = images.first().cloned() else {
+                    return;
+                };
+                self.info(format!(
+                    "{}: {n} image{} in {seconds:.2} s ({cost})",
+                    recipe.operation.label(),
+                    if n == 1 { "" } else { "s" }
+                ));
+                for (img, r) in images {
+                    let mut item = HistoryItem::new(img, r, placement.clone());
+                    item.cost = Some(cost.clone());
+                    self.history.push(item);
+                }
+                self.apply_to_canvas(&first, recipe, placement.as_ref());
+            }
+            Purpose::Preview => {
+                self.stats.frames_shown += 1;
+                if let Some((img, r)) = images.into_iter().next() {
+                    self.preview = Some(HistoryItem::new(img, r, placement));
+                }
+            }
+            Purpose::Strip(i) => {
+                let Some(strip) = &mut self.strip else { return };
+                strip.frames[i] = images.into_iter().next().map(|(img, _)| img);
+                if strip.frames.iter().all(Option::is_some) {
+                    let strip = self.strip.take().expect("checked");
+                    let frames: Vec<Rgb8> = strip.frames.into_iter().flatten().collect();
+                    // the temporary file has another name: the chosen path says which format
+                    let gif = is_gif(&strip.path);
+                    match write_atomic_with(&strip.path, |tmp| {
+                        let written = if gif {
+                            write_gif(tmp, &frames, 10)
+                        } else {
+                            write_apng(tmp, &frames, 10)
+                        };
+                        written.map_err(|e| e.to_string())
+                    }) {
+                        Ok(()) => self.info(format!(
+                            "wrote {} ({} frames)",
+                            strip.path.display(),
+                            frames.len()
+                        )),
+                        Err(e) => self.error(e),
+                    }
+                }
+            }
+        }
+    }
+
+    /// Submits a recipe run; its results go to `placement` (None: the whole canvas).
+    pub(super) fn submit(
+        &mut self,
+        recipe: Recipe,
+        batch: usize,
+        interactive: bool,
+        purpose: Purpose,
+        placement: Option<Placement>,
+    ) {
+        let parameterization = self
+            .model
+            .as_ref()
+            .map(|m| m.parameterization)
+            .unwrap_or_default();
+        let total = recipe_steps(&recipe, parameterization);
+        let calls = network_calls(&recipe, parameterization);
+        let label = recipe.operation.label().to_string();
+        let id = self.worker.submit(Job::Run {
+            recipe: Box::new(recipe),
+            batch,
+            interactive,
+        });
+        if self.running.is_none() {
+            self.running = Some(Running {
+                id,
+                label: label.clone(),
+                done: 0,
+                total,
+                started: Instant::now(),
+            });
+        }
+        self.pending.insert(
+            id,
+            Pending {
+                purpose,
+                label,
+                total,
+                calls,
+                placement,
+            },
+        );
+    }
+
+    pub(super) fn plan(&mut self, operation: Operation, seed: u64, steps: Steps) -> Option<Recipe> {
+        let Some(model) = &self.model else {
+            self.error("no model is loaded yet");
+            return None;
+        };
+        match plan(model, operation, seed, self.class, steps) {
+            Ok(r) => Some(r),
+            Err(e) => {
+                self.error(e.to_string());
+                None
+            }
+        }
+    }
+
+    /// The seed for the next Generate, advancing it as the seed mode says.
+    pub(super) fn next_seed(&mut self) -> u64 {
+        let g = &mut self.generate;
+        match g.seed_mode {
+            SeedMode::Fixed => {}
+            SeedMode::Random => g.seed = rand::random::<u32>() as u64,
+            SeedMode::Increment if !self.history.is_empty() => {
+                g.seed = g.seed.wrapping_add(g.batch as u64)
+            }
+            SeedMode::Increment => {}
+        }
+        g.seed
+    }
+
+    /// Generate: a sketch on the canvas becomes an image (SDEdit at the strength); a canvas without
+    /// one gets new images from noise. One click either way.
+    pub fn run_generate(&mut self) {
+        let frame = self.job_frame();
+        if self.doc.has_sketch_in(frame) {
+            self.run_sketch(false);
+            return;
+        }
+        let seed = self.next_seed();
+        let steps = self.generate.steps;
+        let placement = self.placement(frame, Paste::Feather(self.framing.feather));
+        if let Some(recipe) = self.plan(Operation::Generate, seed, steps) {
+            self.submit(
+                recipe,
+                self.generate.batch,
+                false,
+                Purpose::Apply,
+                Some(placement),
+            );
+        }
+    }
+
+    /// Sketch → image on the composite (live: interactive, shown as a preview).
+    pub fn run_sketch(&mut self, live: bool) {
+        let seed = if live {
+            self.generate.seed
+        } else {
+            self.next_seed()
+        };
+        let op = Operation::SdEdit {
+            strength: self.generate.strength,
+        };
+        let batch = if live { 1 } else { self.generate.batch };
+        self.run_edit(op, seed, batch, live);
+    }
+
+    /// An edit of what is in the generation frame; the result goes back there.
+    pub fn run_edit(&mut self, operation: Operation, seed: u64, batch: usize, live: bool) {
+        let frame = self.job_frame();
+        let inpaint = operation == Operation::Inpaint;
+        if inpaint && !self.doc.has_mask_in(frame) && !self.doc.has_empty_in(frame) {
+            self.error(
+                "inpainting needs a mask in the frame: paint one with the mask brush (M), \
+                 or move the frame over empty canvas",
+            );
+            return;
+        }
+        let feather = match operation {
+            Operation::SdEdit { .. } => self.framing.feather,
+            _ => 0,
+        };
+        let Some(mut recipe) = self.plan(operation, seed, Steps::One) else {
+            return;
+        };
+        let size = self.model_size();
+        let input = self.doc.frame_input(frame, size, inpaint, feather);
+        let embedded = EmbeddedImage::from_rgb(&input.image).and_then(|image| {
+            let mask = input.mask.as_ref();
+            let mask = mask.map(|m| EmbeddedImage::from_grey(size, size, m));
+            Ok((image, mask.transpose()?))
+        });
+        match embedded {
+            Ok((image, mask)) => {
+                recipe.input = Some(image);
+                recipe.mask = mask;
+            }
+            Err(e) => return self.error(e.to_string()),
+        }
+        let purpose = if live {
+            Purpose::Preview
+        } else {
+            Purpose::Apply
+        };
+        let placement = self.placement(frame, input.paste);
+        self.submit(recipe, batch, live, purpose, Some(placement));
+    }
+
+    /// The generation frame, fitted to today's document and model.
+    pub fn job_frame(&self) -> Frame {
+        let (w, h) = (self.doc.width, self.doc.height);
+        self.frame.clamped(w, h, self.model_size())
+    }
+
+    fn placement(&self, frame: Frame, paste: Paste) -> Placement {
+        Placement {
+            frame,
+            origin: self.doc.origin,
+            paste,
+        }
+    }
+
+    /// Outpaint toward `side`: moves the frame over the empty canvas on that side, overlapping the
+    /// picture by the chosen fraction (extending the canvas first when nothing is empty there), and
+    /// inpaints what is empty.
+    pub fn outpaint(&mut self, side: Side) {
+        let overlap = self.framing.overlap;
+        let mut frame = self.job_frame();
+        let target = match frame.outpaint(&self.doc, side, overlap) {
+            Some(t) => Some(t),
+            None => {
+                let n = frame.size - (frame.size as f64 * overlap).round() as usize;
+                if let Err(e) = self.doc.extend(side, n.max(1)) {
+                    return self.error(e);
+                }
+                // the frame stays on the picture when the canvas grows left or up
+                frame = match side {
+                    Side::Left => Frame {
+                        x: frame.x + n,
+                        ..frame
+                    },
+                    Side::Up => Frame {
+                        y: frame.y + n,
+                        ..frame
+                    },
+                    _ => frame,
+                };
+                frame.outpaint(&self.doc, side, overlap)
+            }
+        };
+        let Some(target) = target else {
+            return self.error("nothing is painted in the frame's band to continue from");
+        };
+        self.frame = target;
+        let seed = self.next_seed();
+        self.run_edit(Operation::Inpaint, seed, 1, false);
+    }
+
+    /// Extend canvas: `n` empty pixels on one side (one undo step); the frame stays on the picture.
+    pub fn extend_canvas(&mut self, side: Side, n: usize) {
+        match self.doc.extend(side, n) {
+            Ok(()) => {
+                self.frame = match side {
+                    Side::Left => Frame {
+                        x: self.frame.x + n,
+                        ..self.frame
+                    },
+                    Side::Up => Frame {
+                        y: self.frame.y + n,
+                        ..self.frame
+                    },
+                    _ => self.frame,
+                };
+                self.canvas.fit_pending = true;
+            }
+            Err(e) => self.error(e),
+        }
+    }
+
+    /// One slider frame (interactive: a newer frame replaces it).
+    pub fn run_interpolation_frame(&mut self) {
+        let s = self.interpolate.clone();
+        let op = Operation::Interpolate {
+            seed_b: s.seed_b,
+            alpha: s.alpha,
+        };
+        let placement = self.placement(self.job_frame(), Paste::Feather(self.framing.feather));
+        if let Some(recipe) = self.plan(op, s.seed_a, Steps::One) {
+            self.submit(recipe, 1, true, Purpose::Preview, Some(placement));
+        }
+    }
+
+    /// Renders `strip_frames` frames from seed A to seed B and writes them as an animated PNG.
+    pub fn export_strip(&mut self) {
+        let s = self.interpolate.clone();
+        let Some(path) = self.dialogs.save_animation("interpolation.gif") else {
+            return;
+        };
+        let k = s.strip_frames.max(2);
+        let mut recipes = Vec::new();
+        for i in 0..k {
+            let op = Operation::Interpolate {
+                seed_b: s.seed_b,
+                alpha: i as f64 / (k - 1) as f64,
+            };
+            match self.plan(op, s.seed_a, Steps::One) {
+                Some(r) => recipes.push(r),
+                None => return,
+            }
+        }
+        self.strip = Some(StripExport {
+            path,
+            frames: vec![None; k],
+        });
+        for (i, r) in recipes.into_iter().enumerate() {
+            self.submit(r, 1, false, Purpose::Strip(i), None);
+        }
+    }
+
+    pub fn load_model(&mut self, path: Option<PathBuf>) {
+        self.model_job = Some(self.worker.submit(Job::LoadModel(path)));
+    }
+
+    pub fn is_loading_model(&self) -> bool {
+        self.model_job.is_some()
+    }
+}

@@ -1,0 +1,216 @@
+//! The document kept safe: autosave to the data folder, projects (`.cmpaint`) saved and opened, and
+//! the atomic file writes every save and export uses.
+
+use super::*;
+
+/// Background saves of the document to the data folder.
+pub(super) struct Autosave {
+    pub(super) path: PathBuf,
+    /// Document revision and history length last written.
+    pub(super) written: (u64, usize),
+    pub(super) last: Instant,
+    pub(super) running: Option<std::thread::JoinHandle<Result<(), String>>>,
+}
+
+/// Seconds between autosaves of a changed document.
+pub const AUTOSAVE_SECONDS: u64 = 30;
+
+impl App {
+    /// Autosaves into `dir` (see `project::data_dir`); an autosave already there is offered for
+    /// restoring first.
+    pub fn with_autosave(mut self, dir: PathBuf) -> Self {
+        let path = dir.join(project::AUTOSAVE_FILE);
+        if path.exists() {
+            match Project::read(&path) {
+                Ok(p) => self.pending_restore = Some(p),
+                Err(e) => self.error(format!("the last autosave cannot be restored: {e}")),
+            }
+        }
+        self.autosave = Some(Autosave {
+            path,
+            written: (self.doc.revision, 0),
+            last: Instant::now(),
+            running: None,
+        });
+        self
+    }
+
+    /// The state that makes a save necessary: document revision and number of results.
+    pub(super) fn save_state(&self) -> (u64, usize) {
+        (self.doc.revision, self.history.len())
+    }
+
+    pub fn is_dirty(&self) -> bool {
+        self.saved_state != Some(self.save_state())
+            && (self.doc.can_undo() || !self.history.is_empty())
+    }
+
+    pub(super) fn capture(&self) -> Result<Project, String> {
+        let history: Vec<_> = self
+            .history
+            .iter()
+            .map(|r| (&r.image, &r.recipe, r.placement.as_ref()))
+            .collect();
+        let model = self.model.as_ref().and_then(|m| m.file.as_deref());
+        Project::capture(&self.doc, Some(self.frame), &history, model).map_err(|e| e.to_string())
+    }
+
+    /// Every AUTOSAVE_SECONDS, when something changed: the document is copied here and encoded and
+    /// written on a background thread (temp file, fsync, rename).
+    pub(super) fn autosave_tick(&mut self, force: bool) {
+        let state = self.save_state();
+        let Some(a) = &mut self.autosave else { return };
+        if let Some(h) = a.running.take_if(|h| h.is_finished() || force)
+            && let Ok(Err(e)) = h.join()
+        {
+            let msg = format!("autosave failed: {e}");
+            self.error(msg);
+            return;
+        }
+        let a = self.autosave.as_mut().expect("checked");
+        let due = force || a.last.elapsed().as_secs() >= AUTOSAVE_SECONDS;
+        if !due || a.written == state || a.running.is_some() || self.pending_restore.is_some() {
+            return;
+        }
+        let doc = self.doc.clone();
+        let history: Vec<(Rgb8, Recipe, Option<Placement>)> = self
+            .history
+            .iter()
+            .map(|r| (r.image.clone(), r.recipe.clone(), r.placement.clone()))
+            .collect();
+        let frame = Some(self.frame);
+        let model = self.model.as_ref().and_then(|m| m.file.clone());
+        let a = self.autosave.as_mut().expect("checked");
+        let path = a.path.clone();
+        a.written = state;
+        a.last = Instant::now();
+        let save = move || {
+            let refs: Vec<_> = history.iter().map(|(i, r, p)| (i, r, p.as_ref())).collect();
+            let p = Project::capture(&doc, frame, &refs, model.as_deref())
+                .map_err(|e| e.to_string())?;
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+            }
+            write_atomic_with(&path, |tmp| write_file(tmp, &p.to_bytes()))
+        };
+        if force {
+            if let Err(e) = save() {
+                self.error(format!("autosave failed: {e}"));
+            }
+        } else {
+            a.running = Some(std::thread::spawn(save));
+        }
+    }
+
+    /// Writes an autosave now and waits for it (on exit, and for tests).
+    pub fn autosave_now(&mut self) {
+        self.autosave_tick(true);
+    }
+
+    /// Replaces the document and history with a project's.
+    pub(super) fn restore(&mut self, project: &Project) -> Result<(), String> {
+        let r = project.restore().map_err(|e| e.to_string())?;
+        self.doc = r.doc;
+        self.history = r
+            .history
+            .into_iter()
+            .map(|(img, recipe, placement)| HistoryItem::new(img, recipe, placement))
+            .collect();
+        let (w, h) = (self.doc.width, self.doc.height);
+        self.frame = r
+            .frame
+            .unwrap_or_else(|| Frame::centred(w, h, self.model_size()));
+        self.canvas.fit_pending = true;
+        let current = self.model.as_ref().and_then(|m| m.file.clone());
+        if r.model != current && r.model.as_ref().is_none_or(|p| is_loadable(p)) {
+            self.load_model(r.model);
+        }
+        Ok(())
+    }
+
+    pub fn restore_autosave(&mut self, restore: bool) {
+        let Some(p) = self.pending_restore.take() else {
+            return;
+        };
+        if restore {
+            match self.restore(&p) {
+                Ok(()) => self.info("restored the last session"),
+                Err(e) => self.error(format!("the autosave cannot be restored: {e}")),
+            }
+        }
+        // From now on autosaves overwrite it.
+        if let Some(a) = &mut self.autosave {
+            a.written = (u64::MAX, usize::MAX);
+        }
+    }
+
+    /// File → Save Project (As…): writes the document, results and model to a `.cmpaint` file.
+    pub fn save_project(&mut self, ask: bool) {
+        let path = match (&self.project_path, ask) {
+            (Some(p), false) => p.clone(),
+            _ => match self.dialogs.save_project("painting.cmpaint") {
+                Some(p) => p,
+                None => return,
+            },
+        };
+        let written = self
+            .capture()
+            .and_then(|p| write_atomic_with(&path, |tmp| write_file(tmp, &p.to_bytes())));
+        match written {
+            Ok(()) => {
+                self.saved_state = Some(self.save_state());
+                self.project_path = Some(path.clone());
+                self.info(format!("saved {}", path.display()));
+            }
+            Err(e) => self.error(format!(
+                "the project was not saved and is still open with its changes: {e}"
+            )),
+        }
+    }
+
+    pub fn open_project(&mut self) {
+        let Some(path) = self.dialogs.open_project() else {
+            return;
+        };
+        let opened = Project::read(&path)
+            .map_err(|e| e.to_string())
+            .and_then(|p| self.restore(&p));
+        match opened {
+            Ok(()) => {
+                self.saved_state = Some(self.save_state());
+                self.project_path = Some(path.clone());
+                self.info(format!("opened {}", path.display()));
+            }
+            Err(e) => self.error(format!("{}: {e}", path.display())),
+        }
+    }
+}
+
+pub(super) fn write_file(path: &Path, bytes: &[u8]) -> Result<(), String> {
+    use std::io::Write;
+    let mut f = std::fs::File::create(path).map_err(|e| e.to_string())?;
+    f.write_all(bytes).map_err(|e| e.to_string())?;
+    f.sync_all().map_err(|e| e.to_string())
+}
+
+/// Writes through a temporary file in the same folder and renames it over `path`, so a failure
+/// (full disk, read-only folder) never leaves a half-written file and never touches an existing one.
+pub fn write_atomic_with(
+    path: &Path,
+    write: impl FnOnce(&Path) -> Result<(), String>,
+) -> Result<(), String> {
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .ok_or_else(|| format!("{}: not a file name", path.display()))?;
+    let tmp = dir.join(format!(".{}.cmpaint-tmp", name.to_string_lossy()));
+    let result = write(&tmp)
+        .and_then(|()| std::fs::rename(&tmp, path).map_err(|e| format!("{}: {e}", path.display())));
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result.map_err(|e| format!("{}: {e}", path.display()))
+}
