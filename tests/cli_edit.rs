@@ -563,3 +563,75 @@ fn a_model_s_own_sketch_strength_is_the_sdedit_default() {
     let (_, out, _) = cmpaint(&["info", "--model", s(&c), "--config", s(&cfg_path)]);
     assert!(out.contains("\"sketch_strength\": 0.3"), "{out}");
 }
+
+/// `edit outpaint`: a wider (or taller) picture whose old pixels are byte-for-byte the input's and
+/// whose new area is generated, natively (frame = model size) and scaled (a larger frame).
+#[test]
+fn outpaint_grows_the_picture_and_keeps_every_old_pixel() {
+    let dir = tempfile::tempdir().unwrap();
+    let (pic, out) = (dir.path().join("pic.png"), dir.path().join("out.png"));
+    write_png(&pic, 20, 16, |x, y| [(x * 12) as u8, (y * 15) as u8, 77]);
+    let input = image::open(&pic).unwrap().to_rgb8();
+    let model = model_path('c');
+    for (extend, frame, (w, h), (dx, dy)) in [
+        ("right:12", None, (32, 16), (0, 0)),
+        ("up:10", Some("24"), (20, 26), (0, 10)),
+    ] {
+        let mut args = vec!["edit", "outpaint", "--model", s(&model), "--image", s(&pic)];
+        args.extend(["--extend", extend, "--seed", "3", "-o", s(&out)]);
+        if let Some(f) = frame {
+            args.extend(["--frame", f]);
+        }
+        let (ok, _, err) = cmpaint(&args);
+        assert!(ok, "{extend}: {err}");
+        assert!(err.contains("outpainted"), "{err}");
+        let got = image::open(&out).unwrap().to_rgb8();
+        assert_eq!(got.dimensions(), (w, h), "{extend}");
+        for (x, y, p) in input.enumerate_pixels() {
+            assert_eq!(
+                p,
+                got.get_pixel(x + dx, y + dy),
+                "{extend}: old pixel ({x}, {y})"
+            );
+        }
+        let white = image::Rgb([255u8; 3]);
+        let generated = got
+            .enumerate_pixels()
+            .filter(|(x, y, _)| *x < dx || *y < dy || *x >= 20 + dx || *y >= 16 + dy)
+            .filter(|(_, _, p)| **p != white)
+            .count();
+        let new_area = (w * h - 20 * 16) as usize;
+        assert!(
+            generated > new_area / 2,
+            "{extend}: {generated} of {new_area} generated"
+        );
+    }
+    let refused = |args: &[&str], needle: &str| {
+        let (ok, _, err) = cmpaint(args);
+        assert!(!ok && err.contains(needle), "{args:?}: {err}");
+    };
+    let base = [
+        "edit",
+        "outpaint",
+        "--model",
+        s(&model),
+        "--image",
+        s(&pic),
+        "-o",
+        s(&out),
+    ];
+    refused(&base, "outpaint needs --extend");
+    refused(
+        &[&base[..], &["--extend", "sideways:4"]].concat(),
+        "left, right, up or down",
+    );
+    refused(
+        &[&base[..], &["--extend", "left:9000"]].concat(),
+        "the largest is 4096",
+    );
+    let colorize = ["edit", "colorize", "--model", s(&model), "--image", s(&pic)];
+    refused(
+        &[&colorize[..], &["--extend", "left:4", "-o", s(&out)]].concat(),
+        "for outpaint only",
+    );
+}

@@ -29,6 +29,9 @@ pub enum Task {
     Sdedit,
     /// One call of the consistency function at the picture's noise level (--sigma, or estimated).
     Denoise,
+    /// Grow the picture past a border (--extend SIDE:N): frames overlapping the picture inpaint the
+    /// new area until it is filled; the picture's own pixels are kept exactly.
+    Outpaint,
 }
 
 #[derive(Args, Debug)]
@@ -80,6 +83,16 @@ pub struct EditArgs {
     /// Write one PNG per image (OUT_000.png, …) instead of a grid.
     #[arg(long)]
     pub separate: bool,
+    /// Outpaint: the border to grow and by how many pixels, e.g. left:64.
+    #[arg(long)]
+    pub extend: Option<super::outpaint::Extend>,
+    /// Outpaint: the fraction of each frame kept over the picture (default 0.5).
+    #[arg(long)]
+    pub overlap: Option<f64>,
+    /// Outpaint: the frame's side in pixels (default: the picture's side across the extension;
+    /// the model's size is native, larger is scaled to it and back).
+    #[arg(long)]
+    pub frame: Option<usize>,
 }
 
 fn is_tensor_file(path: &Path) -> bool {
@@ -151,6 +164,12 @@ fn read_mask(args: &EditArgs, size: usize, h: usize, w: usize, device: &Device) 
 
 pub fn run(args: EditArgs) -> Result<()> {
     let wrong = |flag: &str, task: &str| bail!("{flag} is for {task} only");
+    let outpaint_flags = args.extend.is_some() || args.overlap.is_some() || args.frame.is_some();
+    if args.task == Task::Outpaint {
+        return super::outpaint::run(&args);
+    } else if outpaint_flags {
+        return wrong("--extend/--overlap/--frame", "outpaint");
+    }
     match args.task {
         Task::Inpaint => {}
         _ if args.mask.is_some() => return wrong("--mask", "inpaint"),
@@ -219,7 +238,7 @@ pub fn run(args: EditArgs) -> Result<()> {
             factor: factor.expect("set for superres"),
         },
         Task::Sdedit => EditTask::SdEdit,
-        Task::Denoise => unreachable!("handled above"),
+        Task::Denoise | Task::Outpaint => unreachable!("handled above"),
     };
     let edm = cfg.sampling.parameterization == Parameterization::Edm;
     let steps = args

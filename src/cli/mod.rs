@@ -4,6 +4,7 @@
 mod edit;
 mod generate;
 mod interpolate;
+mod outpaint;
 
 use crate::engine::cm::noise::{NoiseSource, ReplayNoise, SeededNoise};
 use crate::engine::cm::pf_ode::{Churn, Solver};
