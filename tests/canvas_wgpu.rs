@@ -153,3 +153,62 @@ fn the_compositor_dims_the_canvas_outside_the_generation_frame() {
     let p = image.get_pixel(corner.0 as u32 + 1, corner.1 as u32 + 1).0;
     assert_eq!([p[0], p[1], p[2]], [255, 255, 255], "handle");
 }
+
+/// After the first upload only changed rectangles travel: a one-pixel change hands over one pixel's
+/// bytes and shows up; a patch over an upload the compositor never drew (a frame not rendered) is
+/// refused, and the next upload is whole, so the canvas is never left stale.
+#[test]
+fn only_changed_rectangles_are_uploaded_and_a_missed_patch_heals() {
+    use cmpaint::paint::document::Rect;
+    let mut h = harness();
+    h.run();
+    let _ = h.render().expect("wgpu renders");
+    let whole = SIDE * SIDE * 9;
+    let pixel_of = |image: &image::RgbaImage, h: &Harness<'static, State>, x: usize, y: usize| {
+        let rect = h.state().canvas.image_rect(&h.state().doc);
+        let px = rect.min.x + (x as f32 + 0.5) * ZOOM;
+        let py = rect.min.y + (y as f32 + 0.5) * ZOOM;
+        let p = image.get_pixel(px as u32, py as u32).0;
+        [p[0], p[1], p[2]]
+    };
+    let paint = |h: &mut Harness<'static, State>, x: usize, y: usize, rgb: [u8; 3]| {
+        let d = &mut h.state_mut().doc;
+        let i = (y * SIDE + x) * 4;
+        d.picture[i..i + 3].copy_from_slice(&rgb);
+        d.touch_rect(Rect {
+            x0: x,
+            y0: y,
+            x1: x + 1,
+            y1: y + 1,
+        });
+    };
+    paint(&mut h, 1, 1, [250, 0, 250]);
+    h.run();
+    assert_eq!(
+        h.state().canvas.last_upload_bytes,
+        9,
+        "one pixel of three layers"
+    );
+    let image = h.render().unwrap();
+    assert_eq!(pixel_of(&image, &h, 1, 1), [250, 0, 250]);
+    assert_eq!(
+        pixel_of(&image, &h, 3, 1),
+        [96, 32, 40],
+        "its neighbour is untouched"
+    );
+    // two patches, only the second drawn: refused, then healed by a whole upload
+    paint(&mut h, 4, 4, [0, 250, 0]);
+    h.step();
+    paint(&mut h, 6, 6, [0, 0, 250]);
+    h.step();
+    let _ = h.render().unwrap();
+    h.step();
+    assert_eq!(
+        h.state().canvas.last_upload_bytes,
+        whole,
+        "the next upload is whole"
+    );
+    let image = h.render().unwrap();
+    assert_eq!(pixel_of(&image, &h, 4, 4), [0, 250, 0]);
+    assert_eq!(pixel_of(&image, &h, 6, 6), [0, 0, 250]);
+}

@@ -8,6 +8,7 @@ use crate::paint::frame::Frame;
 use crate::picture::Rgb8;
 use eframe::egui::{self, Color32, PointerButton, Pos2, Rect, Sense, Vec2};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 pub const MIN_ZOOM: f32 = 0.25;
 pub const MAX_ZOOM: f32 = 64.0;
@@ -37,6 +38,14 @@ struct FrameDrag {
     anchor: Option<(usize, usize)>,
 }
 
+/// A picture shown instead of the document (a History result held for Compare, a step preview),
+/// the document's size; `key` changes whenever the picture does.
+#[derive(Clone, Copy)]
+pub struct Compare<'a> {
+    pub image: &'a Rgb8,
+    pub key: u64,
+}
+
 /// What happened on the canvas this frame that the app acts on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CanvasEvent {
@@ -58,10 +67,15 @@ pub struct Canvas {
     stroke: Option<Stroke>,
     frame_drag: Option<FrameDrag>,
     panning: bool,
+    /// The layers last handed to the compositor.
     layers: Option<Arc<LayerData>>,
-    layers_key: (u64, bool),
-    fallback: Option<(egui::TextureHandle, (u64, bool))>,
+    /// Set by the compositor when it could not apply a patch (it missed the one before).
+    needs_full: Arc<AtomicBool>,
+    compare_key: Option<u64>,
+    fallback: Option<(egui::TextureHandle, (u64, Option<u64>))>,
     last_rect: Rect,
+    /// Layer bytes handed to the compositor on the last frame (0 when nothing changed).
+    pub last_upload_bytes: usize,
 }
 
 impl Canvas {
@@ -76,9 +90,11 @@ impl Canvas {
             frame_drag: None,
             panning: false,
             layers: None,
-            layers_key: (u64::MAX, false),
+            needs_full: Arc::new(AtomicBool::new(true)),
+            compare_key: None,
             fallback: None,
             last_rect: Rect::NOTHING,
+            last_upload_bytes: 0,
         }
     }
 
@@ -147,7 +163,7 @@ impl Canvas {
         doc: &mut Document,
         tool: Tool,
         brush: &mut BrushSettings,
-        compare: Option<&Rgb8>,
+        compare: Option<Compare>,
         mut frame: FrameEdit,
     ) -> CanvasEvent {
         let rect = ui.available_rect_before_wrap();
@@ -353,34 +369,44 @@ impl Canvas {
         event
     }
 
-    /// The layers as the compositor wants them, rebuilt only when the document or compare changes.
-    fn layer_data(&mut self, doc: &Document, compare: Option<&Rgb8>) -> Arc<LayerData> {
-        let key = (doc.revision, compare.is_some());
-        if let Some(l) = &self.layers
-            && self.layers_key == key
-            && compare.is_none()
-        {
-            return l.clone();
-        }
-        let (picture, sketch) = match compare {
-            Some(img) => (rgb_to_rgba(img), vec![0; doc.width * doc.height * 4]),
-            None => (doc.picture.clone(), doc.sketch.clone()),
+    /// The layers as the compositor wants them: the whole layers when the document's size changed,
+    /// the compositor asked for them, or a Compare view comes or goes; else only the rectangle the
+    /// document changed since the last frame (a brush dab, a frame's result), or nothing at all.
+    fn layer_data(&mut self, doc: &mut Document, compare: Option<Compare>) -> Arc<LayerData> {
+        self.last_upload_bytes = 0;
+        let damage = doc.take_damage();
+        let size = (doc.width as u32, doc.height as u32);
+        let previous = self.layers.as_ref().map(|l| (l.seq, (l.width, l.height)));
+        let compare_key = compare.as_ref().map(|c| c.key);
+        let full = self.needs_full.swap(false, Ordering::Relaxed)
+            || previous.is_none_or(|(_, s)| s != size)
+            || compare_key != self.compare_key;
+        self.compare_key = compare_key;
+        let seq = previous.map_or(0, |(seq, _)| seq + 1);
+        let layers = match (compare, full, damage) {
+            (Some(c), true, _) => {
+                let blank = vec![0; doc.width * doc.height * 4];
+                LayerData::whole(seq, size, rgb_to_rgba(c.image), blank, doc.mask.clone())
+            }
+            (None, true, _) => LayerData::whole(
+                seq,
+                size,
+                doc.picture.clone(),
+                doc.sketch.clone(),
+                doc.mask.clone(),
+            ),
+            // a Compare view hides the document's changes until it goes (then all is re-sent)
+            (Some(_), false, _) | (None, false, None) => {
+                return self.layers.clone().expect("sent before");
+            }
+            (None, false, Some(r)) => LayerData::patch(seq, seq - 1, doc, r),
         };
         let layers = Arc::new(LayerData {
-            // Compare views get a revision of their own so they are always re-uploaded.
-            revision: if compare.is_some() {
-                u64::MAX - 1
-            } else {
-                doc.revision
-            },
-            width: doc.width as u32,
-            height: doc.height as u32,
-            picture,
-            sketch,
-            mask: doc.mask.clone(),
+            needs_full: self.needs_full.clone(),
+            ..layers
         });
+        self.last_upload_bytes = layers.bytes();
         self.layers = Some(layers.clone());
-        self.layers_key = key;
         layers
     }
 
@@ -388,18 +414,20 @@ impl Canvas {
         &mut self,
         ctx: &egui::Context,
         doc: &Document,
-        compare: Option<&Rgb8>,
+        compare: Option<Compare>,
         show_mask: bool,
     ) -> egui::TextureHandle {
-        let key = (doc.revision ^ (show_mask as u64) << 63, compare.is_some());
+        let key = (
+            doc.revision ^ (show_mask as u64) << 63,
+            compare.map(|c| c.key),
+        );
         if let Some((t, k)) = &self.fallback
             && *k == key
-            && compare.is_none()
         {
             return t.clone();
         }
         let base = match compare {
-            Some(img) => img.clone(),
+            Some(c) => c.image.clone(),
             None => doc.composite(),
         };
         let mut pixels = Vec::with_capacity(doc.width * doc.height);

@@ -1,21 +1,78 @@
 //! The canvas drawn by `shaders/canvas.wgsl` through an egui_wgpu paint callback. The pipeline lives in
-//! egui_wgpu's callback resources (registered once per render state); layers are uploaded only when
-//! the document's revision changes.
+//! egui_wgpu's callback resources (registered once per render state). Layers are uploaded whole only
+//! when needed (a new size, a Compare view); otherwise only the rectangle that changed, so a 2048²
+//! document costs a brush dab's bytes per frame, not 36 MB.
 
+use crate::paint::document::{Document, Layer, Rect, copy_rect};
 use eframe::egui;
 use eframe::egui_wgpu::{self, CallbackResources, CallbackTrait, RenderState, ScreenDescriptor};
 use eframe::wgpu;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
-/// The layers to show, as uploaded: RGBA8 picture and sketch, R8 mask.
+/// Layers to upload: RGBA8 picture and sketch, R8 mask — whole, or a patch of the rectangle `rect`
+/// (x, y, width, height) that applies on top of upload `base`.
 #[derive(Debug)]
 pub struct LayerData {
-    pub revision: u64,
+    /// Numbers the uploads; the compositor skips one it already has.
+    pub seq: u64,
+    /// None: whole layers. Some(b): a patch, valid only over upload `b`.
+    pub base: Option<u64>,
     pub width: u32,
     pub height: u32,
+    pub rect: [u32; 4],
     pub picture: Vec<u8>,
     pub sketch: Vec<u8>,
     pub mask: Vec<u8>,
+    /// Raised by the compositor when a patch did not fit what it holds: the next upload is whole.
+    pub needs_full: Arc<AtomicBool>,
+}
+
+impl LayerData {
+    pub fn whole(
+        seq: u64,
+        (width, height): (u32, u32),
+        picture: Vec<u8>,
+        sketch: Vec<u8>,
+        mask: Vec<u8>,
+    ) -> Self {
+        Self {
+            seq,
+            base: None,
+            width,
+            height,
+            rect: [0, 0, width, height],
+            picture,
+            sketch,
+            mask,
+            needs_full: Arc::default(),
+        }
+    }
+
+    /// The rectangle `r` of the document's layers, over upload `base`.
+    pub fn patch(seq: u64, base: u64, doc: &Document, r: Rect) -> Self {
+        let w = doc.width;
+        Self {
+            seq,
+            base: Some(base),
+            width: w as u32,
+            height: doc.height as u32,
+            rect: [
+                r.x0 as u32,
+                r.y0 as u32,
+                (r.x1 - r.x0) as u32,
+                (r.y1 - r.y0) as u32,
+            ],
+            picture: copy_rect(&doc.picture, w, Layer::Picture, r),
+            sketch: copy_rect(&doc.sketch, w, Layer::Sketch, r),
+            mask: copy_rect(&doc.mask, w, Layer::Mask, r),
+            needs_full: Arc::default(),
+        }
+    }
+
+    pub fn bytes(&self) -> usize {
+        self.picture.len() + self.sketch.len() + self.mask.len()
+    }
 }
 
 /// Must match `Uniforms` in canvas.wgsl.
@@ -39,7 +96,8 @@ struct Resources {
 }
 
 struct Textures {
-    revision: u64,
+    /// The upload these textures hold.
+    seq: u64,
     size: (u32, u32),
     picture: wgpu::Texture,
     sketch: wgpu::Texture,
@@ -163,15 +221,26 @@ impl CallbackTrait for CanvasCallback {
         queue.write_buffer(&res.uniforms, 0, bytemuck::bytes_of(&self.uniforms));
         let l = &self.layers;
         let size = (l.width, l.height);
-        if res.textures.as_ref().is_none_or(|t| t.size != size) {
-            res.textures = Some(create_textures(device, &res.layout, &res.uniforms, size));
+        let fits = res
+            .textures
+            .as_ref()
+            .is_some_and(|t| t.size == size && l.base.is_none_or(|b| b == t.seq || l.seq == t.seq));
+        if !fits {
+            if l.base.is_some() {
+                // a patch over an upload this compositor never got (a frame that was not drawn)
+                l.needs_full.store(true, Ordering::Relaxed);
+                return Vec::new();
+            }
+            if res.textures.as_ref().is_none_or(|t| t.size != size) {
+                res.textures = Some(create_textures(device, &res.layout, &res.uniforms, size));
+            }
         }
         let t = res.textures.as_mut().expect("created above");
-        if t.revision != l.revision {
-            write(queue, &t.picture, &l.picture, size, 4);
-            write(queue, &t.sketch, &l.sketch, size, 4);
-            write(queue, &t.mask, &l.mask, size, 1);
-            t.revision = l.revision;
+        if t.seq != l.seq {
+            write(queue, &t.picture, &l.picture, l.rect, 4);
+            write(queue, &t.sketch, &l.sketch, l.rect, 4);
+            write(queue, &t.mask, &l.mask, l.rect, 1);
+            t.seq = l.seq;
         }
         Vec::new()
     }
@@ -242,7 +311,7 @@ fn create_textures(
         ],
     });
     Textures {
-        revision: u64::MAX,
+        seq: u64::MAX,
         size: (width, height),
         picture,
         sketch,
@@ -251,9 +320,24 @@ fn create_textures(
     }
 }
 
-fn write(queue: &wgpu::Queue, texture: &wgpu::Texture, data: &[u8], (w, h): (u32, u32), bpp: u32) {
+/// Writes the `[x, y, w, h]` rectangle of a texture from its rows.
+fn write(
+    queue: &wgpu::Queue,
+    texture: &wgpu::Texture,
+    data: &[u8],
+    [x, y, w, h]: [u32; 4],
+    bpp: u32,
+) {
+    if w == 0 || h == 0 {
+        return;
+    }
     queue.write_texture(
-        texture.as_image_copy(),
+        wgpu::TexelCopyTextureInfo {
+            texture,
+            mip_level: 0,
+            origin: wgpu::Origin3d { x, y, z: 0 },
+            aspect: wgpu::TextureAspect::All,
+        },
         data,
         wgpu::TexelCopyBufferLayout {
             offset: 0,

@@ -36,7 +36,7 @@ use crate::picture::{
 use crate::recipe::{EmbeddedImage, Operation, Recipe, encode_png, read_recipe};
 use crate::worker::execute::{ModelInfo, Steps, network_calls, plan, recipe_steps};
 use crate::worker::{Job, JobId, Reply, Worker, is_loadable};
-use canvas::{Canvas, CanvasEvent, FrameEdit};
+use canvas::{Canvas, CanvasEvent, Compare, FrameEdit};
 use dialogs::Dialogs;
 use eframe::egui;
 use std::collections::HashMap;
@@ -301,11 +301,17 @@ impl App {
                         Some(((i, revision), placed))
                     });
                 }
-                let compare = self
-                    .compare_cache
-                    .as_ref()
-                    .map(|c| c.1.clone())
-                    .or_else(|| step.map(|p| p.image.clone()));
+                let compare = match (&self.compare_cache, step) {
+                    (Some(((i, revision), image)), _) => Some(Compare {
+                        image,
+                        key: key_of(&("compare", i, revision)),
+                    }),
+                    (None, Some(p)) => Some(Compare {
+                        image: &p.image,
+                        key: key_of(&("step", p.id, p.done)),
+                    }),
+                    (None, None) => None,
+                };
                 let badge = step
                     .filter(|_| self.compare.is_none())
                     .map(|p| format!("preview · step {}/{}", p.done, p.total));
@@ -321,7 +327,7 @@ impl App {
                     &mut self.doc,
                     self.tool,
                     &mut self.brush,
-                    compare.as_ref(),
+                    compare,
                     frame,
                 );
                 if let Some(text) = badge {
@@ -419,4 +425,10 @@ impl eframe::App for App {
     fn on_exit(&mut self) {
         self.autosave_now();
     }
+}
+
+/// A value's hash, as the key that tells the canvas a Compare picture changed.
+fn key_of(value: &impl std::hash::Hash) -> u64 {
+    use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+    BuildHasherDefault::<DefaultHasher>::default().hash_one(value)
 }

@@ -210,7 +210,7 @@ impl Stroke {
                 k += 1;
             }
         }
-        doc.touch();
+        doc.touch_rect(Rect { x0, y0, x1, y1 });
     }
 
     /// Ends the stroke: one undo step.

@@ -38,6 +38,31 @@ impl Rect {
     pub fn is_empty(&self) -> bool {
         self.x0 >= self.x1 || self.y0 >= self.y1
     }
+
+    /// The smallest rectangle holding both.
+    pub fn union(self, other: Rect) -> Rect {
+        Rect {
+            x0: self.x0.min(other.x0),
+            y0: self.y0.min(other.y0),
+            x1: self.x1.max(other.x1),
+            y1: self.y1.max(other.y1),
+        }
+    }
+
+    pub fn area(&self) -> usize {
+        if self.is_empty() {
+            0
+        } else {
+            (self.x1 - self.x0) * (self.y1 - self.y0)
+        }
+    }
+}
+
+/// Grows an optional rectangle by another.
+fn add_damage(damage: &mut Option<Rect>, r: Rect) {
+    if !r.is_empty() {
+        *damage = Some(damage.map_or(r, |d| d.union(r)));
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -136,6 +161,10 @@ pub struct Document {
     /// Where pixel (0, 0) of the canvas as first made now lies: Extend canvas on the left or top
     /// moves it, so positions kept from before (a result's frame in History) stay where they were.
     pub origin: (i64, i64),
+    /// Pixels changed since a view last took them (`take_damage`): views upload only these.
+    damage: Option<Rect>,
+    /// Pixels an open action marked changed (`touch_rect`): `commit` looks for changes only there.
+    action_damage: Option<Rect>,
     undo: Vec<UndoStep>,
     redo: Vec<UndoStep>,
     /// The layers as they were when the open action began (see `begin`).
@@ -160,6 +189,13 @@ impl Document {
             recipe: None,
             revision: 0,
             origin: (0, 0),
+            damage: Some(Rect {
+                x0: 0,
+                y0: 0,
+                x1: width,
+                y1: height,
+            }),
+            action_damage: None,
             undo: Vec::new(),
             redo: Vec::new(),
             pending: None,
@@ -244,6 +280,8 @@ impl Document {
     fn set_layers(&mut self, l: Layers) {
         (self.width, self.height, self.origin) = (l.width, l.height, l.origin);
         (self.picture, self.sketch, self.mask) = (l.picture, l.sketch, l.mask);
+        let all = self.bounds();
+        add_damage(&mut self.damage, all);
     }
 
     /// Starts an undoable action: remembers the layers as they are now.
@@ -266,9 +304,34 @@ impl Document {
         }
     }
 
-    /// Marks a change inside an open action (views re-upload).
+    /// The whole document as a rectangle.
+    pub fn bounds(&self) -> Rect {
+        Rect {
+            x0: 0,
+            y0: 0,
+            x1: self.width,
+            y1: self.height,
+        }
+    }
+
+    /// Marks a change anywhere (views re-upload everything).
     pub fn touch(&mut self) {
         self.revision += 1;
+        let all = self.bounds();
+        add_damage(&mut self.damage, all);
+    }
+
+    /// Marks a change within `r` inside an open action: views re-upload only `r`, and `commit`
+    /// looks for the action's changes only in the rectangles so marked.
+    pub fn touch_rect(&mut self, r: Rect) {
+        self.revision += 1;
+        add_damage(&mut self.damage, r);
+        add_damage(&mut self.action_damage, r);
+    }
+
+    /// The rectangle changed since the last call (None: nothing changed).
+    pub fn take_damage(&mut self) -> Option<Rect> {
+        self.damage.take()
     }
 
     /// Ends the action: stores what changed (only the changed rectangle of each layer) as one undo
@@ -281,6 +344,7 @@ impl Document {
         else {
             return;
         };
+        let marked = self.action_damage.take();
         if (before.width, before.height) != (self.width, self.height) {
             let after = self.layers();
             return self.push_step(UndoStep {
@@ -296,10 +360,12 @@ impl Document {
             (Layer::Sketch, before.sketch),
             (Layer::Mask, before.mask),
         ] {
-            let rect = changed_rect(&before, self.layer(layer), self.width, layer);
+            let within = marked.unwrap_or(self.bounds());
+            let rect = changed_rect(&before, self.layer(layer), self.width, layer, within);
             if rect.is_empty() {
                 continue;
             }
+            add_damage(&mut self.damage, rect);
             patches.push(Patch {
                 layer,
                 rect,
@@ -371,6 +437,7 @@ impl Document {
         }
         let width = self.width;
         for p in &step.patches {
+            add_damage(&mut self.damage, p.rect);
             let pixels = if forward { &p.after } else { &p.before };
             paste_rect(self.layer_mut(p.layer), width, p.layer, p.rect, pixels);
         }
@@ -474,8 +541,8 @@ impl Document {
     }
 }
 
-/// Bounding rectangle of the pixels that differ between two versions of a layer.
-fn changed_rect(a: &[u8], b: &[u8], width: usize, layer: Layer) -> Rect {
+/// Bounding rectangle of the pixels within `within` that differ between two versions of a layer.
+fn changed_rect(a: &[u8], b: &[u8], width: usize, layer: Layer, within: Rect) -> Rect {
     let bpp = layer.bytes_per_pixel();
     let mut r = Rect {
         x0: usize::MAX,
@@ -483,14 +550,21 @@ fn changed_rect(a: &[u8], b: &[u8], width: usize, layer: Layer) -> Rect {
         x1: 0,
         y1: 0,
     };
-    for (i, (pa, pb)) in a.chunks_exact(bpp).zip(b.chunks_exact(bpp)).enumerate() {
-        if pa != pb {
-            let (x, y) = (i % width, i / width);
-            r.x0 = r.x0.min(x);
-            r.y0 = r.y0.min(y);
-            r.x1 = r.x1.max(x + 1);
-            r.y1 = r.y1.max(y + 1);
+    for y in within.y0..within.y1 {
+        let row = (y * width + within.x0) * bpp..(y * width + within.x1) * bpp;
+        let (ra, rb) = (&a[row.clone()], &b[row]);
+        if ra == rb {
+            continue;
         }
+        for (i, (pa, pb)) in ra.chunks_exact(bpp).zip(rb.chunks_exact(bpp)).enumerate() {
+            if pa != pb {
+                let x = within.x0 + i;
+                r.x0 = r.x0.min(x);
+                r.x1 = r.x1.max(x + 1);
+            }
+        }
+        r.y0 = r.y0.min(y);
+        r.y1 = r.y1.max(y + 1);
     }
     r
 }

@@ -3,7 +3,7 @@
 //! exactly at native size, feathered into the surroundings for Generate and sketch → image, and only
 //! where the mask (or the empty area) says for inpainting and outpainting.
 
-use super::document::{Document, Side};
+use super::document::{Document, Rect, Side};
 use crate::picture::{Rgb8, resize};
 use serde::{Deserialize, Serialize};
 
@@ -239,6 +239,12 @@ impl Document {
         let result = resize(result, f.size, f.size);
         let (w, h) = (self.width, self.height);
         self.begin();
+        self.touch_rect(Rect {
+            x0: f.x,
+            y0: f.y,
+            x1: f.x + f.size,
+            y1: f.y + f.size,
+        });
         for j in 0..f.size {
             for i in 0..f.size {
                 let weight = match paste {
