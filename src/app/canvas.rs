@@ -61,6 +61,9 @@ pub struct Canvas {
     pub pan: Vec2,
     /// Fit the image to the view on the next frame.
     pub fit_pending: bool,
+    /// The view was last fitted and not zoomed or panned since: it fits again when the canvas area
+    /// changes size (the window, the panels laying out on the first frames).
+    fitted: bool,
     pub show_mask: bool,
     /// Whether the wgpu compositor is registered (else the CPU fallback draws).
     pub gpu: bool,
@@ -84,6 +87,7 @@ impl Canvas {
             zoom: 1.0,
             pan: Vec2::ZERO,
             fit_pending: true,
+            fitted: false,
             show_mask: true,
             gpu,
             stroke: None,
@@ -135,12 +139,14 @@ impl Canvas {
         self.zoom = if z >= 1.0 { z.floor() } else { z }.clamp(MIN_ZOOM, MAX_ZOOM);
         self.pan = Vec2::ZERO;
         self.fit_pending = false;
+        self.fitted = true;
     }
 
     /// Ctrl+1: one screen point per image pixel.
     pub fn actual_size(&mut self) {
         self.zoom = 1.0;
         self.pan = Vec2::ZERO;
+        self.fitted = false;
     }
 
     /// The image's rectangle on screen.
@@ -168,8 +174,9 @@ impl Canvas {
     ) -> CanvasEvent {
         let rect = ui.available_rect_before_wrap();
         let response = ui.allocate_rect(rect, Sense::click_and_drag());
+        let resized = rect.size() != self.last_rect.size();
         self.last_rect = rect;
-        if self.fit_pending {
+        if self.fit_pending || (self.fitted && resized) {
             self.fit(doc);
         }
         frame.shown |= tool == Tool::Frame;
@@ -297,6 +304,7 @@ impl Canvas {
                 let centre = self.last_rect.center() + self.pan;
                 self.pan += (p - centre) * (1.0 - new_zoom / self.zoom);
                 self.zoom = new_zoom;
+                self.fitted = false;
             }
         }
         // Pan: middle drag, or Space + left drag.
@@ -305,6 +313,7 @@ impl Canvas {
         if pan_drag && self.stroke.is_none() {
             self.panning = true;
             self.pan += response.drag_delta();
+            self.fitted = false;
             return CanvasEvent::None;
         }
         if self.panning && !response.dragged() {

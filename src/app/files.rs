@@ -85,9 +85,13 @@ impl App {
     /// File → Open image: the document becomes the picture, at the picture's own size (one undo
     /// step), up to `MAX_SIDE` on a side.
     pub fn open_image(&mut self) {
-        let Some(path) = self.dialogs.open_image() else {
-            return;
-        };
+        if let Some(path) = self.dialogs.open_image() {
+            self.open_image_file(path);
+        }
+    }
+
+    /// Opens the picture at `path` as Open image does.
+    pub fn open_image_file(&mut self, path: PathBuf) {
         match dimensions(&path) {
             Ok((w, h)) if w as usize > MAX_SIDE || h as usize > MAX_SIDE => self.error(format!(
                 "{}: the picture is {w}×{h} and the largest canvas {MAX_SIDE}×{MAX_SIDE}: \

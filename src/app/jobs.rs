@@ -183,9 +183,16 @@ impl App {
             self.doc = Document::blank(size, size);
             self.canvas.fit_pending = true;
         }
-        // a new model's frame starts at its native size, where it was
+        // a new model's frame starts at its native size, centred where it was
         let (w, h) = (self.doc.width, self.doc.height);
-        self.frame = Frame { size, ..self.frame }.clamped(w, h, size);
+        let f = self.frame;
+        let centre = |at: usize| (at + f.size / 2).saturating_sub(size / 2);
+        self.frame = Frame {
+            x: centre(f.x),
+            y: centre(f.y),
+            size,
+        }
+        .clamped(w, h, size);
         let names = labels::class_names(&info);
         self.class = info.num_classes.map(|_| labels::default_class(&names));
         self.info(format!(
@@ -432,29 +439,15 @@ impl App {
     /// inpaints what is empty.
     pub fn outpaint(&mut self, side: Side) {
         let overlap = self.framing.overlap;
-        let mut frame = self.job_frame();
-        let target = match frame.outpaint(&self.doc, side, overlap) {
-            Some(t) => Some(t),
-            None => {
-                let n = frame.size - (frame.size as f64 * overlap).round() as usize;
-                if let Err(e) = self.doc.extend(side, n.max(1)) {
-                    return self.error(e);
-                }
-                // the frame stays on the picture when the canvas grows left or up
-                frame = match side {
-                    Side::Left => Frame {
-                        x: frame.x + n,
-                        ..frame
-                    },
-                    Side::Up => Frame {
-                        y: frame.y + n,
-                        ..frame
-                    },
-                    _ => frame,
-                };
-                frame.outpaint(&self.doc, side, overlap)
+        let mut target = self.job_frame().outpaint(&self.doc, side, overlap);
+        if target.is_none() {
+            self.frame = self.job_frame();
+            let keep = (self.frame.size as f64 * overlap).round() as usize;
+            if !self.extend_canvas(side, self.frame.size.saturating_sub(keep).max(1)) {
+                return;
             }
-        };
+            target = self.job_frame().outpaint(&self.doc, side, overlap);
+        }
         let Some(target) = target else {
             return self.error("nothing is painted in the frame's band to continue from");
         };
@@ -464,24 +457,25 @@ impl App {
     }
 
     /// Extend canvas: `n` empty pixels on one side (one undo step); the frame stays on the picture.
-    pub fn extend_canvas(&mut self, side: Side, n: usize) {
-        match self.doc.extend(side, n) {
-            Ok(()) => {
-                self.frame = match side {
-                    Side::Left => Frame {
-                        x: self.frame.x + n,
-                        ..self.frame
-                    },
-                    Side::Up => Frame {
-                        y: self.frame.y + n,
-                        ..self.frame
-                    },
-                    _ => self.frame,
-                };
-                self.canvas.fit_pending = true;
-            }
-            Err(e) => self.error(e),
+    /// False (with the reason shown) when the canvas would grow past its largest size.
+    pub fn extend_canvas(&mut self, side: Side, n: usize) -> bool {
+        if let Err(e) = self.doc.extend(side, n) {
+            self.error(e);
+            return false;
         }
+        self.frame = match side {
+            Side::Left => Frame {
+                x: self.frame.x + n,
+                ..self.frame
+            },
+            Side::Up => Frame {
+                y: self.frame.y + n,
+                ..self.frame
+            },
+            _ => self.frame,
+        };
+        self.canvas.fit_pending = true;
+        true
     }
 
     /// One slider frame (interactive: a newer frame replaces it).

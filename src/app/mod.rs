@@ -44,7 +44,8 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 /// Opens the app window. `model`: a weight file or diffusers folder; None = the built-in model.
-pub fn run(model: Option<PathBuf>, device: &str) -> anyhow::Result<()> {
+/// `picture`: opened at start, as File → Open image would.
+pub fn run(model: Option<PathBuf>, picture: Option<PathBuf>, device: &str) -> anyhow::Result<()> {
     let device = crate::worker::select_device(device)?;
     let options = eframe::NativeOptions {
         renderer: eframe::Renderer::Wgpu,
@@ -68,7 +69,10 @@ pub fn run(model: Option<PathBuf>, device: &str) -> anyhow::Result<()> {
                 let ctx = cc.egui_ctx.clone();
                 move || ctx.request_repaint()
             });
-            let app = App::new(worker, model, gpu, Box::new(dialogs::NativeDialogs));
+            let mut app = App::new(worker, model, gpu, Box::new(dialogs::NativeDialogs));
+            if let Some(p) = picture {
+                app.open_image_file(p);
+            }
             Ok(Box::new(match project::data_dir() {
                 Some(dir) => app.with_autosave(dir),
                 None => app,

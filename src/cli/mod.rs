@@ -173,6 +173,8 @@ pub struct RunArgs {
 
 #[derive(Args, Debug)]
 pub struct AppArgs {
+    /// A picture (PNG or JPEG) to open at start, at its own size.
+    pub picture: Option<PathBuf>,
     /// Weights to open at start (default: the built-in emoji model).
     #[arg(long)]
     pub model: Option<PathBuf>,
@@ -194,11 +196,12 @@ pub struct ConvertArgs {
 
 pub fn run(cli: Cli) -> Result<()> {
     match cli.command.unwrap_or(Command::App(AppArgs {
+        picture: None,
         model: None,
         device: "auto".into(),
     })) {
         #[cfg(feature = "app")]
-        Command::App(args) => crate::app::run(args.model, &args.device),
+        Command::App(args) => crate::app::run(args.model, args.picture, &args.device),
         #[cfg(not(feature = "app"))]
         Command::App(_) => bail!("this cmpaint was built without the app (cargo feature `app`)"),
         Command::Generate(args) => generate::run(args),
