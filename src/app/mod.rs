@@ -1,13 +1,20 @@
 //! The desktop app (eframe/egui on wgpu) over the plain-data document in `paint`. The only bridge to
 //! the model is the [`Worker`], so the UI thread never waits on a network call.
 //!
-//! | concept                          | file            |
-//! |----------------------------------|-----------------|
-//! | canvas view and input            | `canvas.rs`     |
-//! | WGSL compositor (wgpu callback)  | `canvas_gpu.rs` |
-//! | panels                           | `panels.rs`     |
-//! | file dialogs (a trait)           | `dialogs.rs`    |
-//! | class names                      | `labels.rs`     |
+//! It imports only `worker`, `paint`, `picture` and `recipe` — never the engine.
+//!
+//! | concept                                                 | file            |
+//! |---------------------------------------------------------|-----------------|
+//! | the App: state, one frame (`show`), shortcuts           | `mod.rs`        |
+//! | jobs: submit, replies, step previews, frame, outpaint   | `jobs.rs`       |
+//! | files: open picture, export PNG, recipes, new canvas    | `files.rs`      |
+//! | saving: autosave, projects, atomic writes               | `saving.rs`     |
+//! | history: results, Apply, Compare                        | `history.rs`    |
+//! | canvas view and input, frame handles                    | `canvas.rs`     |
+//! | WGSL compositor (wgpu callback, partial uploads)        | `canvas_gpu.rs` |
+//! | panels                                                  | `panels.rs`     |
+//! | file dialogs (a trait)                                  | `dialogs.rs`    |
+//! | class names                                             | `labels.rs`     |
 
 pub mod canvas;
 pub mod canvas_gpu;

@@ -72,7 +72,7 @@ impl App {
         if !due || a.written == state || a.running.is_some() || self.pending_restore.is_some() {
             return;
         }
-        let doc = self.doc.clone();
+        let doc = self.doc.snapshot();
         let history: Vec<(Rgb8, Recipe, Option<Placement>)> = self
             .history
             .iter()
