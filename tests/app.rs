@@ -961,6 +961,20 @@ fn a_job_in_the_frame_changes_only_the_frame_and_native_inpaint_keeps_unmasked_p
             size: 32
         })
     );
+    let inpainted = h.state().doc.picture.clone();
+    h.key_press_modifiers(Modifiers::COMMAND, Key::Z);
+    h.step();
+    h.state_mut().frame = Frame {
+        x: 60,
+        y: 0,
+        size: 32,
+    };
+    h.state_mut().apply_history(last);
+    assert_eq!(
+        h.state().doc.picture,
+        inpainted,
+        "Apply pastes it where it was made"
+    );
 }
 
 #[test]
@@ -1081,5 +1095,42 @@ fn a_project_round_trips_the_canvas_size_the_frame_and_where_results_were_made()
     assert_eq!(
         a.history[0].placement.as_ref().map(|p| p.frame),
         Some(frame)
+    );
+}
+
+/// Sketch → image in a scaled frame: the stroke inside the frame becomes part of the picture there
+/// (and leaves the sketch layer), pixels outside the frame and the stroke outside it are untouched.
+#[test]
+fn sketch_to_image_in_a_scaled_frame_changes_only_the_frame() {
+    let mut h = harness_on_photo(Scripted::default());
+    h.state_mut().frame = Frame {
+        x: 32,
+        y: 0,
+        size: 64,
+    };
+    let zoom = h.state().canvas.zoom;
+    let r = h.state().canvas.image_rect(&h.state().doc);
+    let at = |x: f32, y: f32| r.min + Vec2::new(x, y) * zoom;
+    drag(&mut h, &[at(40.0, 30.0), at(90.0, 30.0)]); // inside the frame
+    drag(&mut h, &[at(4.0, 50.0), at(20.0, 50.0)]); // outside it
+    let before = h.state().doc.picture.clone();
+    let outside_sketch = |d: &Document| (0..32).any(|x| d.sketch[(50 * 96 + x) * 4 + 3] > 0);
+    assert!(outside_sketch(&h.state().doc));
+    h.state_mut().generate.batch = 1;
+    h.state_mut().run_generate();
+    wait_until(&mut h, "sketch to image", |a| !a.is_busy());
+    let a = h.state();
+    assert_eq!(
+        a.history.last().unwrap().recipe.operation.label(),
+        "sketch to image"
+    );
+    assert_only_frame_changed(&before, &a.doc, a.frame);
+    assert!(
+        !a.doc.has_sketch_in(a.frame),
+        "the frame's sketch went into the picture"
+    );
+    assert!(
+        outside_sketch(&a.doc),
+        "the stroke outside the frame stays a stroke"
     );
 }
