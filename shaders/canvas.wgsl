@@ -7,7 +7,7 @@ struct Uniforms {
     image_rect: vec4<f32>,
     // Image width, height (pixels); checker square (physical pixels); mask overlay opacity.
     image_info: vec4<f32>,
-    // Mask overlay colour (rgb) and whether the mask is shown (a > 0.5).
+    // Mask overlay colour (rgb) and whether the mask is shown (a: 1 or 0).
     mask_colour: vec4<f32>,
     // Brush cursor centre (physical pixels), radius (physical pixels), shown (w > 0.5).
     cursor: vec4<f32>,
@@ -38,66 +38,51 @@ fn checker(p: vec2<f32>) -> vec3<f32> {
     return select(vec3<f32>(0.80), vec3<f32>(0.60), odd == 1);
 }
 
+// Everything below is branch-free (select, non-short-circuit & and |): Mesa's lavapipe inlines uniforms
+// that steer control flow into new shader variants, and kept allocating them draw after draw — about
+// 30 KB of memory per repaint (BENCHMARKS.md, "Memory over hours").
+
 // The generation frame: the image outside it dimmed, a white outline inside a black one, and
 // square handles at the corners.
 fn frame_overlay(p: vec2<f32>, c: vec3<f32>) -> vec3<f32> {
     let lo = u.frame.xy;
     let hi = u.frame.zw;
     let h = u.frame_info.y;
-    for (var i = 0; i < 4; i++) {
-        let corner = vec2<f32>(select(lo.x, hi.x, (i & 1) == 1), select(lo.y, hi.y, (i & 2) == 2));
-        let d = abs(p - corner);
-        if (all(d <= vec2<f32>(h))) {
-            return select(vec3<f32>(1.0), vec3<f32>(0.0), any(d > vec2<f32>(h - 1.0)));
-        }
-    }
-    let inside = all(p >= lo) && all(p < hi);
-    let inner = all(p >= lo + 1.0) && all(p < hi - 1.0);
-    let outer = all(p >= lo - 1.0) && all(p < hi + 1.0);
-    if (inside && !inner) {
-        return vec3<f32>(1.0);
-    }
-    if (outer && !inside) {
-        return vec3<f32>(0.0);
-    }
-    let in_image = all(p >= u.image_rect.xy) && all(p < u.image_rect.zw);
-    if (!inside && in_image) {
-        return c * (1.0 - u.frame_info.z);
-    }
-    return c;
+    let inside = all(p >= lo) & all(p < hi);
+    let inner = all(p >= lo + 1.0) & all(p < hi - 1.0);
+    let outer = all(p >= lo - 1.0) & all(p < hi + 1.0);
+    let in_image = all(p >= u.image_rect.xy) & all(p < u.image_rect.zw);
+    var out = select(c, c * (1.0 - u.frame_info.z), !inside & in_image);
+    out = select(out, vec3<f32>(0.0), outer & !inside);
+    out = select(out, vec3<f32>(1.0), inside & !inner);
+    // the nearest corner's handle: white with a one-pixel black border
+    let corner = select(lo, hi, p > (lo + hi) * 0.5);
+    let d = abs(p - corner);
+    let handle = select(vec3<f32>(1.0), vec3<f32>(0.0), any(d > vec2<f32>(h - 1.0)));
+    return select(out, handle, all(d <= vec2<f32>(h)));
 }
 
 fn shade(p: vec2<f32>) -> vec4<f32> {
     let lo = u.image_rect.xy;
     let hi = u.image_rect.zw;
-    var colour: vec3<f32>;
-    if (any(p < lo) || any(p >= hi)) {
-        colour = u.background.rgb;
-    } else {
-        let size = u.image_info.xy;
-        let uv = (p - lo) / (hi - lo);
-        let px = vec2<i32>(clamp(floor(uv * size), vec2<f32>(0.0), size - 1.0));
-        let pic = textureLoad(picture, px, 0);
-        colour = mix(checker(p - lo), pic.rgb, pic.a);
-        let s = textureLoad(sketch, px, 0);
-        colour = mix(colour, s.rgb, s.a);
-        if (u.mask_colour.a > 0.5) {
-            let m = textureLoad(mask, px, 0).r * u.image_info.w;
-            colour = mix(colour, u.mask_colour.rgb, m);
-        }
-    }
-    if (u.frame_info.x > 0.5) {
-        colour = frame_overlay(p, colour);
-    }
+    let size = u.image_info.xy;
+    let uv = (p - lo) / (hi - lo);
+    // clamped, so the loads are valid outside the image too (their colour is then replaced)
+    let px = vec2<i32>(clamp(floor(uv * size), vec2<f32>(0.0), size - 1.0));
+    let pic = textureLoad(picture, px, 0);
+    var colour = mix(checker(p - lo), pic.rgb, pic.a);
+    let s = textureLoad(sketch, px, 0);
+    colour = mix(colour, s.rgb, s.a);
+    // mask_colour.a is 1 when the mask is shown, else 0
+    let m = textureLoad(mask, px, 0).r * u.image_info.w * u.mask_colour.a;
+    colour = mix(colour, u.mask_colour.rgb, m);
+    colour = select(colour, u.background.rgb, any(p < lo) | any(p >= hi));
+    colour = select(colour, frame_overlay(p, colour), u.frame_info.x > 0.5);
     // Brush outline: a two-pixel ring, dark inside light, visible on any colour.
-    if (u.cursor.w > 0.5) {
-        let d = distance(p, u.cursor.xy) - u.cursor.z;
-        if (abs(d) < 1.0) {
-            colour = vec3<f32>(0.0);
-        } else if (abs(d + 1.5) < 0.75 || abs(d - 1.5) < 0.75) {
-            colour = vec3<f32>(1.0);
-        }
-    }
+    let d = distance(p, u.cursor.xy) - u.cursor.z;
+    let cursor = u.cursor.w > 0.5;
+    colour = select(colour, vec3<f32>(1.0), cursor & ((abs(d + 1.5) < 0.75) | (abs(d - 1.5) < 0.75)));
+    colour = select(colour, vec3<f32>(0.0), cursor & (abs(d) < 1.0));
     return vec4<f32>(colour, 1.0);
 }
 
