@@ -19,13 +19,15 @@ pub struct Rgb8 {
     pub pixels: Vec<u8>,
 }
 
+/// Writes a PNG whatever the file's name ends in (atomic writes go through temporary names).
 pub fn write_png(path: &Path, img: &Rgb8) -> Result<()> {
-    image::save_buffer(
+    image::save_buffer_with_format(
         path,
         &img.pixels,
         img.width as u32,
         img.height as u32,
         image::ColorType::Rgb8,
+        image::ImageFormat::Png,
     )
     .map_err(|e| PictureError(format!("{}: cannot write PNG: {e}", path.display())))
 }

@@ -202,7 +202,7 @@ fn generate_on_a_blank_canvas_brings_images_from_the_worker() {
     assert_eq!(app.history[0].recipe.operation, Operation::Generate);
     assert_eq!(
         app.doc.composite(),
-        app.history[0].image,
+        app.history[0].image().unwrap(),
         "the first result is on the canvas"
     );
     assert!(app.doc.can_undo());
@@ -494,7 +494,7 @@ fn after_a_kill_the_next_start_restores_everything_up_to_the_last_autosave() {
         stroke_across_canvas(&mut h);
         h.state_mut().autosave_now();
         let app = h.state();
-        let history: Vec<_> = app.history.iter().map(|r| r.image.clone()).collect();
+        let history: Vec<_> = app.history.iter().map(|r| r.image().unwrap()).collect();
         let doc = (
             app.doc.picture.clone(),
             app.doc.sketch.clone(),
@@ -518,7 +518,7 @@ fn after_a_kill_the_next_start_restores_everything_up_to_the_last_autosave() {
         ),
         doc
     );
-    let restored: Vec<_> = app.history.iter().map(|r| r.image.clone()).collect();
+    let restored: Vec<_> = app.history.iter().map(|r| r.image().unwrap()).collect();
     assert_eq!(restored, history);
 }
 
@@ -1132,5 +1132,81 @@ fn sketch_to_image_in_a_scaled_frame_changes_only_the_frame() {
     assert!(
         outside_sketch(&a.doc),
         "the stroke outside the frame stays a stroke"
+    );
+}
+
+/// Over its memory budget, History moves its oldest results to the data folder: memory stays within
+/// the budget, every result is still there — shown, applied and saved in projects from disk.
+#[test]
+fn history_beyond_its_budget_moves_to_disk_and_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = Scripted::default();
+    let mut h = harness(script.clone());
+    let spill = dir.path().join("spill");
+    h.state_mut().spill_dir = Some(spill.clone());
+    // a 32² result holds 3 KB of pixels (+ 4 KB of thumbnail once shown): room for about six
+    h.state_mut().history_budget = 40 << 10;
+    h.state_mut().generate.batch = 4;
+    let mut made = Vec::new();
+    for _ in 0..5 {
+        h.state_mut().run_generate();
+        wait_until(&mut h, "a batch", |a| !a.is_busy());
+        let n = made.len();
+        for r in &h.state().history[n..] {
+            made.push(r.image().unwrap());
+        }
+    }
+    let a = h.state();
+    assert_eq!(a.history.len(), 20);
+    let (bytes, on_disk) = a.history_memory();
+    assert!(bytes <= 40 << 10, "{bytes} bytes in memory");
+    assert!(on_disk >= 10, "{on_disk} results on disk");
+    assert_eq!(std::fs::read_dir(&spill).unwrap().count(), on_disk);
+    for (r, image) in a.history.iter().zip(&made) {
+        assert_eq!(
+            &r.image().unwrap(),
+            image,
+            "a result changed on its way to disk"
+        );
+    }
+    // the oldest (on disk) applies as it was made
+    assert!(a.history[0].is_on_disk());
+    h.state_mut().apply_history(0);
+    assert_eq!(h.state().doc.composite(), made[0]);
+    // and is saved in a project
+    let file = dir.path().join("p.cmpaint");
+    script.push(file.clone());
+    h.state_mut().save_project(true);
+    let restored = cmpaint::paint::project::Project::read(&file)
+        .unwrap()
+        .restore()
+        .unwrap();
+    let saved: Vec<_> = restored
+        .history
+        .into_iter()
+        .map(|(img, _, _)| img)
+        .collect();
+    assert_eq!(saved, made);
+}
+
+/// With nowhere to move them, results over the budget stay in memory and the user is told.
+#[test]
+fn history_over_budget_without_a_data_folder_keeps_everything_and_says_so() {
+    let mut h = harness(Scripted::default());
+    h.state_mut().history_budget = 8 << 10;
+    h.state_mut().generate.batch = 4;
+    h.state_mut().run_generate();
+    wait_until(&mut h, "a batch", |a| !a.is_busy());
+    let a = h.state();
+    assert_eq!(a.history.len(), 4);
+    assert!(
+        a.history
+            .iter()
+            .all(|r| !r.is_on_disk() && r.image().is_ok())
+    );
+    assert!(
+        a.messages
+            .iter()
+            .any(|m| m.error && m.text.contains("stay in memory"))
     );
 }

@@ -2,9 +2,13 @@
 
 use super::*;
 
+/// Memory History may hold in result pictures and their thumbnails (`App::history_budget`); beyond
+/// it the oldest results move to disk (see `HistoryItem::spill`).
+pub const HISTORY_BUDGET_BYTES: usize = 256 << 20;
+
 /// A result: the image, how it was made, and its thumbnail once shown.
 pub struct HistoryItem {
-    pub image: Rgb8,
+    image: Kept,
     pub recipe: Recipe,
     /// What it cost to make, e.g. "79 calls · 3.21 s" (this session's results only).
     pub cost: Option<String>,
@@ -13,10 +17,33 @@ pub struct HistoryItem {
     pub(super) texture: Option<egui::TextureHandle>,
 }
 
+/// Where a result's pixels are: in memory, or moved to a PNG in the data folder to keep History
+/// within its memory budget (read back whenever it is shown, applied or saved).
+#[derive(Clone)]
+pub(super) enum Kept {
+    Memory(Rgb8),
+    Disk {
+        path: PathBuf,
+        width: usize,
+        height: usize,
+    },
+}
+
+impl Kept {
+    pub(super) fn load(&self) -> Result<Rgb8, String> {
+        match self {
+            Kept::Memory(img) => Ok(img.clone()),
+            Kept::Disk { path, .. } => decode(path)
+                .map(|p| to_rgb8(&p))
+                .map_err(|e| format!("a result moved to disk cannot be read back: {e}")),
+        }
+    }
+}
+
 impl HistoryItem {
     pub(super) fn new(image: Rgb8, recipe: Recipe, placement: Option<Placement>) -> Self {
         Self {
-            image,
+            image: Kept::Memory(image),
             recipe,
             cost: None,
             placement,
@@ -24,12 +51,72 @@ impl HistoryItem {
         }
     }
 
+    /// The result's pixels (read from disk when they were moved there).
+    pub fn image(&self) -> Result<Rgb8, String> {
+        self.image.load()
+    }
+
+    pub fn size(&self) -> (usize, usize) {
+        match &self.image {
+            Kept::Memory(img) => (img.width, img.height),
+            Kept::Disk { width, height, .. } => (*width, *height),
+        }
+    }
+
+    pub fn is_on_disk(&self) -> bool {
+        matches!(self.image, Kept::Disk { .. })
+    }
+
+    pub(super) fn kept(&self) -> &Kept {
+        &self.image
+    }
+
+    /// Bytes it holds in memory: its pixels and thumbnail texture (RGBA); nothing once on disk (its
+    /// thumbnail exists only while its row is on screen, so a screenful at most).
+    pub fn bytes_in_memory(&self) -> usize {
+        if self.is_on_disk() {
+            return 0;
+        }
+        let (w, h) = self.size();
+        w * h * 3 + self.texture.as_ref().map_or(0, |_| w * h * 4)
+    }
+
+    /// Moves the pixels to `path` (a PNG, written atomically) and drops them and the thumbnail.
+    pub(super) fn spill(&mut self, path: PathBuf) -> Result<(), String> {
+        let Kept::Memory(img) = &self.image else {
+            return Ok(());
+        };
+        write_atomic_with(&path, |tmp| write_png(tmp, img).map_err(|e| e.to_string()))?;
+        self.image = Kept::Disk {
+            path,
+            width: img.width,
+            height: img.height,
+        };
+        self.texture = None;
+        Ok(())
+    }
+
+    /// A result on disk whose row scrolled away gives its thumbnail back.
+    pub(super) fn forget_thumbnail_if_on_disk(&mut self) {
+        if self.is_on_disk() {
+            self.texture = None;
+        }
+    }
+
     pub(super) fn texture(&mut self, ctx: &egui::Context) -> &egui::TextureHandle {
+        let image = &self.image;
         self.texture.get_or_insert_with(|| {
-            let img = egui::ColorImage::from_rgb(
-                [self.image.width, self.image.height],
-                &self.image.pixels,
-            );
+            // a thumbnail that cannot be read back shows as grey rather than failing the frame
+            let (w, h) = match image {
+                Kept::Memory(img) => (img.width, img.height),
+                Kept::Disk { width, height, .. } => (*width, *height),
+            };
+            let img = image.load().unwrap_or(Rgb8 {
+                width: w,
+                height: h,
+                pixels: vec![128; w * h * 3],
+            });
+            let img = egui::ColorImage::from_rgb([img.width, img.height], &img.pixels);
             ctx.load_texture("result", img, egui::TextureOptions::NEAREST)
         })
     }
@@ -68,9 +155,11 @@ impl App {
     }
 
     pub fn apply_history(&mut self, i: usize) {
-        if let Some(r) = self.history.get(i) {
-            let (img, recipe, placement) = (r.image.clone(), r.recipe.clone(), r.placement.clone());
-            self.apply_to_canvas(&img, recipe, placement.as_ref());
+        let Some(r) = self.history.get(i) else { return };
+        let (recipe, placement) = (r.recipe.clone(), r.placement.clone());
+        match r.image() {
+            Ok(img) => self.apply_to_canvas(&img, recipe, placement.as_ref()),
+            Err(e) => self.error(e),
         }
     }
 
@@ -84,8 +173,63 @@ impl App {
 
     pub fn apply_preview(&mut self) {
         if let Some(p) = self.preview.take() {
-            self.apply_to_canvas(&p.image, p.recipe.clone(), p.placement.as_ref());
+            if let Ok(img) = p.image() {
+                self.apply_to_canvas(&img, p.recipe.clone(), p.placement.as_ref());
+            }
             self.history.push(p);
+            self.keep_history_budget();
+        }
+    }
+
+    /// Memory History holds now, and how many results are on disk.
+    pub fn history_memory(&self) -> (usize, usize) {
+        let bytes = self.history.iter().map(HistoryItem::bytes_in_memory).sum();
+        let on_disk = self.history.iter().filter(|r| r.is_on_disk()).count();
+        (bytes, on_disk)
+    }
+
+    /// Moves the oldest results to disk while History holds more than its budget (never the newest
+    /// one). Without a data folder, or when writing fails, they stay in memory and the user is told
+    /// once: nothing is dropped.
+    pub(super) fn keep_history_budget(&mut self) {
+        let (mut bytes, _) = self.history_memory();
+        if bytes <= self.history_budget {
+            return;
+        }
+        let Some(dir) = self.spill_dir.clone() else {
+            if !self.spill_warned {
+                self.spill_warned = true;
+                self.error("History is over its memory budget and there is no data folder to move results to: they stay in memory");
+            }
+            return;
+        };
+        let newest = self.history.len().saturating_sub(1);
+        for i in 0..newest {
+            if bytes <= self.history_budget {
+                break;
+            }
+            let r = &mut self.history[i];
+            if r.is_on_disk() {
+                continue;
+            }
+            let before = r.bytes_in_memory();
+            self.spilled += 1;
+            let path = dir.join(format!("{:06}.png", self.spilled));
+            let moved = std::fs::create_dir_all(&dir)
+                .map_err(|e| format!("{}: {e}", dir.display()))
+                .and_then(|()| r.spill(path));
+            match moved {
+                Ok(()) => bytes -= before - r.bytes_in_memory(),
+                Err(e) => {
+                    if !self.spill_warned {
+                        self.spill_warned = true;
+                        self.error(format!(
+                            "results cannot be moved to disk, they stay in memory: {e}"
+                        ));
+                    }
+                    return;
+                }
+            }
         }
     }
 }

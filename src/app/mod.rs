@@ -27,7 +27,7 @@ mod panels;
 mod saving;
 
 use files::{Opening, PendingImport};
-pub use history::HistoryItem;
+pub use history::{HISTORY_BUDGET_BYTES, HistoryItem};
 use jobs::{Pending, Purpose, StripExport};
 pub use jobs::{Running, StepPreview};
 pub use saving::{AUTOSAVE_SECONDS, write_atomic_with};
@@ -39,6 +39,7 @@ use crate::paint::frame::{Frame, Paste, Placement, preview_over};
 use crate::paint::project::{self, Project};
 use crate::picture::{
     Resize, Rgb8, decode, dimensions, is_gif, to_model_size, to_rgb8, write_apng, write_gif,
+    write_png,
 };
 use crate::recipe::{EmbeddedImage, Operation, Recipe, encode_png, read_recipe};
 use crate::worker::execute::{ModelInfo, Steps, network_calls, plan, recipe_steps};
@@ -163,6 +164,12 @@ pub struct App {
     pub frame: Frame,
     pub framing: FrameSettings,
     pub history: Vec<HistoryItem>,
+    /// Memory History may use before its oldest results move to disk.
+    pub history_budget: usize,
+    /// Where results over the budget go (a folder of this session's in the data folder).
+    pub spill_dir: Option<PathBuf>,
+    spilled: usize,
+    spill_warned: bool,
     pub preview: Option<HistoryItem>,
     pub step_preview: Option<StepPreview>,
     /// History entry shown on the canvas instead of the picture (while its Compare is held).
@@ -233,6 +240,10 @@ impl App {
                 extend_by: 64,
             },
             history: Vec::new(),
+            history_budget: history::HISTORY_BUDGET_BYTES,
+            spill_dir: None,
+            spilled: 0,
+            spill_warned: false,
             preview: None,
             step_preview: None,
             compare: None,
@@ -283,6 +294,8 @@ impl App {
             self.poll_opening();
         }
         self.autosave_tick(false);
+        // thumbnails made as rows scroll into view count too
+        self.keep_history_budget();
         self.shortcuts(ui.ctx());
         panels::menu_bar(self, ui);
         panels::status_bar(self, ui);
@@ -308,7 +321,8 @@ impl App {
                 if self.compare_cache.as_ref().map(|c| c.0) != key {
                     self.compare_cache = key.and_then(|(i, revision)| {
                         let r = self.history.get(i)?;
-                        let placed = self.placed_over_canvas(&r.image, r.placement.as_ref());
+                        let image = r.image().ok()?;
+                        let placed = self.placed_over_canvas(&image, r.placement.as_ref());
                         Some(((i, revision), placed))
                     });
                 }
@@ -435,6 +449,10 @@ impl eframe::App for App {
 
     fn on_exit(&mut self) {
         self.autosave_now();
+        // the results moved to disk are in the autosave now
+        if let Some(dir) = &self.spill_dir {
+            let _ = std::fs::remove_dir_all(dir);
+        }
     }
 }
 

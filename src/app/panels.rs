@@ -102,6 +102,22 @@ pub fn status_bar(app: &mut App, ui: &mut egui::Ui) {
                 if app.is_dirty() {
                     ui.weak("unsaved changes");
                 }
+                let (bytes, on_disk) = app.history_memory();
+                let mb = |b: usize| b as f64 / (1 << 20) as f64;
+                ui.weak(format!(
+                    "memory: history {:.1} of {:.0} MB{}, undo {:.1} MB",
+                    mb(bytes),
+                    mb(app.history_budget),
+                    if on_disk > 0 {
+                        format!(" ({on_disk} results on disk)")
+                    } else {
+                        String::new()
+                    },
+                    mb(app.doc.undo_bytes())
+                ))
+                .on_hover_text(
+                    "results beyond the history budget move to the data folder and are read back when shown; undo keeps at most 256 MB",
+                );
                 let t = &app.stats.frame_seconds;
                 if !t.is_empty() {
                     let worst = t.iter().cloned().fold(0.0, f64::max);
@@ -563,6 +579,7 @@ fn history_section(app: &mut App, ui: &mut egui::Ui) {
         let size = Vec2::new(ui.available_width(), HISTORY_ROW_HEIGHT);
         if !ui.is_rect_visible(egui::Rect::from_min_size(ui.cursor().min, size)) {
             ui.allocate_space(size);
+            r.forget_thumbnail_if_on_disk();
             continue;
         }
         let tex = r.texture(&ctx).clone();
@@ -608,8 +625,6 @@ fn history_section(app: &mut App, ui: &mut egui::Ui) {
     }
 }
 
-/// Asks how to bring a picture of another size to the model's: fit, crop, or cancel. Only its header
-/// has been read so far.
 /// File → New canvas…: width and height, the model's size offered.
 pub fn new_canvas_dialog(app: &mut App, ctx: &egui::Context) {
     let Some((mut w, mut h)) = app.new_canvas_size else {
@@ -656,6 +671,8 @@ pub fn new_canvas_dialog(app: &mut App, ctx: &egui::Context) {
     }
 }
 
+/// Asks how to bring a picture of another size to the model's: fit, crop, or cancel. Only its header
+/// has been read so far.
 pub fn import_dialog(app: &mut App, ctx: &egui::Context) {
     let Some(p) = &app.pending_import else { return };
     let (w, h) = (p.width, p.height);

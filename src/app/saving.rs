@@ -19,6 +19,7 @@ impl App {
     /// Autosaves into `dir` (see `project::data_dir`); an autosave already there is offered for
     /// restoring first.
     pub fn with_autosave(mut self, dir: PathBuf) -> Self {
+        self.spill_dir = Some(spill_dir(&dir));
         let path = dir.join(project::AUTOSAVE_FILE);
         if path.exists() {
             match Project::read(&path) {
@@ -46,10 +47,13 @@ impl App {
     }
 
     pub(super) fn capture(&self) -> Result<Project, String> {
-        let history: Vec<_> = self
+        let images = self
             .history
             .iter()
-            .map(|r| (&r.image, &r.recipe, r.placement.as_ref()))
+            .map(HistoryItem::image)
+            .collect::<Result<Vec<_>, _>>()?;
+        let history: Vec<_> = (self.history.iter().zip(&images))
+            .map(|(r, image)| (image, &r.recipe, r.placement.as_ref()))
             .collect();
         let model = self.model.as_ref().and_then(|m| m.file.as_deref());
         Project::capture(&self.doc, Some(self.frame), &history, model).map_err(|e| e.to_string())
@@ -73,10 +77,11 @@ impl App {
             return;
         }
         let doc = self.doc.snapshot();
-        let history: Vec<(Rgb8, Recipe, Option<Placement>)> = self
+        // results on disk are read back on the saving thread
+        let history: Vec<(history::Kept, Recipe, Option<Placement>)> = self
             .history
             .iter()
-            .map(|r| (r.image.clone(), r.recipe.clone(), r.placement.clone()))
+            .map(|r| (r.kept().clone(), r.recipe.clone(), r.placement.clone()))
             .collect();
         let frame = Some(self.frame);
         let model = self.model.as_ref().and_then(|m| m.file.clone());
@@ -85,7 +90,13 @@ impl App {
         a.written = state;
         a.last = Instant::now();
         let save = move || {
-            let refs: Vec<_> = history.iter().map(|(i, r, p)| (i, r, p.as_ref())).collect();
+            let images = history
+                .iter()
+                .map(|(kept, _, _)| kept.load())
+                .collect::<Result<Vec<_>, _>>()?;
+            let refs: Vec<_> = (history.iter().zip(&images))
+                .map(|((_, r, p), i)| (i, r, p.as_ref()))
+                .collect();
             let p = Project::capture(&doc, frame, &refs, model.as_deref())
                 .map_err(|e| e.to_string())?;
             if let Some(dir) = path.parent() {
@@ -213,4 +224,19 @@ pub fn write_atomic_with(
         let _ = std::fs::remove_file(&tmp);
     }
     result.map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// This session's folder for results moved out of memory: `spill/<pid>` in the data folder. Folders
+/// of sessions that are no longer running are removed (their results are in the autosave).
+fn spill_dir(data: &Path) -> PathBuf {
+    let root = data.join("spill");
+    if let Ok(entries) = std::fs::read_dir(&root) {
+        for e in entries.flatten() {
+            let pid = e.file_name().to_string_lossy().parse::<u32>().ok();
+            if pid.is_some_and(|p| !Path::new(&format!("/proc/{p}")).exists()) {
+                let _ = std::fs::remove_dir_all(e.path());
+            }
+        }
+    }
+    root.join(std::process::id().to_string())
 }

@@ -416,6 +416,15 @@ impl Document {
         !self.redo.is_empty()
     }
 
+    /// Memory the undo and redo steps hold (at most `UNDO_BUDGET_BYTES` for undo).
+    pub fn undo_bytes(&self) -> usize {
+        self.undo
+            .iter()
+            .chain(&self.redo)
+            .map(UndoStep::bytes)
+            .sum()
+    }
+
     pub fn undo_len(&self) -> usize {
         self.undo.len()
     }
