@@ -1210,3 +1210,69 @@ fn history_over_budget_without_a_data_folder_keeps_everything_and_says_so() {
             .any(|m| m.error && m.text.contains("stay in memory"))
     );
 }
+
+/// The autosave writes each result once, to a file of its own: later autosaves write only the
+/// layers and the new results (the autosave file does not grow with History), discarded results'
+/// files go, and a restart restores every result.
+#[test]
+fn autosave_writes_each_result_once() {
+    use cmpaint::paint::project::{AUTOSAVE_FILE, AUTOSAVE_RESULTS};
+    let dir = tempfile::tempdir().unwrap();
+    let results = dir.path().join(AUTOSAVE_RESULTS);
+    let files = || -> Vec<(String, std::time::SystemTime)> {
+        let mut v: Vec<_> = std::fs::read_dir(&results)
+            .unwrap()
+            .flatten()
+            .map(|e| {
+                let name = e.file_name().to_string_lossy().into_owned();
+                (name, e.metadata().unwrap().modified().unwrap())
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    let size = || {
+        std::fs::metadata(dir.path().join(AUTOSAVE_FILE))
+            .unwrap()
+            .len()
+    };
+    let images = {
+        let mut h = harness_with_autosave(dir.path(), Scripted::default());
+        h.state_mut().generate.batch = 4;
+        h.state_mut().run_generate();
+        wait_until(&mut h, "4 results", |a| a.history.len() == 4);
+        h.state_mut().autosave_now();
+        let (first, first_size) = (files(), size());
+        assert_eq!(first.len(), 4);
+        std::thread::sleep(Duration::from_millis(20));
+        h.state_mut().run_generate();
+        wait_until(&mut h, "8 results", |a| a.history.len() == 8);
+        h.state_mut().autosave_now();
+        let second = files();
+        assert_eq!(second.len(), 8);
+        assert!(
+            first.iter().all(|f| second.contains(f)),
+            "an old result was rewritten"
+        );
+        // the autosave itself grows by four names, not four pictures
+        assert!(size() < first_size + 4 * 100, "{first_size} → {}", size());
+        h.state_mut().history.remove(0);
+        h.state_mut().autosave_now();
+        assert_eq!(files().len(), 7, "a discarded result's file goes");
+        let app = h.state();
+        let images: Vec<_> = app.history.iter().map(|r| r.image().unwrap()).collect();
+        std::mem::forget(h);
+        images
+    };
+    let mut h = harness_with_autosave(dir.path(), Scripted::default());
+    h.run();
+    h.get_by_label("Restore").click();
+    h.run();
+    let restored: Vec<_> = h
+        .state()
+        .history
+        .iter()
+        .map(|r| r.image().unwrap())
+        .collect();
+    assert_eq!(restored, images);
+}

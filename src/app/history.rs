@@ -8,6 +8,8 @@ pub const HISTORY_BUDGET_BYTES: usize = 256 << 20;
 
 /// A result: the image, how it was made, and its thumbnail once shown.
 pub struct HistoryItem {
+    /// Unique in the process: the autosave remembers by it which results it has written.
+    pub(super) id: u64,
     image: Kept,
     pub recipe: Recipe,
     /// What it cost to make, e.g. "79 calls · 3.21 s" (this session's results only).
@@ -42,7 +44,9 @@ impl Kept {
 
 impl HistoryItem {
     pub(super) fn new(image: Rgb8, recipe: Recipe, placement: Option<Placement>) -> Self {
+        static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         Self {
+            id: NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             image: Kept::Memory(image),
             recipe,
             cost: None,

@@ -36,7 +36,7 @@ use saving::{Autosave, write_file};
 use crate::paint::brush::{BrushSettings, Tool};
 use crate::paint::document::{Document, MAX_SIDE, Side};
 use crate::paint::frame::{Frame, Paste, Placement, preview_over};
-use crate::paint::project::{self, Project};
+use crate::paint::project::{self, HistoryEntry, Project};
 use crate::picture::{
     Resize, Rgb8, decode, dimensions, is_gif, to_model_size, to_rgb8, write_apng, write_gif,
     write_png,

@@ -3,13 +3,23 @@
 
 use super::*;
 
-/// Background saves of the document to the data folder.
+/// Background saves of the document to the data folder. Each result is written once, to a file of
+/// its own (`project::AUTOSAVE_RESULTS`), so an autosave costs the layers and the new results only,
+/// however long History grows.
 pub(super) struct Autosave {
     pub(super) path: PathBuf,
     /// Document revision and history length last written.
     pub(super) written: (u64, usize),
     pub(super) last: Instant,
-    pub(super) running: Option<std::thread::JoinHandle<Result<(), String>>>,
+    pub(super) running: Option<std::thread::JoinHandle<Result<Vec<(u64, String)>, String>>>,
+    /// The file each result (by `HistoryItem::id`) was written to.
+    pub(super) files: HashMap<u64, String>,
+}
+
+/// A result as the autosave thread gets it: written already (its file's name), or to write.
+enum ToSave {
+    Written(String),
+    New(u64, history::Kept, Recipe, Option<Placement>),
 }
 
 /// Seconds between autosaves of a changed document.
@@ -32,6 +42,7 @@ impl App {
             written: (self.doc.revision, 0),
             last: Instant::now(),
             running: None,
+            files: HashMap::new(),
         });
         self
     }
@@ -64,12 +75,12 @@ impl App {
     pub(super) fn autosave_tick(&mut self, force: bool) {
         let state = self.save_state();
         let Some(a) = &mut self.autosave else { return };
-        if let Some(h) = a.running.take_if(|h| h.is_finished() || force)
-            && let Ok(Err(e)) = h.join()
-        {
-            let msg = format!("autosave failed: {e}");
-            self.error(msg);
-            return;
+        if let Some(h) = a.running.take_if(|h| h.is_finished() || force) {
+            match h.join() {
+                Ok(Ok(written)) => a.files.extend(written),
+                Ok(Err(e)) => return self.error(format!("autosave failed: {e}")),
+                Err(_) => return self.error("autosave failed: its thread stopped"),
+            }
         }
         let a = self.autosave.as_mut().expect("checked");
         let due = force || a.last.elapsed().as_secs() >= AUTOSAVE_SECONDS;
@@ -77,11 +88,21 @@ impl App {
             return;
         }
         let doc = self.doc.snapshot();
-        // results on disk are read back on the saving thread
-        let history: Vec<(history::Kept, Recipe, Option<Placement>)> = self
+        // only results not written yet are encoded (on the saving thread, read back from disk
+        // there when History moved them out of memory)
+        let files = &self.autosave.as_ref().expect("checked").files;
+        let history: Vec<ToSave> = self
             .history
             .iter()
-            .map(|r| (r.kept().clone(), r.recipe.clone(), r.placement.clone()))
+            .map(|r| match files.get(&r.id) {
+                Some(name) => ToSave::Written(name.clone()),
+                None => ToSave::New(
+                    r.id,
+                    r.kept().clone(),
+                    r.recipe.clone(),
+                    r.placement.clone(),
+                ),
+            })
             .collect();
         let frame = Some(self.frame);
         let model = self.model.as_ref().and_then(|m| m.file.clone());
@@ -89,24 +110,11 @@ impl App {
         let path = a.path.clone();
         a.written = state;
         a.last = Instant::now();
-        let save = move || {
-            let images = history
-                .iter()
-                .map(|(kept, _, _)| kept.load())
-                .collect::<Result<Vec<_>, _>>()?;
-            let refs: Vec<_> = (history.iter().zip(&images))
-                .map(|((_, r, p), i)| (i, r, p.as_ref()))
-                .collect();
-            let p = Project::capture(&doc, frame, &refs, model.as_deref())
-                .map_err(|e| e.to_string())?;
-            if let Some(dir) = path.parent() {
-                std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-            }
-            write_atomic_with(&path, |tmp| write_file(tmp, &p.to_bytes()))
-        };
+        let save = move || write_autosave(&path, &doc, frame, model.as_deref(), history);
         if force {
-            if let Err(e) = save() {
-                self.error(format!("autosave failed: {e}"));
+            match save() {
+                Ok(written) => a.files.extend(written),
+                Err(e) => self.error(format!("autosave failed: {e}")),
             }
         } else {
             a.running = Some(std::thread::spawn(save));
@@ -239,4 +247,52 @@ fn spill_dir(data: &Path) -> PathBuf {
         }
     }
     root.join(std::process::id().to_string())
+}
+
+/// Writes the autosave at `path`: the new results first, each to its own file (skipped when a file
+/// of that content is there already), then the autosave listing them, then it removes the result
+/// files it no longer lists (discarded results). Returns the files written, by result id.
+fn write_autosave(
+    path: &Path,
+    doc: &Document,
+    frame: Option<Frame>,
+    model: Option<&Path>,
+    history: Vec<ToSave>,
+) -> Result<Vec<(u64, String)>, String> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let results = dir.join(project::AUTOSAVE_RESULTS);
+    std::fs::create_dir_all(&results).map_err(|e| format!("{}: {e}", results.display()))?;
+    let mut names = Vec::with_capacity(history.len());
+    let mut written = Vec::new();
+    for item in history {
+        let name = match item {
+            ToSave::Written(name) => name,
+            ToSave::New(id, kept, recipe, placement) => {
+                let image = kept.load()?;
+                let entry = HistoryEntry::new(&image, &recipe, placement.as_ref())
+                    .map_err(|e| e.to_string())?;
+                let (name, bytes) = entry.to_file();
+                let file = results.join(&name);
+                if !file.exists() {
+                    write_atomic_with(&file, |tmp| write_file(tmp, &bytes))?;
+                }
+                written.push((id, name.clone()));
+                name
+            }
+        };
+        names.push(name);
+    }
+    let mut p = Project::capture(doc, frame, &[], model).map_err(|e| e.to_string())?;
+    p.result_files = names;
+    write_atomic_with(path, |tmp| write_file(tmp, &p.to_bytes()))?;
+    let listed: std::collections::HashSet<&String> = p.result_files.iter().collect();
+    if let Ok(entries) = std::fs::read_dir(&results) {
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if !listed.contains(&name) {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
+    Ok(written)
 }

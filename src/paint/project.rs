@@ -34,6 +34,11 @@ pub struct Project {
     /// The generation frame (absent in older projects: the app centres one).
     #[serde(default)]
     pub frame: Option<Frame>,
+    /// The autosave keeps its results in files of their own beside it, in `AUTOSAVE_RESULTS`, each
+    /// written once: these are their names, in History's order (`history` itself is empty then).
+    /// `read` brings them in; saved projects hold their results inline and never set this.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub result_files: Vec<String>,
     /// Seconds since the Unix epoch.
     pub saved_at: u64,
 }
@@ -46,6 +51,44 @@ pub struct HistoryEntry {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub placement: Option<Placement>,
 }
+
+impl HistoryEntry {
+    pub fn new(
+        image: &Rgb8,
+        recipe: &Recipe,
+        placement: Option<&Placement>,
+    ) -> Result<Self, ProjectError> {
+        Ok(HistoryEntry {
+            image: EmbeddedImage::from_rgb(image)
+                .map_err(|e| ProjectError::Invalid(e.to_string()))?,
+            recipe: recipe.clone(),
+            placement: placement.cloned(),
+        })
+    }
+
+    /// The entry as a file of its own, and its name: the SHA-256 of its bytes, so an unchanged
+    /// result keeps its file and a damaged file is recognised.
+    pub fn to_file(&self) -> (String, Vec<u8>) {
+        let bytes = serde_json::to_vec(self).expect("an entry serialises");
+        (format!("{}.json", crate::recipe::sha256_hex(&bytes)), bytes)
+    }
+
+    fn from_file(dir: &Path, name: &str) -> Result<Self, ProjectError> {
+        let invalid = |m: String| ProjectError::Invalid(format!("autosave result {name}: {m}"));
+        let hash = name.strip_suffix(".json").unwrap_or_default();
+        if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(invalid("not a result file name".into()));
+        }
+        let bytes = std::fs::read(dir.join(name)).map_err(|e| invalid(e.to_string()))?;
+        if crate::recipe::sha256_hex(&bytes) != hash {
+            return Err(invalid("its content does not match its name".into()));
+        }
+        serde_json::from_slice(&bytes).map_err(|e| invalid(e.to_string()))
+    }
+}
+
+/// The folder beside the autosave that holds its results, one file each.
+pub const AUTOSAVE_RESULTS: &str = "autosave-results";
 
 /// What a project restores into.
 pub struct Restored {
@@ -98,17 +141,12 @@ impl Project {
             recipe: doc.recipe.clone(),
             history: history
                 .iter()
-                .map(|(img, r, placement)| {
-                    Ok(HistoryEntry {
-                        image: EmbeddedImage::from_rgb(img).map_err(bad)?,
-                        recipe: (*r).clone(),
-                        placement: placement.cloned(),
-                    })
-                })
+                .map(|(img, r, placement)| HistoryEntry::new(img, r, *placement))
                 .collect::<Result<_, ProjectError>>()?,
             model: model.map(Path::to_path_buf),
             origin: doc.origin,
             frame,
+            result_files: Vec::new(),
             saved_at: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs()),
@@ -152,7 +190,15 @@ impl Project {
                 path.display()
             )));
         }
-        Self::from_bytes(&std::fs::read(path).map_err(io)?)
+        let mut project = Self::from_bytes(&std::fs::read(path).map_err(io)?)?;
+        let dir = path
+            .parent()
+            .unwrap_or(Path::new("."))
+            .join(AUTOSAVE_RESULTS);
+        for name in std::mem::take(&mut project.result_files) {
+            project.history.push(HistoryEntry::from_file(&dir, &name)?);
+        }
+        Ok(project)
     }
 
     /// Decodes the pictures into a document (with an empty undo history) and the results list.
@@ -300,6 +346,32 @@ mod tests {
         assert_eq!((r.doc.width, r.doc.height, r.doc.origin), (6, 3, (2, 0)));
         assert_eq!(r.doc.picture, d.picture);
         assert_eq!(r.frame, None);
+    }
+
+    /// An autosave's result files are read in beside it; a damaged or missing one is refused.
+    #[test]
+    fn an_autosave_reads_its_result_files_and_refuses_damaged_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let full = project();
+        let mut p = full.clone();
+        let results = dir.path().join(AUTOSAVE_RESULTS);
+        std::fs::create_dir_all(&results).unwrap();
+        for e in std::mem::take(&mut p.history) {
+            let (name, bytes) = e.to_file();
+            std::fs::write(results.join(&name), bytes).unwrap();
+            p.result_files.push(name);
+        }
+        let path = dir.path().join(AUTOSAVE_FILE);
+        std::fs::write(&path, p.to_bytes()).unwrap();
+        assert_eq!(Project::read(&path).unwrap(), full);
+        let first = results.join(&p.result_files[0]);
+        let mut bytes = std::fs::read(&first).unwrap();
+        bytes[10] ^= 1;
+        std::fs::write(&first, bytes).unwrap();
+        let err = Project::read(&path).unwrap_err().to_string();
+        assert!(err.contains("does not match its name"), "{err}");
+        std::fs::remove_file(&first).unwrap();
+        assert!(Project::read(&path).is_err());
     }
 
     /// A project written before frames and extended canvases (no origin, frame or placements).
