@@ -75,8 +75,8 @@ impl HistoryItem {
         &self.image
     }
 
-    /// Bytes it holds in memory: its pixels and thumbnail texture (RGBA); nothing once on disk (its
-    /// thumbnail exists only while its row is on screen, so a screenful at most).
+    /// Bytes it holds in memory: its pixels and thumbnail texture (RGBA); nothing once on disk (a
+    /// thumbnail exists only while its row is on screen, a screenful at most).
     pub fn bytes_in_memory(&self) -> usize {
         if self.is_on_disk() {
             return 0;
@@ -100,11 +100,10 @@ impl HistoryItem {
         Ok(())
     }
 
-    /// A result on disk whose row scrolled away gives its thumbnail back.
-    pub(super) fn forget_thumbnail_if_on_disk(&mut self) {
-        if self.is_on_disk() {
-            self.texture = None;
-        }
+    /// A result whose row is off screen gives its thumbnail back (made again when it returns), so
+    /// thumbnails cost a screenful, however long History grows.
+    pub(super) fn forget_thumbnail(&mut self) {
+        self.texture = None;
     }
 
     pub(super) fn texture(&mut self, ctx: &egui::Context) -> &egui::TextureHandle {

@@ -579,7 +579,7 @@ fn history_section(app: &mut App, ui: &mut egui::Ui) {
         let size = Vec2::new(ui.available_width(), HISTORY_ROW_HEIGHT);
         if !ui.is_rect_visible(egui::Rect::from_min_size(ui.cursor().min, size)) {
             ui.allocate_space(size);
-            r.forget_thumbnail_if_on_disk();
+            r.forget_thumbnail();
             continue;
         }
         let tex = r.texture(&ctx).clone();
