@@ -6,7 +6,7 @@
 #
 #   bash .ci/soak.sh [--bin PATH] [--cycles N] [--bound MB] [--log FILE] [--minimal]
 #
-# Defaults: target/release/cmpaint, 10 cycles (≈ 10,000 actions: 1,000 results, 1,000 slider moves),
+# Defaults: target/release/cmpaint, 10 cycles (10,000 actions: 1,000 results, 1,000 slider moves),
 # 50 MB. --minimal drives examples/minimal_window instead (pointer moves only): the windowing and
 # driver stack without cmpaint. Needs: xvfb xdotool mesa-vulkan-drivers. Coordinates are those of the
 # default 1280×820 window and panel layout (see .ci/screenshots.sh).
@@ -85,7 +85,7 @@ for c in $(seq 1 "$CYCLES"); do
     moves 1000; log "$c" moves
     continue
   fi
-  moves 400; log "$c" moves
+  moves 475; log "$c" moves
   wheel 40; log "$c" wheel
   strokes 20; log "$c" strokes
   generate 25; log "$c" generate
