@@ -51,9 +51,10 @@ impl Frame {
     /// Moved in the document's coordinates; a position kept from an earlier `origin` (see
     /// `Document::origin`) comes back where it was on the picture.
     pub fn moved_by(self, dx: i64, dy: i64) -> Option<Frame> {
+        let at = |v: usize, d: i64| usize::try_from(i64::try_from(v).ok()?.checked_add(d)?).ok();
         Some(Frame {
-            x: usize::try_from(self.x as i64 + dx).ok()?,
-            y: usize::try_from(self.y as i64 + dy).ok()?,
+            x: at(self.x, dx)?,
+            y: at(self.y, dy)?,
             size: self.size,
         })
     }
@@ -129,10 +130,22 @@ pub struct Placement {
 impl Placement {
     /// The frame in today's document, if it still lies inside it.
     pub fn frame_in(&self, doc: &Document) -> Option<Frame> {
-        let f = self
-            .frame
-            .moved_by(doc.origin.0 - self.origin.0, doc.origin.1 - self.origin.1)?;
-        (f.x + f.size <= doc.width && f.y + f.size <= doc.height).then_some(f)
+        let dx = doc.origin.0.checked_sub(self.origin.0)?;
+        let dy = doc.origin.1.checked_sub(self.origin.1)?;
+        let f = self.frame.moved_by(dx, dy)?;
+        let fits = f.x.checked_add(f.size)? <= doc.width && f.y.checked_add(f.size)? <= doc.height;
+        (fits && self.is_consistent()).then_some(f)
+    }
+
+    /// A non-empty frame whose mask (if any) has one weight per pixel: what a damaged project
+    /// file may not deliver.
+    pub fn is_consistent(&self) -> bool {
+        let s = self.frame.size;
+        s > 0
+            && match &self.paste {
+                Paste::Masked(m) => s.checked_mul(s) == Some(m.len()),
+                _ => true,
+            }
     }
 }
 

@@ -246,9 +246,19 @@ impl Project {
                 Ok((image, e.recipe.clone(), e.placement.clone()))
             })
             .collect::<Result<_, ProjectError>>()?;
-        let frame = self
-            .frame
-            .filter(|f| f.size > 0 && f.x + f.size <= w && f.y + f.size <= h);
+        if let Some((i, _)) = (self.history.iter().enumerate())
+            .find(|(_, e)| e.placement.as_ref().is_some_and(|p| !p.is_consistent()))
+        {
+            return Err(ProjectError::Invalid(format!(
+                "result {i}'s place in the picture is damaged"
+            )));
+        }
+        let fits = |f: &Frame| {
+            f.size > 0
+                && f.x.checked_add(f.size).is_some_and(|r| r <= w)
+                && f.y.checked_add(f.size).is_some_and(|b| b <= h)
+        };
+        let frame = self.frame.filter(fits);
         Ok(Restored {
             doc,
             frame,
@@ -372,6 +382,35 @@ mod tests {
         assert!(err.contains("does not match its name"), "{err}");
         std::fs::remove_file(&first).unwrap();
         assert!(Project::read(&path).is_err());
+    }
+
+    /// A damaged placement (a mask of the wrong size, absurd coordinates) is refused or ignored,
+    /// never a panic when the result is applied.
+    #[test]
+    fn damaged_placements_and_frames_are_refused_cleanly() {
+        let mut p = project();
+        p.frame = Some(Frame {
+            x: usize::MAX,
+            y: 0,
+            size: 3,
+        });
+        assert_eq!(p.restore().unwrap().frame, None);
+        if let Some(pl) = &mut p.history[0].placement {
+            pl.paste = crate::paint::frame::Paste::Masked(vec![1, 2]);
+        }
+        assert!(p.restore().is_err());
+        let mut doc = Document::blank(4, 3);
+        doc.origin = (i64::MIN, 0);
+        let pl = Placement {
+            frame: Frame {
+                x: 0,
+                y: 0,
+                size: 2,
+            },
+            origin: (i64::MAX, 0),
+            paste: crate::paint::frame::Paste::Whole,
+        };
+        assert_eq!(pl.frame_in(&doc), None);
     }
 
     /// A project written before frames and extended canvases (no origin, frame or placements).
