@@ -45,7 +45,8 @@ pub enum Command {
     App(AppArgs),
     /// Generate images from noise in one step (or a few with --ts / --multistep).
     Generate(generate::GenerateArgs),
-    /// Edit a picture zero-shot (paper Algorithm 4): inpaint, colorize, superres, sdedit, denoise.
+    /// Edit a picture zero-shot (paper Algorithm 4): inpaint, colorize, superres, sdedit, denoise,
+    /// outpaint.
     Edit(edit::EditArgs),
     /// Images between two noise seeds (spherical interpolation, one step each).
     Interpolate(interpolate::InterpolateArgs),
