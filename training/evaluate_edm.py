@@ -14,7 +14,7 @@
 A model is a training checkpoint (sampled here in PyTorch with its EMA weights) or an exported
 `.safetensors` (sampled by the Rust binary, so the figures measure what ships):
 
-    python3 training/evaluate_edm.py training/runs/edm-c32w/checkpoint.pt --sampler heun --steps 18 40
+    python3 training/evaluate_edm.py training/runs/edm-c32w/checkpoint.pt --steps 18 40
     python3 training/evaluate_edm.py assets/emoji32_teacher.safetensors --steps 18 40
     python3 training/evaluate_edm.py assets/emoji32.safetensors --steps 1 2          # a consistency model
 """
