@@ -728,6 +728,11 @@ fn step_previews_show_while_a_job_runs_and_go_when_it_ends_or_is_cancelled() {
     let p = h.state().step_preview.as_ref().unwrap();
     assert_eq!((p.done, p.total), (1, 4));
     assert_eq!(p.image.pixels[0], 32, "step 1 of 4: grey −0.75 → 32");
+    assert_eq!(
+        p.frame,
+        Some(h.state().job_frame()),
+        "drawn in the job's frame"
+    );
     assert!(
         h.state().history.is_empty(),
         "no result yet: only the preview"

@@ -25,14 +25,28 @@ pub(super) struct Pending {
     pub(super) placement: Option<Placement>,
 }
 
-/// The clean estimate of a running job's current step, shown on the canvas under a "preview" badge
-/// until the result (or a cancel) replaces it.
+/// The clean estimate of a running job's current step, drawn over the canvas in the job's frame
+/// under a "preview" badge until the result (or a cancel) replaces it. Only its own pixels are drawn
+/// (a texture of the model's size): no canvas-sized copy per step, however large the canvas.
 pub struct StepPreview {
     pub id: JobId,
-    /// The estimate placed in its frame over the document (what the canvas shows).
+    /// The estimate, at the model's size.
     pub image: Rgb8,
+    /// Where it goes in the document (None: over the whole canvas).
+    pub frame: Option<Frame>,
     pub done: usize,
     pub total: usize,
+    pub(super) texture: Option<egui::TextureHandle>,
+}
+
+impl StepPreview {
+    pub(super) fn texture(&mut self, ctx: &egui::Context) -> &egui::TextureHandle {
+        let image = &self.image;
+        self.texture.get_or_insert_with(|| {
+            let img = egui::ColorImage::from_rgb([image.width, image.height], &image.pixels);
+            ctx.load_texture("step preview", img, egui::TextureOptions::NEAREST)
+        })
+    }
 }
 
 /// The job the status bar shows.
@@ -89,12 +103,13 @@ impl App {
                     .is_some_and(|p| matches!(p.purpose, Purpose::Apply));
                 let placement = self.pending.get(&id).and_then(|p| p.placement.clone());
                 if let Some(image) = preview.filter(|_| shown) {
-                    let image = self.placed_over_canvas(&image, placement.as_ref());
                     self.step_preview = Some(StepPreview {
                         id,
                         image,
+                        frame: placement.and_then(|p| p.frame_in(&self.doc)),
                         done,
                         total,
+                        texture: None,
                     });
                 }
                 match (&mut self.running, label) {

@@ -307,15 +307,7 @@ impl App {
         egui::CentralPanel::default()
             .frame(egui::Frame::NONE)
             .show(ui, |ui| {
-                // Holding Compare wins; otherwise a running job's step preview, when it is the
-                // canvas's size.
                 let (w, h) = (self.doc.width, self.doc.height);
-                // …and never while a stroke is being painted: the painter sees their own canvas
-                let step = self
-                    .step_preview
-                    .as_ref()
-                    .filter(|p| (p.image.width, p.image.height) == (w, h))
-                    .filter(|_| !self.canvas.is_stroking());
                 // a result held for Compare shows where it was made, over the canvas
                 let key = self.compare.map(|i| (i, self.doc.revision));
                 if self.compare_cache.as_ref().map(|c| c.0) != key {
@@ -326,20 +318,13 @@ impl App {
                         Some(((i, revision), placed))
                     });
                 }
-                let compare = match (&self.compare_cache, step) {
-                    (Some(((i, revision), image)), _) => Some(Compare {
+                let compare = self
+                    .compare_cache
+                    .as_ref()
+                    .map(|((i, revision), image)| Compare {
                         image,
-                        key: key_of(&("compare", i, revision)),
-                    }),
-                    (None, Some(p)) => Some(Compare {
-                        image: &p.image,
-                        key: key_of(&("step", p.id, p.done)),
-                    }),
-                    (None, None) => None,
-                };
-                let badge = step
-                    .filter(|_| self.compare.is_none())
-                    .map(|p| format!("preview · step {}/{}", p.done, p.total));
+                        key: key_of(&(i, revision)),
+                    });
                 let model = self.model_size();
                 self.frame = self.frame.clamped(w, h, model);
                 let frame = FrameEdit {
@@ -355,8 +340,19 @@ impl App {
                     compare,
                     frame,
                 );
-                if let Some(text) = badge {
-                    canvas::badge(ui, &text);
+                // a running job's step preview, unless Compare is held or a stroke is being painted
+                // (the painter sees their own canvas)
+                let shown = self.compare.is_none() && !self.canvas.is_stroking();
+                if let Some(p) = self.step_preview.as_mut().filter(|_| shown) {
+                    let rect = match p.frame {
+                        Some(f) => self.canvas.frame_rect(&self.doc, f),
+                        None => self.canvas.image_rect(&self.doc),
+                    };
+                    let texture = p.texture(ui.ctx()).id();
+                    let uv = egui::Rect::from_min_max(egui::Pos2::ZERO, egui::Pos2::new(1.0, 1.0));
+                    ui.painter_at(ui.max_rect())
+                        .image(texture, rect, uv, egui::Color32::WHITE);
+                    canvas::badge(ui, &format!("preview · step {}/{}", p.done, p.total));
                 }
                 let sketched = self.doc.has_sketch_in(self.job_frame());
                 if event == CanvasEvent::StrokeEnded && self.edit.live && sketched {
