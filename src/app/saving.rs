@@ -235,10 +235,13 @@ pub fn write_atomic_with(
 }
 
 /// This session's folder for results moved out of memory: `spill/<pid>` in the data folder. Folders
-/// of sessions that are no longer running are removed (their results are in the autosave).
+/// of sessions that are no longer running are removed (their results are in the autosave); where
+/// there is no /proc to tell (not Linux), they are left alone.
 fn spill_dir(data: &Path) -> PathBuf {
     let root = data.join("spill");
-    if let Ok(entries) = std::fs::read_dir(&root) {
+    if Path::new("/proc/self").exists()
+        && let Ok(entries) = std::fs::read_dir(&root)
+    {
         for e in entries.flatten() {
             let pid = e.file_name().to_string_lossy().parse::<u32>().ok();
             if pid.is_some_and(|p| !Path::new(&format!("/proc/{p}")).exists()) {
