@@ -11,15 +11,18 @@ pub(super) struct Autosave {
     /// Document revision and history length last written.
     pub(super) written: (u64, usize),
     pub(super) last: Instant,
-    pub(super) running: Option<std::thread::JoinHandle<Result<Vec<(u64, String)>, String>>>,
+    pub(super) running: Option<std::thread::JoinHandle<Result<Written, String>>>,
     /// The file each result (by `HistoryItem::id`) was written to.
     pub(super) files: HashMap<u64, String>,
 }
 
+/// The result files an autosave wrote, by `HistoryItem::id`.
+type Written = Vec<(u64, String)>;
+
 /// A result as the autosave thread gets it: written already (its file's name), or to write.
 enum ToSave {
     Written(String),
-    New(u64, history::Kept, Recipe, Option<Placement>),
+    New(u64, Box<(history::Kept, Recipe, Option<Placement>)>),
 }
 
 /// Seconds between autosaves of a changed document.
@@ -98,9 +101,7 @@ impl App {
                 Some(name) => ToSave::Written(name.clone()),
                 None => ToSave::New(
                     r.id,
-                    r.kept().clone(),
-                    r.recipe.clone(),
-                    r.placement.clone(),
+                    Box::new((r.kept().clone(), r.recipe.clone(), r.placement.clone())),
                 ),
             })
             .collect();
@@ -261,7 +262,7 @@ fn write_autosave(
     frame: Option<Frame>,
     model: Option<&Path>,
     history: Vec<ToSave>,
-) -> Result<Vec<(u64, String)>, String> {
+) -> Result<Written, String> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let results = dir.join(project::AUTOSAVE_RESULTS);
     std::fs::create_dir_all(&results).map_err(|e| format!("{}: {e}", results.display()))?;
@@ -270,7 +271,8 @@ fn write_autosave(
     for item in history {
         let name = match item {
             ToSave::Written(name) => name,
-            ToSave::New(id, kept, recipe, placement) => {
+            ToSave::New(id, new) => {
+                let (kept, recipe, placement) = *new;
                 let image = kept.load()?;
                 let entry = HistoryEntry::new(&image, &recipe, placement.as_ref())
                     .map_err(|e| e.to_string())?;
