@@ -7,36 +7,12 @@
 
 use cmpaint::app::App;
 use cmpaint::app::canvas_gpu;
-use cmpaint::app::dialogs::Dialogs;
+use cmpaint::app::dialogs::NoDialogs;
 use cmpaint::worker::Worker;
 use eframe::egui::{Event, Modifiers, PointerButton, Pos2, Vec2};
 use eframe::egui_wgpu::RendererOptions;
 use egui_kittest::Harness;
 use egui_kittest::wgpu::{WgpuTestRenderer, create_render_state, default_wgpu_setup};
-use std::path::PathBuf;
-
-struct NoDialogs;
-
-impl Dialogs for NoDialogs {
-    fn open_image(&mut self) -> Option<PathBuf> {
-        None
-    }
-    fn open_model(&mut self, _folder: bool) -> Option<PathBuf> {
-        None
-    }
-    fn open_recipe(&mut self) -> Option<PathBuf> {
-        None
-    }
-    fn save_png(&mut self, _suggested: &str) -> Option<PathBuf> {
-        None
-    }
-    fn open_project(&mut self) -> Option<PathBuf> {
-        None
-    }
-    fn save_project(&mut self, _suggested: &str) -> Option<PathBuf> {
-        None
-    }
-}
 
 fn rss_mb() -> f64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();

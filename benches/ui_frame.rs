@@ -8,37 +8,13 @@
 //! `cargo bench --bench ui_frame` (prints a table; results go in BENCHMARKS.md / the README).
 
 use cmpaint::app::App;
-use cmpaint::app::dialogs::Dialogs;
+use cmpaint::app::dialogs::NoDialogs;
 use cmpaint::paint::frame::Frame;
 use cmpaint::worker::Worker;
 use eframe::egui::Vec2;
 use eframe::egui::{Event, Modifiers, PointerButton, Pos2};
 use egui_kittest::Harness;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
-
-struct NoDialogs;
-
-impl Dialogs for NoDialogs {
-    fn open_image(&mut self) -> Option<PathBuf> {
-        None
-    }
-    fn open_model(&mut self, _folder: bool) -> Option<PathBuf> {
-        None
-    }
-    fn open_recipe(&mut self) -> Option<PathBuf> {
-        None
-    }
-    fn save_png(&mut self, _suggested: &str) -> Option<PathBuf> {
-        None
-    }
-    fn open_project(&mut self) -> Option<PathBuf> {
-        None
-    }
-    fn save_project(&mut self, _suggested: &str) -> Option<PathBuf> {
-        None
-    }
-}
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
@@ -55,9 +31,11 @@ fn report(what: &str, mut ms: Vec<f64>) {
     );
 }
 
-fn main() {
+/// The app on the built-in model, loaded; `gpu`: the wgpu canvas path (its paint callback is not run
+/// headless, so this measures the UI thread's share), else the CPU-composited canvas.
+fn app(gpu: bool) -> Harness<'static, App> {
     let worker = Worker::spawn(candle_core::Device::Cpu, || {});
-    let app = App::new(worker, None, false, Box::new(NoDialogs));
+    let app = App::new(worker, None, gpu, Box::new(NoDialogs));
     let mut h = Harness::builder()
         .with_size(Vec2::new(1280.0, 820.0))
         .build_ui_state(|ui, app: &mut App| app.show(ui), app);
@@ -65,6 +43,11 @@ fn main() {
         h.step();
         std::thread::sleep(Duration::from_millis(5));
     }
+    h
+}
+
+fn main() {
+    let mut h = app(false);
 
     // Frame time with the worker busy: keep a batch of 16 generating, draw at 60 Hz.
     h.state_mut().generate.batch = 16;
@@ -101,18 +84,8 @@ fn main() {
     }
     report("slider move to frame (32², one step)", latency);
 
-    // the wgpu canvas path (its paint callback is not run headless: this is the UI thread's share)
     drop(h);
-    let worker = Worker::spawn(candle_core::Device::Cpu, || {});
-    let app = App::new(worker, None, true, Box::new(NoDialogs));
-    let mut h = Harness::builder()
-        .with_size(Vec2::new(1280.0, 820.0))
-        .build_ui_state(|ui, app: &mut App| app.show(ui), app);
-    while h.state().model.is_none() {
-        h.step();
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    large_document(&mut h);
+    large_document(&mut app(true));
 }
 
 /// A 2048² document: strokes on its left half every frame (a new stroke every second) while the

@@ -200,12 +200,7 @@ impl Canvas {
             };
             let bg = BACKGROUND.to_normalized_gamma_f32();
             let uniforms = Uniforms {
-                image_rect: [
-                    image_rect.min.x * ppp,
-                    image_rect.min.y * ppp,
-                    image_rect.max.x * ppp,
-                    image_rect.max.y * ppp,
-                ],
+                image_rect: physical(image_rect, ppp),
                 image_info: [
                     doc.width as f32,
                     doc.height as f32,
@@ -220,12 +215,7 @@ impl Canvas {
                 ],
                 cursor,
                 background: bg,
-                frame: [
-                    frame_rect.min.x * ppp,
-                    frame_rect.min.y * ppp,
-                    frame_rect.max.x * ppp,
-                    frame_rect.max.y * ppp,
-                ],
+                frame: physical(frame_rect, ppp),
                 frame_info: [
                     if frame.shown { 1.0 } else { 0.0 },
                     (HANDLE * ppp).round(),
@@ -532,6 +522,11 @@ fn draw_frame(painter: &egui::Painter, image: Rect, frame: Rect) {
         painter.rect_filled(handle, 0.0, Color32::WHITE);
         outline(handle, Color32::BLACK);
     }
+}
+
+/// A rectangle in physical pixels (min.x, min.y, max.x, max.y), as the compositor's uniforms hold them.
+fn physical(r: Rect, ppp: f32) -> [f32; 4] {
+    [r.min.x * ppp, r.min.y * ppp, r.max.x * ppp, r.max.y * ppp]
 }
 
 pub fn rgb_to_rgba(img: &Rgb8) -> Vec<u8> {

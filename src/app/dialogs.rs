@@ -22,6 +22,30 @@ pub trait Dialogs {
     fn save_project(&mut self, suggested: &str) -> Option<PathBuf>;
 }
 
+/// Dialogs that are always cancelled: for benchmarks and headless runs that open no file.
+pub struct NoDialogs;
+
+impl Dialogs for NoDialogs {
+    fn open_image(&mut self) -> Option<PathBuf> {
+        None
+    }
+    fn open_model(&mut self, _folder: bool) -> Option<PathBuf> {
+        None
+    }
+    fn open_recipe(&mut self) -> Option<PathBuf> {
+        None
+    }
+    fn save_png(&mut self, _suggested: &str) -> Option<PathBuf> {
+        None
+    }
+    fn open_project(&mut self) -> Option<PathBuf> {
+        None
+    }
+    fn save_project(&mut self, _suggested: &str) -> Option<PathBuf> {
+        None
+    }
+}
+
 /// Native dialogs through rfd.
 pub struct NativeDialogs;
 
