@@ -1182,6 +1182,9 @@ fn history_beyond_its_budget_moves_to_disk_and_loses_nothing() {
         .map(|(img, _, _)| img)
         .collect();
     assert_eq!(saved, made);
+    // Discard takes its file along
+    h.state_mut().discard_history(0);
+    assert_eq!(std::fs::read_dir(&spill).unwrap().count(), on_disk - 1);
 }
 
 /// With nowhere to move them, results over the budget stay in memory and the user is told.

@@ -184,6 +184,15 @@ impl App {
         }
     }
 
+    /// History's Discard: the result goes, with its file when it had been moved to disk.
+    pub fn discard_history(&mut self, i: usize) {
+        if i < self.history.len()
+            && let Kept::Disk { path, .. } = &self.history.remove(i).image
+        {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+
     /// Memory History holds now, and how many results are on disk.
     pub fn history_memory(&self) -> (usize, usize) {
         let bytes = self.history.iter().map(HistoryItem::bytes_in_memory).sum();

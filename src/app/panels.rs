@@ -621,7 +621,7 @@ fn history_section(app: &mut App, ui: &mut egui::Ui) {
         app.apply_history(i);
     }
     if let Some(i) = discard {
-        app.history.remove(i);
+        app.discard_history(i);
     }
 }
 
