@@ -32,6 +32,19 @@ pub fn write_png(path: &Path, img: &Rgb8) -> Result<()> {
     .map_err(|e| PictureError(format!("{}: cannot write PNG: {e}", path.display())))
 }
 
+/// Writes straight-alpha RGBA8 pixels as a PNG whatever the file's name ends in.
+pub fn write_png_rgba(path: &Path, width: usize, height: usize, rgba: &[u8]) -> Result<()> {
+    image::save_buffer_with_format(
+        path,
+        rgba,
+        width as u32,
+        height as u32,
+        image::ColorType::Rgba8,
+        image::ImageFormat::Png,
+    )
+    .map_err(|e| PictureError(format!("{}: cannot write PNG: {e}", path.display())))
+}
+
 /// Lays a batch out as a near-square grid, row-major, with no gaps.
 pub fn grid(images: &[Rgb8]) -> Rgb8 {
     let n = images.len().max(1);

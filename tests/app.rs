@@ -1274,3 +1274,33 @@ fn autosave_writes_each_result_once() {
         .collect();
     assert_eq!(restored, images);
 }
+
+/// Export PNG of an extended canvas keeps its empty pixels transparent and the picture exact.
+#[test]
+fn exporting_an_extended_canvas_keeps_its_empty_area_transparent() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("wide.png");
+    let script = Scripted::default();
+    let mut h = harness_on_photo(script.clone());
+    let before = h.state().doc.composite();
+    assert!(
+        h.state_mut()
+            .extend_canvas(cmpaint::paint::document::Side::Right, 10)
+    );
+    script.push(out.clone());
+    h.state_mut().export_png();
+    let png = image::open(&out).unwrap().to_rgba8();
+    assert_eq!(png.dimensions(), (106, 64));
+    for y in 0..64u32 {
+        for x in 0..106u32 {
+            let p = png.get_pixel(x, y).0;
+            if x < 96 {
+                let i = (y as usize * 96 + x as usize) * 3;
+                assert_eq!(p[..3], before.pixels[i..i + 3], "({x}, {y})");
+                assert_eq!(p[3], 255);
+            } else {
+                assert_eq!(p[3], 0, "({x}, {y}) is empty");
+            }
+        }
+    }
+}

@@ -23,10 +23,18 @@ impl App {
         let Some(path) = self.dialogs.save_png("cmpaint.png") else {
             return;
         };
-        let image = self.doc.composite();
         let recipe = self.doc.recipe.clone().filter(|_| !self.doc.has_sketch());
-        let bytes = encode_png(&image, recipe.as_ref()).map_err(|e| e.to_string());
-        let written = bytes.and_then(|b| write_atomic_with(&path, |tmp| write_file(tmp, &b)));
+        let written = if self.doc.has_empty() {
+            // a canvas with empty pixels (extended, not yet filled) keeps them transparent
+            let (w, h, rgba) = (self.doc.width, self.doc.height, self.doc.composite_rgba());
+            write_atomic_with(&path, |tmp| {
+                write_png_rgba(tmp, w, h, &rgba).map_err(|e| e.to_string())
+            })
+        } else {
+            let bytes =
+                encode_png(&self.doc.composite(), recipe.as_ref()).map_err(|e| e.to_string());
+            bytes.and_then(|b| write_atomic_with(&path, |tmp| write_file(tmp, &b)))
+        };
         match written {
             Ok(()) => self.info(format!(
                 "exported {}{}",

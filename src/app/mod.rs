@@ -39,7 +39,7 @@ use crate::paint::frame::{Frame, Paste, Placement, preview_over};
 use crate::paint::project::{self, HistoryEntry, Project};
 use crate::picture::{
     Resize, Rgb8, decode, dimensions, is_gif, to_model_size, to_rgb8, write_apng, write_gif,
-    write_png,
+    write_png, write_png_rgba,
 };
 use crate::recipe::{EmbeddedImage, Operation, Recipe, encode_png, read_recipe};
 use crate::worker::execute::{ModelInfo, Steps, network_calls, plan, recipe_steps};

@@ -220,7 +220,7 @@ impl Stroke {
 }
 
 /// `colour` at coverage `a` over a straight-alpha RGBA pixel.
-fn over(b: &[u8], colour: [u8; 3], a: f32) -> [u8; 4] {
+pub(crate) fn over(b: &[u8], colour: [u8; 3], a: f32) -> [u8; 4] {
     let ba = b[3] as f32 / 255.0;
     let out_a = a + ba * (1.0 - a);
     if out_a <= 0.0 {

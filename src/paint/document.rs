@@ -254,6 +254,17 @@ impl Document {
         }
     }
 
+    /// The sketch over the picture with their alpha kept (straight RGBA8): what Export PNG writes
+    /// for a canvas with empty pixels.
+    pub fn composite_rgba(&self) -> Vec<u8> {
+        (self
+            .picture
+            .chunks_exact(4)
+            .zip(self.sketch.chunks_exact(4)))
+        .flat_map(|(p, s)| super::brush::over(p, [s[0], s[1], s[2]], s[3] as f32 / 255.0))
+        .collect()
+    }
+
     /// The mask in [0, 1] per pixel (1 = regenerate).
     pub fn mask_f32(&self) -> Vec<f32> {
         self.mask.iter().map(|&m| m as f32 / 255.0).collect()
