@@ -233,23 +233,28 @@ impl Document {
 
     /// The picture with the sketch composited over it: what the model is given (empty pixels white).
     pub fn composite(&self) -> Rgb8 {
-        let mut pixels = Vec::with_capacity(self.width * self.height * 3);
-        for (p, s) in self
-            .picture
-            .chunks_exact(4)
-            .zip(self.sketch.chunks_exact(4))
-        {
-            // empty (transparent) picture pixels show as white, as on paper
-            let (pa, a) = (p[3] as u32, s[3] as u32);
-            for c in 0..3 {
-                let base = (p[c] as u32 * pa + 255 * (255 - pa) + 127) / 255;
-                let v = (s[c] as u32 * a + base * (255 - a) + 127) / 255;
-                pixels.push(v as u8);
+        self.composite_rect(self.bounds())
+    }
+
+    /// The composite of the rectangle `r` alone (a job's frame on a large canvas).
+    pub fn composite_rect(&self, r: Rect) -> Rgb8 {
+        let mut pixels = Vec::with_capacity(r.area() * 3);
+        for y in r.y0..r.y1 {
+            let row = (y * self.width + r.x0) * 4..(y * self.width + r.x1) * 4;
+            let (picture, sketch) = (&self.picture[row.clone()], &self.sketch[row]);
+            for (p, s) in picture.chunks_exact(4).zip(sketch.chunks_exact(4)) {
+                // empty (transparent) picture pixels show as white, as on paper
+                let (pa, a) = (p[3] as u32, s[3] as u32);
+                for c in 0..3 {
+                    let base = (p[c] as u32 * pa + 255 * (255 - pa) + 127) / 255;
+                    let v = (s[c] as u32 * a + base * (255 - a) + 127) / 255;
+                    pixels.push(v as u8);
+                }
             }
         }
         Rgb8 {
-            width: self.width,
-            height: self.height,
+            width: r.x1 - r.x0,
+            height: r.y1 - r.y0,
             pixels,
         }
     }

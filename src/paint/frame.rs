@@ -39,6 +39,15 @@ impl Frame {
         }
     }
 
+    pub fn rect(&self) -> Rect {
+        Rect {
+            x0: self.x,
+            y0: self.y,
+            x1: self.x + self.size,
+            y1: self.y + self.size,
+        }
+    }
+
     pub fn is_native(&self, model: usize) -> bool {
         self.size == model
     }
@@ -209,8 +218,7 @@ impl Document {
     /// The input of a job in `frame` for a model of side `model`. `inpaint`: the job regenerates
     /// the mask (and empty pixels); `feather`: Generate and sketch → image fade in over that width.
     pub fn frame_input(&self, f: Frame, model: usize, inpaint: bool, feather: usize) -> FrameInput {
-        let crop = crop(&self.composite(), f);
-        let image = resize(&crop, model, model);
+        let image = resize(&self.composite_rect(f.rect()), model, model);
         let native = f.is_native(model);
         if !inpaint {
             return FrameInput {
@@ -252,12 +260,7 @@ impl Document {
         let result = resize(result, f.size, f.size);
         let (w, h) = (self.width, self.height);
         self.begin();
-        self.touch_rect(Rect {
-            x0: f.x,
-            y0: f.y,
-            x1: f.x + f.size,
-            y1: f.y + f.size,
-        });
+        self.touch_rect(f.rect());
         for j in 0..f.size {
             for i in 0..f.size {
                 let weight = match paste {
@@ -317,19 +320,6 @@ fn feather_weight(f: Frame, i: usize, j: usize, width: usize, doc_w: usize, doc_
         255
     } else {
         ((d as u32 + 1) * 255 / (width as u32 + 1)).min(255)
-    }
-}
-
-/// The frame's pixels of a picture the document's size.
-pub fn crop(img: &Rgb8, f: Frame) -> Rgb8 {
-    let mut pixels = Vec::with_capacity(f.size * f.size * 3);
-    for y in f.y..f.y + f.size {
-        pixels.extend_from_slice(&img.pixels[(y * img.width + f.x) * 3..][..f.size * 3]);
-    }
-    Rgb8 {
-        width: f.size,
-        height: f.size,
-        pixels,
     }
 }
 
