@@ -180,10 +180,10 @@ pub struct EditRequest<'a> {
 
 /// Runs an edit. The result is not clamped (see `algorithm4`), except that inpainting composites the
 /// kept pixels (mask 0) from the input at the end, so they stay exactly as they were. None when
-/// cancelled. Noise: draw 0 is the initial one (×σ of ts[0]), then one per step.
+/// cancelled. Noise: draw 0 is the initial one (×σ of `ts[0]`), then one per step.
 ///
 /// On an EDM teacher the same replacement is applied to every denoised estimate D(x, σ) of the
-/// PF-ODE sampler, from σ of grid index ts[0] down to 0 (for SDEdit: noise the picture to σ_{ts[0]},
+/// PF-ODE sampler, from σ of grid index `ts[0]` down to 0 (for SDEdit: noise the picture to `σ_{ts[0]}`,
 /// then Heun). Draws: the initial one, plus one per step with churn.
 pub fn edit<N: Network + ?Sized>(
     net: &N,

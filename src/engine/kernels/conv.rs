@@ -84,7 +84,7 @@ impl CustomOp3 for Conv2dParams {
         "cmpaint-conv2d"
     }
 
-    /// (input [B, C_in, H, W], weight from [`pack_weight`], bias [C_out]) → [B, C_out, H_out, W_out].
+    /// (input [B, C_in, H, W], weight from [`pack_weight`], bias `[C_out]`) → `[B, C_out, H_out, W_out]`.
     fn cpu_fwd(
         &self,
         x: &CpuStorage,

@@ -1,7 +1,7 @@
 //! GroupNorm followed by a per-channel affine and optionally SiLU, in one pass per group:
 //! `y = act((x − μ_g)·rstd_g·a_c + d_c)`.
 //!
-//! `a` and `d` are per channel ([C]: the plain GroupNorm's γ and β) or per image and channel
+//! `a` and `d` are per channel (`[C]`: the plain GroupNorm's γ and β) or per image and channel
 //! ([B, C]: γ(1 + scale) and β(1 + scale) + shift, the ResBlock's time-conditioned norm folded in).
 
 use super::{f32_slice, simd};
@@ -20,7 +20,7 @@ impl CustomOp3 for GroupNormAffine {
         "cmpaint-group-norm-affine"
     }
 
-    /// (x [B, C, …], a, d [C] or [B, C]) → y shaped like x.
+    /// (x `[B, C, …]`, a, d `[C]` or `[B, C]`) → y shaped like x.
     fn cpu_fwd(
         &self,
         x: &CpuStorage,
