@@ -32,6 +32,13 @@ pub(super) enum Kept {
 }
 
 impl Kept {
+    fn size(&self) -> (usize, usize) {
+        match self {
+            Kept::Memory(img) => (img.width, img.height),
+            Kept::Disk { width, height, .. } => (*width, *height),
+        }
+    }
+
     pub(super) fn load(&self) -> Result<Rgb8, String> {
         match self {
             Kept::Memory(img) => Ok(img.clone()),
@@ -61,10 +68,7 @@ impl HistoryItem {
     }
 
     pub fn size(&self) -> (usize, usize) {
-        match &self.image {
-            Kept::Memory(img) => (img.width, img.height),
-            Kept::Disk { width, height, .. } => (*width, *height),
-        }
+        self.image.size()
     }
 
     pub fn is_on_disk(&self) -> bool {
@@ -110,10 +114,7 @@ impl HistoryItem {
         let image = &self.image;
         self.texture.get_or_insert_with(|| {
             // a thumbnail that cannot be read back shows as grey rather than failing the frame
-            let (w, h) = match image {
-                Kept::Memory(img) => (img.width, img.height),
-                Kept::Disk { width, height, .. } => (*width, *height),
-            };
+            let (w, h) = image.size();
             let img = image.load().unwrap_or(Rgb8 {
                 width: w,
                 height: h,
@@ -180,7 +181,6 @@ impl App {
                 self.apply_to_canvas(&img, p.recipe.clone(), p.placement.as_ref());
             }
             self.history.push(p);
-            self.keep_history_budget();
         }
     }
 

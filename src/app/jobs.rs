@@ -251,7 +251,6 @@ impl App {
                     item.cost = Some(cost.clone());
                     self.history.push(item);
                 }
-                self.keep_history_budget();
                 self.apply_to_canvas(&first, recipe, placement.as_ref());
             }
             Purpose::Preview => {

@@ -294,7 +294,7 @@ impl App {
             self.poll_opening();
         }
         self.autosave_tick(false);
-        // thumbnails made as rows scroll into view count too
+        // once per frame: new results and thumbnails made as rows scroll into view both count
         self.keep_history_budget();
         self.shortcuts(ui.ctx());
         panels::menu_bar(self, ui);
