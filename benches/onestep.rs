@@ -12,6 +12,7 @@
 //! models on the GPU instead (a `--features cuda` build; `scripts/gpu-bench.sh`).
 
 use candle_core::{DType, Device, Module, Tensor};
+use cmpaint::engine::Precision;
 use cmpaint::engine::cm::noise::{NoiseSource, SeededNoise};
 use cmpaint::engine::cm::sample::{Step, run_to_end};
 use cmpaint::engine::image::tensor_to_rgb8;
@@ -105,6 +106,9 @@ fn sampling(c: &mut Criterion) {
     for (key, path) in models() {
         let ck = Checkpoint::open(&path, None).unwrap();
         let unet = ck.load(&device).unwrap();
+        // `--precision bf16` beside f32 (one step), where the CPU has AVX512-BF16
+        let bf16 = (device.is_cpu() && Precision::Bf16.check().is_ok())
+            .then(|| ck.load_with(&device, Precision::Bf16).unwrap());
         let cfg = &ck.config;
         eprintln!("{key}: {} parameters", cfg.unet.parameter_count());
         let size = cfg.unet.image_size;
@@ -118,8 +122,15 @@ fn sampling(c: &mut Criterion) {
         }
         for batch in [1usize, 8] {
             let labels = cfg.unet.num_classes.map(|_| vec![0u32; batch]);
-            for (name, ts) in [("1step", None), ("2step", Some(&ts[..]))] {
-                group.bench_function(format!("{name}_b{batch}"), |b| {
+            let mut runs = vec![
+                ("1step", None, "", &unet),
+                ("2step", Some(&ts[..]), "", &unet),
+            ];
+            if let Some(bf16) = &bf16 {
+                runs.push(("1step", None, "_bf16", bf16));
+            }
+            for (name, ts, precision, unet) in runs {
+                group.bench_function(format!("{name}_b{batch}{precision}"), |b| {
                     b.iter(|| {
                         let mut noise = SeededNoise::new(0, batch);
                         let req = GenerateRequest {
@@ -130,7 +141,7 @@ fn sampling(c: &mut Criterion) {
                             ode: None,
                         };
                         let x = generate(
-                            &unet,
+                            unet,
                             &cfg.sampling,
                             &req,
                             &mut noise,
@@ -213,7 +224,12 @@ fn ops(c: &mut Criterion) {
         stride: 1,
         padding: 1,
     };
-    let packed = cmpaint::engine::kernels::conv::pack_weight(&weight, &params).unwrap();
+    let packed = cmpaint::engine::kernels::conv::pack_weight(
+        &weight,
+        &params,
+        cmpaint::engine::kernels::Precision::F32,
+    )
+    .unwrap();
     let mut gn_weights = HashMap::new();
     gn_weights.insert(
         "weight".to_string(),

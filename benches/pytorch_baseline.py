@@ -2,7 +2,10 @@
 """PyTorch eager baseline for benches/onestep.rs: the same weights (the project's safetensors), the same
 sampling (one step, and two steps over the model's ts), the same thread count. Prints JSON with the best
 time per "{1step,2step}_b{batch}", and, given --noise/--rust-output, the largest difference to cmpaint's
-one-step output on the same noise. `--ops` times the bench's single operations instead.
+one-step output on the same noise. `--bf16` adds "1step_b{batch}_bf16": the same step under PyTorch's CPU
+bf16 autocast, with its error against PyTorch's own f32 output (and, given --rust-output-bf16,
+cmpaint's `--precision bf16` error against cmpaint's f32 output). `--ops` times the bench's single
+operations instead.
 
     python3 benches/pytorch_baseline.py target/bench/cm25m.safetensors --threads 2
     python3 benches/pytorch_baseline.py --ops --threads 2
@@ -93,13 +96,29 @@ def models(a):
         classes = torch.zeros(b, dtype=torch.long, device=DEVICE) if conditional else None
         for name, steps in [("1step", ts[:1]), (f"{len(ts) - 1}step", ts)]:
             result["best_s"][f"{name}_b{b}"] = best_time(lambda: sample(unet, z, s, steps, classes))
+        if a.bf16:
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                result["best_s"][f"1step_b{b}_bf16"] = best_time(lambda: sample(unet, z, s, ts[:1], classes))
     if a.noise and a.rust_output:
         z = load_file(a.noise)["noise"][0].to(DEVICE)
         classes = torch.zeros(z.shape[0], dtype=torch.long, device=DEVICE) if conditional else None
         ref = sample(unet, z, s, ts[:1], classes).cpu()
         rust = load_file(a.rust_output)["image"]
         result["max_abs_diff_vs_cmpaint"] = (ref - rust).abs().max().item()
+        if a.bf16:
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                low = sample(unet, z, s, ts[:1], classes).float().cpu()
+            result["bf16_error_pytorch"] = error(low, ref)
+            if a.rust_output_bf16:
+                result["bf16_error_cmpaint"] = error(load_file(a.rust_output_bf16)["image"], rust)
     return result
+
+
+def error(low, ref):
+    """Max |Δ| and PSNR (images in [−1, 1], peak-to-peak 2) of a bf16 output against its f32 one."""
+    mse = ((low - ref) ** 2).mean().item()
+    return {"max_abs": (low - ref).abs().max().item(),
+            "psnr_db": 10 * math.log10(4 / mse) if mse > 0 else float("inf")}
 
 
 def ops(a):
@@ -125,6 +144,8 @@ def main():
     ap.add_argument("--batches", default="1,8")
     ap.add_argument("--noise", help="replay noise [1,B,3,H,W] to compare with --rust-output")
     ap.add_argument("--rust-output", help="cmpaint's one-step output image for --noise")
+    ap.add_argument("--bf16", action="store_true", help="also time one step under CPU bf16 autocast")
+    ap.add_argument("--rust-output-bf16", help="cmpaint's --precision bf16 output for --noise")
     a = ap.parse_args()
     global DEVICE
     DEVICE = a.device

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Start (or resume) the built-in teacher's training in the background, at the lowest priority: run this
-# first thing in every sitting. It resumes training/runs/edm-c32x2/checkpoint.pt; where that checkpoint
+# first thing in every sitting. SCHED_IDLE (chrt --idle), not only nice 19: at nice 19 the training still
+# doubled the time of cmpaint's kernels, whose threads sleep between operations and waited for the core
+# on every wake-up (cm25m one step 120 → 250 ms); as an idle-class task it yields at once. It resumes training/runs/edm-c32x2/checkpoint.pt; where that checkpoint
 # was lost (a new machine), it restarts from the committed milestone, assets/emoji32_teacher.safetensors.
 # Needs a Python with torch, diffusers and safetensors: PYTHON=/path/to/python (default python3).
 set -euo pipefail
@@ -14,6 +16,6 @@ fi
 mkdir -p $RUN
 init=()
 [ -f $RUN/checkpoint.pt ] || init=(--init-from assets/emoji32_teacher.safetensors)
-nohup nice -n 19 "$PYTHON" training/train_edm.py --out $RUN --arch c32x2 --cpu-minutes "${CPU_MINUTES:-600}" \
+nohup chrt --idle 0 nice -n 19 "$PYTHON" training/train_edm.py --out $RUN --arch c32x2 --cpu-minutes "${CPU_MINUTES:-600}" \
   --sample-every 30 "${init[@]}" >> $RUN/stdout.log 2>&1 &
 echo "training in the background (pid $!): tail -f $RUN/stdout.log"

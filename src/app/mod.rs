@@ -43,7 +43,7 @@ use crate::picture::{
 };
 use crate::recipe::{EmbeddedImage, Operation, Recipe, encode_png, read_recipe};
 use crate::worker::execute::{ModelInfo, Steps, network_calls, plan, recipe_steps};
-use crate::worker::{Job, JobId, Reply, Worker, is_loadable};
+use crate::worker::{CandleBackend, Job, JobId, Precision, Reply, Worker, is_loadable};
 use canvas::{Canvas, CanvasEvent, Compare, FrameEdit};
 use dialogs::Dialogs;
 use eframe::egui;
@@ -53,7 +53,13 @@ use std::time::Instant;
 
 /// Opens the app window. `model`: a weight file or diffusers folder; None = the built-in model.
 /// `picture`: opened at start, as File → Open image would.
-pub fn run(model: Option<PathBuf>, picture: Option<PathBuf>, device: &str) -> anyhow::Result<()> {
+pub fn run(
+    model: Option<PathBuf>,
+    picture: Option<PathBuf>,
+    device: &str,
+    precision: Precision,
+) -> anyhow::Result<()> {
+    precision.check().map_err(anyhow::Error::msg)?;
     let device = crate::worker::select_device(device)?;
     let options = eframe::NativeOptions {
         renderer: eframe::Renderer::Wgpu,
@@ -73,7 +79,8 @@ pub fn run(model: Option<PathBuf>, picture: Option<PathBuf>, device: &str) -> an
                 }
                 None => false,
             };
-            let worker = Worker::spawn(device, {
+            let backend = CandleBackend::new(device, precision);
+            let worker = Worker::spawn_with(backend, {
                 let ctx = cc.egui_ctx.clone();
                 move || ctx.request_repaint()
             });

@@ -17,7 +17,7 @@ use crate::engine::model::load::{
 use crate::engine::model::spec::{ModelConfig, Parameterization, preset, presets};
 use crate::engine::model::unet::UNet;
 use crate::engine::pipeline::OdeOptions;
-use crate::engine::select_device;
+use crate::engine::{Precision, select_device};
 use crate::picture::{grid, write_png};
 use anyhow::{Result, bail};
 use candle_core::{Device, Tensor};
@@ -167,6 +167,10 @@ pub struct RunArgs {
     /// cpu, cuda or auto.
     #[arg(long, default_value = "auto")]
     pub device: String,
+    /// The convolutions' number format on the CPU: f32, or bf16 (CPUs with AVX512-BF16 only; faster,
+    /// results within about 1 % — see BENCHMARKS.md). Normalisation and sampling stay f32.
+    #[arg(long, default_value = "f32")]
+    pub precision: Precision,
     /// Output: .png (a batch becomes a grid, row-major) or .safetensors (f32 `image` [B, 3, H, W]).
     #[arg(short, long)]
     pub output: PathBuf,
@@ -182,6 +186,9 @@ pub struct AppArgs {
     /// cpu, cuda or auto.
     #[arg(long, default_value = "auto")]
     pub device: String,
+    /// The convolutions' number format on the CPU: f32 or bf16 (see `generate --help`).
+    #[arg(long, default_value = "f32")]
+    pub precision: Precision,
 }
 
 #[derive(Args, Debug)]
@@ -200,9 +207,12 @@ pub fn run(cli: Cli) -> Result<()> {
         picture: None,
         model: None,
         device: "auto".into(),
+        precision: Precision::F32,
     })) {
         #[cfg(feature = "app")]
-        Command::App(args) => crate::app::run(args.model, args.picture, &args.device),
+        Command::App(args) => {
+            crate::app::run(args.model, args.picture, &args.device, args.precision)
+        }
         #[cfg(not(feature = "app"))]
         Command::App(_) => bail!("this cmpaint was built without the app (cargo feature `app`)"),
         Command::Generate(args) => generate::run(args),
@@ -259,13 +269,14 @@ struct Loaded {
 /// Checks the output path first (so a typo costs no model load), then opens and loads the model.
 fn load(model: &ModelArgs, run: &RunArgs) -> Result<Loaded> {
     output_kind(&run.output)?;
+    run.precision.check().map_err(anyhow::Error::msg)?;
     let device = select_device(&run.device)?;
     eprintln!(
         "device: {}",
         if device.is_cuda() { "cuda:0" } else { "cpu" }
     );
     let ck = open_checkpoint(model)?;
-    let unet = ck.load(&device)?;
+    let unet = ck.load_with(&device, run.precision)?;
     Ok(Loaded {
         size_guessed: ck.config_source == ConfigSource::Inferred,
         config: ck.config,

@@ -19,6 +19,7 @@ pub mod model;
 pub mod pipeline;
 
 pub use error::{EngineError, Result};
+pub use kernels::Precision;
 
 /// `cpu`, `cuda`, or `auto` (CUDA when built with it and a device is present, else CPU).
 pub fn select_device(name: &str) -> Result<candle_core::Device> {

@@ -13,7 +13,7 @@ use crate::engine::pipeline::{
     EDIT_STEPS, EditRequest, EditTask, GenerateRequest, default_edit_ts, edit, generate,
     interpolate, sdedit_ts, strength_to_index,
 };
-use crate::engine::{EngineError, Result};
+use crate::engine::{EngineError, Precision, Result};
 use crate::picture::Rgb8;
 use crate::recipe::{ModelRef, Operation, RECIPE_VERSION, Recipe, sha256_file, sha256_hex};
 use candle_core::{Device, Tensor};
@@ -55,7 +55,11 @@ pub struct LoadedModel {
 }
 
 /// Opens and loads a model (None = the built-in one) and hashes its weights for recipes.
-pub fn load_model(file: Option<&Path>, device: &Device) -> Result<LoadedModel> {
+pub fn load_model(
+    file: Option<&Path>,
+    device: &Device,
+    precision: Precision,
+) -> Result<LoadedModel> {
     let (ck, sha256) = match file {
         Some(path) if let Some(b) = default_model::named(path) => (
             Checkpoint::embedded(b.name, b.bytes, None)?,
@@ -73,7 +77,7 @@ pub fn load_model(file: Option<&Path>, device: &Device) -> Result<LoadedModel> {
             sha256_hex(default_model::BYTES),
         ),
     };
-    let unet = ck.load(device)?;
+    let unet = ck.load_with(device, precision)?;
     let cfg = &ck.config;
     let info = ModelInfo {
         name: cfg.name.clone(),

@@ -35,7 +35,7 @@ pub type JobId = u64;
 pub use crate::engine::model::default_model::TEACHER_SPEC;
 pub use crate::engine::model::spec::Parameterization;
 pub use crate::engine::pipeline::PAPER_SKETCH_STRENGTH;
-pub use crate::engine::select_device;
+pub use crate::engine::{Precision, select_device};
 
 /// A model path that can be loaded: a file or folder that exists, or a built-in model's name.
 pub fn is_loadable(path: &std::path::Path) -> bool {
@@ -119,13 +119,7 @@ impl Worker {
     /// Starts the worker on `device`. `wake` is called after every reply (the app passes
     /// `ctx.request_repaint`), so the UI needs no polling timer.
     pub fn spawn(device: Device, wake: impl Fn() + Send + 'static) -> Self {
-        Self::spawn_with(
-            CandleBackend {
-                device,
-                model: None,
-            },
-            wake,
-        )
+        Self::spawn_with(CandleBackend::new(device, Precision::F32), wake)
     }
 
     /// Starts the worker on any backend (tests use one whose steps they control).
@@ -218,12 +212,24 @@ pub trait Backend: Send + 'static {
 /// The real backend: a candle device and the UNet loaded on it.
 pub struct CandleBackend {
     device: Device,
+    /// the convolutions' number format on the CPU (`--precision`)
+    precision: Precision,
     model: Option<LoadedModel>,
+}
+
+impl CandleBackend {
+    pub fn new(device: Device, precision: Precision) -> Self {
+        Self {
+            device,
+            precision,
+            model: None,
+        }
+    }
 }
 
 impl Backend for CandleBackend {
     fn load(&mut self, path: Option<&std::path::Path>) -> Result<ModelInfo, String> {
-        let loaded = load_model(path, &self.device).map_err(|e| e.to_string())?;
+        let loaded = load_model(path, &self.device, self.precision).map_err(|e| e.to_string())?;
         let info = loaded.info.clone();
         self.model = Some(loaded);
         Ok(info)

@@ -10,13 +10,69 @@
 //! BENCHMARKS.md has the numbers.
 
 pub mod attention;
+pub mod bf16;
 pub mod conv;
 pub mod group_norm;
+pub mod residual;
 mod simd;
 pub mod winograd;
 
 use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, Layout, Result};
+
+/// The number format of the convolutions' products on the CPU. `Bf16` (opt-in, AVX512-BF16 only)
+/// rounds their weights and inputs to bf16 and keeps every sum in f32 (see [`bf16`]); everything else
+/// stays in f32 either way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Precision {
+    #[default]
+    F32,
+    Bf16,
+}
+
+impl std::str::FromStr for Precision {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "f32" => Ok(Precision::F32),
+            "bf16" => Ok(Precision::Bf16),
+            _ => Err(format!("{s:?} is no precision: f32 or bf16")),
+        }
+    }
+}
+
+impl Precision {
+    /// Refuses what this machine cannot run, saying why.
+    pub fn check(self) -> std::result::Result<(), String> {
+        match self {
+            Precision::Bf16 if !bf16::supported() => Err(
+                "--precision bf16 needs a CPU with AVX512-BF16 (AMD Zen 4 or later, Intel Cooper Lake / \
+                 Sapphire Rapids or later); this one has none: run in f32"
+                    .into(),
+            ),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// A convolution's packed weight as the kernels read it.
+#[derive(Clone, Copy)]
+enum Packed<'a> {
+    F32(&'a [f32]),
+    Bf16(&'a [half::bf16]),
+}
+
+impl<'a> Packed<'a> {
+    fn of(storage: &'a CpuStorage, layout: &Layout, what: &str) -> Result<Self> {
+        match storage {
+            CpuStorage::BF16(data) => match layout.contiguous_offsets() {
+                Some((start, end)) => Ok(Packed::Bf16(&data[start..end])),
+                None => candle_core::bail!("{what}: expected a contiguous tensor"),
+            },
+            _ => Ok(Packed::F32(f32_slice(storage, layout, what)?)),
+        }
+    }
+}
 
 /// The f32 data of a contiguous CPU tensor, from its start offset.
 fn f32_slice<'a>(storage: &'a CpuStorage, layout: &Layout, what: &str) -> Result<&'a [f32]> {

@@ -107,6 +107,25 @@ pub fn at_every_level(mut check: impl FnMut(Level)) {
     set_cap(Level::Avx512);
 }
 
+/// `std::array::from_fn` for the kernels' inner loops: always inlined, so the array lives in
+/// registers. (`from_fn` is not inlined into the feature-enabled functions: each call became a
+/// function with a `memcpy` inside, 9 % of a 64² network's time at batch 1.)
+#[inline(always)]
+pub fn array<T: Copy + Default, const N: usize>(mut f: impl FnMut(usize) -> T) -> [T; N] {
+    let mut out = [T::default(); N];
+    for (i, x) in out.iter_mut().enumerate() {
+        *x = f(i);
+    }
+    out
+}
+
+/// `N` values of `src` from `at` as an array (for the same reason as [`array`]).
+#[inline(always)]
+pub fn load<const N: usize>(src: &[f32], at: usize) -> [f32; N] {
+    let src = &src[at..at + N];
+    array(|i| src[i])
+}
+
 /// e^x in f32 to about 1 ulp (Cephes' expf: x = n·ln2 + r, a degree-6 polynomial in r, then 2^n
 /// through the exponent bits). Branch-free, so loops over it vectorise; `std`'s exp does not.
 #[inline(always)]

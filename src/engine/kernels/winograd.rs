@@ -7,7 +7,8 @@
 //! positions ξ one gemm M_ξ [tiles, C_out] = V_ξ [tiles, C_in] · U_ξᵀ, with U = G g Gᵀ transformed once
 //! at load ([`transform_weight`]), then Y = Aᵀ M A + bias into the output pixels.
 
-use super::{Strided, gemm_on_this_thread, simd};
+use super::bf16::{self, Product};
+use super::{Packed, Strided, gemm_on_this_thread, simd};
 use candle_core::{Result, Tensor};
 
 /// U_ξ = (G g Gᵀ)_ξ of a weight [C_out, C_in, 3, 3], as [16, C_out, C_in].
@@ -60,7 +61,7 @@ impl Tiles {
 pub(super) fn convolve_band(
     t: &Tiles,
     channels_last: &[f32],
-    u: &[f32],
+    u: Packed,
     bias: &[f32],
     first_row: usize,
     v: &mut [f32],
@@ -69,33 +70,53 @@ pub(super) fn convolve_band(
 ) {
     let tiles = v.len() / (16 * t.c_in);
     input_transform(t, channels_last, first_row, v);
-    for xi in 0..16 {
-        // M_ξ [C_out, tiles] (C_out contiguous, tiles 16·C_out apart) = U_ξ [C_out, C_in] · V_ξ
-        // [C_in, tiles] (C_in contiguous, tiles 16·C_in apart).
-        // SAFETY: the offsets and strides stay inside v ([tiles, 16, C_in]), m ([tiles, 16, C_out]) and
-        // u ([16, C_out, C_in]); m aliases neither input.
-        unsafe {
-            gemm_on_this_thread(
-                (t.c_out, tiles, t.c_in),
-                Strided {
-                    ptr: m.as_mut_ptr().add(xi * t.c_out),
-                    row_stride: 1,
-                    col_stride: (16 * t.c_out) as isize,
-                },
-                false,
-                Strided {
-                    ptr: u.as_ptr().add(xi * t.c_out * t.c_in),
-                    row_stride: t.c_in as isize,
-                    col_stride: 1,
-                },
-                Strided {
-                    ptr: v.as_ptr().add(xi * t.c_in),
-                    row_stride: 1,
-                    col_stride: (16 * t.c_in) as isize,
-                },
-                1.0,
-            )
+    match u {
+        Packed::F32(u) => {
+            for xi in 0..16 {
+                // M_ξ [C_out, tiles] (C_out contiguous, tiles 16·C_out apart) = U_ξ [C_out, C_in] · V_ξ
+                // [C_in, tiles] (C_in contiguous, tiles 16·C_in apart).
+                // SAFETY: the offsets and strides stay inside v ([tiles, 16, C_in]), m ([tiles, 16,
+                // C_out]) and u ([16, C_out, C_in]); m aliases neither input.
+                unsafe {
+                    gemm_on_this_thread(
+                        (t.c_out, tiles, t.c_in),
+                        Strided {
+                            ptr: m.as_mut_ptr().add(xi * t.c_out),
+                            row_stride: 1,
+                            col_stride: (16 * t.c_out) as isize,
+                        },
+                        false,
+                        Strided {
+                            ptr: u.as_ptr().add(xi * t.c_out * t.c_in),
+                            row_stride: t.c_in as isize,
+                            col_stride: 1,
+                        },
+                        Strided {
+                            ptr: v.as_ptr().add(xi * t.c_in),
+                            row_stride: 1,
+                            col_stride: (16 * t.c_in) as isize,
+                        },
+                        1.0,
+                    )
+                }
+            }
         }
+        Packed::Bf16(u) => bf16::with_rounded(v, |v| {
+            for (xi, u) in u.chunks_exact(t.c_out * t.c_in).enumerate() {
+                // the same product, the rows of V_ξ and M_ξ 16 positions apart
+                let p = Product {
+                    m: t.c_out,
+                    n: tiles,
+                    k: t.c_in,
+                    b_offset: xi * t.c_in,
+                    ldb: 16 * t.c_in,
+                    c_offset: xi * t.c_out,
+                    ldc: 16 * t.c_out,
+                    accumulate: false,
+                };
+                bf16::gemm(&p, u, v, m);
+            }
+        }),
     }
     output_transform(t, m, bias, first_row, out);
 }
@@ -104,14 +125,11 @@ pub(super) fn convolve_band(
 const LANES: usize = 8;
 type Lanes = [f32; LANES];
 
-#[inline(always)]
-fn load(src: &[f32], at: usize) -> Lanes {
-    src[at..at + LANES].try_into().expect("eight lanes")
-}
+use simd::{array, load};
 
 #[inline(always)]
 fn lanes(f: impl Fn(usize) -> f32) -> Lanes {
-    std::array::from_fn(f)
+    array(f)
 }
 
 /// V = Bᵀ d B for each tile, with Bᵀ = [[1, 0, −1, 0], [0, 1, 1, 0], [0, −1, 1, 0], [0, 1, 0, −1]] and
@@ -124,7 +142,7 @@ fn input_transform(t: &Tiles, channels_last: &[f32], first_row: usize, v: &mut [
         || {
             for (index, tile) in v.chunks_exact_mut(16 * c).enumerate() {
                 let (row, col) = (first_row + index / t.cols(), index % t.cols());
-                let d: [&[f32]; 16] = std::array::from_fn(|k| {
+                let d: [&[f32]; 16] = array(|k| {
                     let (y, x) = (
                         (2 * row + k / 4) as isize - 1,
                         (2 * col + k % 4) as isize - 1,
@@ -136,7 +154,7 @@ fn input_transform(t: &Tiles, channels_last: &[f32], first_row: usize, v: &mut [
                     }
                 });
                 for ch in (0..c).step_by(LANES) {
-                    let x: [Lanes; 16] = std::array::from_fn(|k| load(d[k], ch));
+                    let x: [Lanes; 16] = array(|k| load(d[k], ch));
                     // rows: Bᵀ d
                     let mut r = [[0f32; LANES]; 16];
                     for j in 0..4 {
@@ -176,8 +194,8 @@ fn output_transform(t: &Tiles, m: &[f32], bias: &[f32], first_row: usize, out: &
                 let rows = (t.h - 2 * first_row - y0).min(2);
                 let cols = (t.w - x0).min(2);
                 for ch in (0..c).step_by(LANES) {
-                    let x: [Lanes; 16] = std::array::from_fn(|k| load(tile, k * c + ch));
-                    let b = load(bias, ch);
+                    let x: [Lanes; 16] = array(|k| load(tile, k * c + ch));
+                    let b: Lanes = load(bias, ch);
                     // rows: Aᵀ M
                     let mut s = [[0f32; LANES]; 8];
                     for j in 0..4 {

@@ -5,24 +5,33 @@ use super::config::{BlockKind, Resample};
 use super::layers::{Conv2d, GroupNorm};
 use crate::engine::kernels::attention::Attention;
 use crate::engine::kernels::conv::Conv2dParams;
+use crate::engine::kernels::{Precision, residual};
 use candle_core::{Module, Result, Tensor};
 use candle_nn::{Linear, VarBuilder};
 
-pub fn conv3x3(cin: usize, cout: usize, stride: usize, vb: VarBuilder) -> Result<Conv2d> {
-    Conv2d::new(cin, cout, 3, Conv2dParams { stride, padding: 1 }, vb)
-}
-
-pub fn conv1x1(cin: usize, cout: usize, vb: VarBuilder) -> Result<Conv2d> {
+pub fn conv3x3(
+    cin: usize,
+    cout: usize,
+    stride: usize,
+    precision: Precision,
+    vb: VarBuilder,
+) -> Result<Conv2d> {
     Conv2d::new(
         cin,
         cout,
-        1,
-        Conv2dParams {
-            stride: 1,
-            padding: 0,
-        },
+        3,
+        Conv2dParams { stride, padding: 1 },
+        precision,
         vb,
     )
+}
+
+pub fn conv1x1(cin: usize, cout: usize, precision: Precision, vb: VarBuilder) -> Result<Conv2d> {
+    let params = Conv2dParams {
+        stride: 1,
+        padding: 0,
+    };
+    Conv2d::new(cin, cout, 1, params, precision, vb)
 }
 
 fn resample(x: &Tensor, how: Resample) -> Result<Tensor> {
@@ -55,17 +64,18 @@ impl ResBlock {
         resample: Resample,
         emb_dim: usize,
         scale_shift: bool,
+        precision: Precision,
         vb: VarBuilder,
     ) -> Result<Self> {
         let emb_out = if scale_shift { 2 * cout } else { cout };
         Ok(Self {
             in_norm: GroupNorm::new(cin, vb.pp("in_layers.0"))?,
-            in_conv: conv3x3(cin, cout, 1, vb.pp("in_layers.2"))?,
+            in_conv: conv3x3(cin, cout, 1, precision, vb.pp("in_layers.2"))?,
             emb_proj: candle_nn::linear(emb_dim, emb_out, vb.pp("emb_layers.1"))?,
             out_norm: GroupNorm::new(cout, vb.pp("out_layers.0"))?,
-            out_conv: conv3x3(cout, cout, 1, vb.pp("out_layers.3"))?,
+            out_conv: conv3x3(cout, cout, 1, precision, vb.pp("out_layers.3"))?,
             skip: if cin != cout {
-                Some(conv1x1(cin, cout, vb.pp("skip_connection"))?)
+                Some(conv1x1(cin, cout, precision, vb.pp("skip_connection"))?)
             } else {
                 None
             },
@@ -93,7 +103,7 @@ impl ResBlock {
             Some(conv) => conv.forward(&x)?,
             None => x,
         };
-        skip + h
+        residual::add(h, &skip)
     }
 }
 
@@ -107,11 +117,16 @@ pub struct AttentionBlock {
 }
 
 impl AttentionBlock {
-    pub fn new(channels: usize, head_channels: usize, vb: VarBuilder) -> Result<Self> {
+    pub fn new(
+        channels: usize,
+        head_channels: usize,
+        precision: Precision,
+        vb: VarBuilder,
+    ) -> Result<Self> {
         Ok(Self {
             norm: GroupNorm::new(channels, vb.pp("norm"))?,
-            qkv: conv1x1(channels, 3 * channels, vb.pp("qkv"))?,
-            proj_out: conv1x1(channels, channels, vb.pp("proj_out"))?,
+            qkv: conv1x1(channels, 3 * channels, precision, vb.pp("qkv"))?,
+            proj_out: conv1x1(channels, channels, precision, vb.pp("proj_out"))?,
             heads: channels / head_channels,
         })
     }
@@ -128,7 +143,7 @@ impl AttentionBlock {
         } else {
             attention_with_candle_ops(&qkv, self.heads)?
         };
-        x + self.proj_out.forward(&a.reshape((b, c, h, w))?)?
+        residual::add(self.proj_out.forward(&a.reshape((b, c, h, w))?)?, x)
     }
 }
 
@@ -163,6 +178,7 @@ impl Block {
         emb_dim: usize,
         scale_shift: bool,
         head_channels: usize,
+        precision: Precision,
         vb: VarBuilder,
     ) -> Result<Self> {
         Ok(match kind {
@@ -176,16 +192,17 @@ impl Block {
                 resample,
                 emb_dim,
                 scale_shift,
+                precision,
                 vb,
             )?),
             BlockKind::Attn { channels } => {
-                Block::Attn(AttentionBlock::new(channels, head_channels, vb)?)
+                Block::Attn(AttentionBlock::new(channels, head_channels, precision, vb)?)
             }
             BlockKind::DownConv { channels } => {
-                Block::DownConv(conv3x3(channels, channels, 2, vb.pp("op"))?)
+                Block::DownConv(conv3x3(channels, channels, 2, precision, vb.pp("op"))?)
             }
             BlockKind::UpConv { channels } => {
-                Block::UpConv(conv3x3(channels, channels, 1, vb.pp("conv"))?)
+                Block::UpConv(conv3x3(channels, channels, 1, precision, vb.pp("conv"))?)
             }
         })
     }

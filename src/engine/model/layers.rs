@@ -1,6 +1,7 @@
 //! Convolution and GroupNorm layers that run on the engine's own CPU kernels (`engine::kernels`) and
 //! on candle's operations elsewhere (CUDA). Weights under the usual `weight`/`bias` names.
 
+use crate::engine::kernels::Precision;
 use crate::engine::kernels::conv::{Conv2dParams, pack_weight};
 use crate::engine::kernels::group_norm::GroupNormAffine;
 use candle_core::{Module, Result, Tensor};
@@ -23,12 +24,13 @@ impl Conv2d {
         cout: usize,
         kernel: usize,
         params: Conv2dParams,
+        precision: Precision,
         vb: VarBuilder,
     ) -> Result<Self> {
         let weight = vb.get((cout, cin, kernel, kernel), "weight")?;
         Ok(Self {
             weight: if weight.device().is_cpu() {
-                pack_weight(&weight, &params)?
+                pack_weight(&weight, &params, precision)?
             } else {
                 weight
             },

@@ -10,6 +10,7 @@ use super::config::{BlockKind, UNetConfig};
 use super::spec::{ModelConfig, Parameterization, SamplingConfig, guess_preset};
 use super::unet::UNet;
 use crate::engine::error::{EngineError, Result, WeightReport};
+use crate::engine::kernels::Precision;
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use safetensors::SafeTensors;
@@ -504,6 +505,18 @@ impl Checkpoint {
     /// Reads every weight, converts it to f32 on `device` and builds the network — after checking
     /// that the f32 weights fit in the memory the system has free.
     pub fn load(&self, device: &Device) -> Result<UNet> {
+        self.load_with(device, Precision::F32)
+    }
+
+    /// [`Checkpoint::load`] with the convolutions' products in `precision` (CPU only; bf16 where the
+    /// CPU has AVX512-BF16, refused with the reason elsewhere).
+    pub fn load_with(&self, device: &Device, precision: Precision) -> Result<UNet> {
+        if precision != Precision::F32 && !device.is_cpu() {
+            return Err(EngineError::InvalidInput(
+                "--precision bf16 is for the CPU; this device runs in f32".into(),
+            ));
+        }
+        precision.check().map_err(EngineError::InvalidInput)?;
         let need = self.f32_bytes();
         if let Some(free) = crate::engine::available_memory().filter(|&free| need > free) {
             return Err(EngineError::InvalidInput(format!(
@@ -517,7 +530,7 @@ impl Checkpoint {
         // convolutions) drops the original at once, so no two copies of the model are ever held.
         let vb =
             VarBuilder::from_backend(Box::new(Weights::new(self)?), DType::F32, device.clone());
-        let unet = UNet::new(&self.config.unet, vb)?;
+        let unet = UNet::new(&self.config.unet, precision, vb)?;
         if !device.is_cpu() {
             unet.warm_up(device)?;
         }

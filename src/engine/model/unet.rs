@@ -5,6 +5,7 @@ use super::blocks::{Block, conv3x3};
 use super::config::{BlockSpec, UNetConfig};
 use super::layers::{Conv2d, GroupNorm};
 use crate::engine::cm::param::Network;
+use crate::engine::kernels::Precision;
 use candle_core::{DType, Device, Module, Result, Tensor};
 use candle_nn::{Embedding, Linear, VarBuilder};
 
@@ -23,7 +24,8 @@ pub struct UNet {
 }
 
 impl UNet {
-    pub fn new(config: &UNetConfig, vb: VarBuilder) -> Result<Self> {
+    /// The network from its weights; `precision` is the convolutions' number format on the CPU.
+    pub fn new(config: &UNetConfig, precision: Precision, vb: VarBuilder) -> Result<Self> {
         let emb = config.time_embed_dim();
         let mc = config.model_channels;
         let build = |specs: &[BlockSpec]| -> Result<Vec<Block>> {
@@ -35,6 +37,7 @@ impl UNet {
                         emb,
                         config.use_scale_shift_norm,
                         config.num_head_channels,
+                        precision,
                         vb.pp(&s.openai),
                     )
                 })
@@ -55,6 +58,7 @@ impl UNet {
                 config.in_channels,
                 mc * config.channel_mult[0],
                 1,
+                precision,
                 vb.pp("input_blocks.0.0"),
             )?,
             input: layout
@@ -73,6 +77,7 @@ impl UNet {
                 layout.out_channels_in,
                 config.out_channels,
                 1,
+                precision,
                 vb.pp("out.2"),
             )?,
             config: config.clone(),
