@@ -4,7 +4,12 @@
 # single operations. Prints the Markdown tables BENCHMARKS.md records (ratio = cmpaint time / PyTorch
 # time; below 1 means cmpaint is faster).
 #
+# On a CPU with AVX512-BF16 it adds cmpaint's `--precision bf16` beside PyTorch's CPU bf16 autocast (one
+# step), with each side's error against its own f32 image.
+#
 # Needs a Python with torch, diffusers and safetensors: PYTHON=/path/to/python.
+# Anything else busy on the machine skews the two sides differently (cmpaint's threads sleep between
+# operations, PyTorch's spin): stop background jobs first, or run them as SCHED_IDLE (chrt --idle 0).
 # CMPAINT_BENCH_IMAGENET=1 adds ImageNet-64's 296 M-parameter configuration (random weights, 1.2 GB file,
 # about 15 minutes more on 2 cores).
 set -euo pipefail
@@ -34,10 +39,17 @@ for m in $models; do
   class=$(unet_config "$weights" "'--class=0' if c.get('num_classes') else ''")
   target/release/cmpaint generate --model "$weights" --noise $out/noise_$key.safetensors $class --device cpu \
     -o $out/rust_out_$key.safetensors 2>/dev/null
+  bf16=()
+  if grep -q avx512_bf16 /proc/cpuinfo; then
+    target/release/cmpaint generate --model "$weights" --noise $out/noise_$key.safetensors $class --device cpu \
+      --precision bf16 -o $out/rust_out_bf16_$key.safetensors 2>/dev/null
+    bf16=(--bf16 --rust-output-bf16 $out/rust_out_bf16_$key.safetensors)
+  fi
   # each side right after the other, so both see the same machine
   cargo bench --bench onestep -- --noplot "^$key/"
   "$PYTHON" benches/pytorch_baseline.py "$weights" --threads "$THREADS" \
-    --noise $out/noise_$key.safetensors --rust-output $out/rust_out_$key.safetensors > $out/pytorch_$key.json
+    --noise $out/noise_$key.safetensors --rust-output $out/rust_out_$key.safetensors "${bf16[@]}" \
+    > $out/pytorch_$key.json
 done
 cargo bench --bench onestep -- --noplot "^ops/"
 "$PYTHON" benches/pytorch_baseline.py --ops --threads "$THREADS" > $out/pytorch_ops.json
@@ -70,10 +82,26 @@ print("|---|---|---|---|---|---|---|---|")
 for key in models:
     py = json.load(open(f"target/bench/pytorch_{key}.json"))
     for bench, t_py in py["best_s"].items():
+        if bench.endswith("_bf16"):
+            continue
         steps, batch = bench.split("_b")
         t_rs = rust(key, bench)
         print(f"| {key} | {py['parameters']/1e6:.1f} M | {batch} | {steps[0]} | {t_rs*1000:.1f} ms | "
               f"{t_py*1000:.1f} ms | {t_rs/t_py:.2f}× | {py.get('max_abs_diff_vs_cmpaint', float('nan')):.1e} |")
+bf16 = [k for k in models if "bf16_error_cmpaint" in json.load(open(f"target/bench/pytorch_{k}.json"))]
+if bf16:
+    print("\nbf16, one step: cmpaint `--precision bf16` beside PyTorch's CPU bf16 autocast; errors are each side's")
+    print("bf16 image against its own f32 image (max |Δ| in [−1, 1], PSNR)\n")
+    print("| model | batch | cmpaint f32 | cmpaint bf16 | PyTorch f32 | PyTorch bf16 | bf16 ratio | cmpaint bf16 error | PyTorch bf16 error |")
+    print("|---|---|---|---|---|---|---|---|---|")
+for key in bf16:
+    py = json.load(open(f"target/bench/pytorch_{key}.json"))
+    ours, theirs = py["bf16_error_cmpaint"], py["bf16_error_pytorch"]
+    for batch in (1, 8):
+        f32, low = rust(key, f"1step_b{batch}"), rust(key, f"1step_b{batch}_bf16")
+        p32, plow = py["best_s"][f"1step_b{batch}"], py["best_s"][f"1step_b{batch}_bf16"]
+        print(f"| {key} | {batch} | {f32*1000:.1f} ms | {low*1000:.1f} ms | {p32*1000:.1f} ms | {plow*1000:.1f} ms | "
+              f"{low/plow:.2f}× | {ours['max_abs']:.3f} / {ours['psnr_db']:.1f} dB | {theirs['max_abs']:.3f} / {theirs['psnr_db']:.1f} dB |")
 print("\n| operation (128 ch, 64²) | batch | cmpaint kernel | candle built-in | PyTorch | cmpaint / PyTorch |")
 print("|---|---|---|---|---|---|")
 for bench, t_py in ops["best_s"].items():
