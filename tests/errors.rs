@@ -4,7 +4,7 @@ mod common;
 
 use candle_core::{DType, Device, Tensor};
 use cmpaint::engine::model::load::{Checkpoint, save_project};
-use common::{cmpaint, fixture, model_path, parity, s, write_noise};
+use common::{cmpaint, cmpaint_with_env, fixture, model_path, parity, s, write_noise};
 use std::path::Path;
 
 /// Runs cmpaint, expects failure with exactly one `error:` line containing `needle`.
@@ -253,4 +253,22 @@ fn bad_generate_arguments() {
         ],
         "cannot write PNG",
     );
+}
+
+#[test]
+fn bf16_on_a_cpu_without_it_is_refused_with_the_reason() {
+    // CMPAINT_SIMD=avx2 runs as a CPU without AVX-512 would, on any machine
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("x.png");
+    let args = ["generate", "--precision", "bf16", "-o", s(&out)];
+    let (ok, _, err) = cmpaint_with_env(&args, &[("CMPAINT_SIMD", "avx2")]);
+    assert!(!ok && !out.exists(), "{err}");
+    assert!(
+        err.lines().last().unwrap().starts_with("error:") && err.contains("AVX512-BF16"),
+        "{err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+    if cmpaint::engine::Precision::Bf16.check().is_err() {
+        fails_with(&args, "AVX512-BF16");
+    }
 }

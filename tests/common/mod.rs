@@ -48,8 +48,14 @@ pub fn max_abs(a: &Tensor) -> f32 {
 
 /// Runs the cmpaint binary; returns (success, stdout, stderr).
 pub fn cmpaint(args: &[&str]) -> (bool, String, String) {
+    cmpaint_with_env(args, &[])
+}
+
+/// [`cmpaint`] with environment variables set.
+pub fn cmpaint_with_env(args: &[&str], env: &[(&str, &str)]) -> (bool, String, String) {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_cmpaint"))
         .args(args)
+        .envs(env.iter().copied())
         .output()
         .unwrap();
     (

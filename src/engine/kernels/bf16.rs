@@ -16,12 +16,14 @@ use half::bf16;
 /// Output channels per packed block: two 16-lane vectors.
 pub const BLOCK: usize = 32;
 
-/// Whether this CPU runs the bf16 products. (bf16 is asked for on its own, so `CMPAINT_SIMD`, which
-/// caps the f32 loops, does not turn it off.)
+/// Whether this CPU runs the bf16 products, and `CMPAINT_SIMD` does not cap the run below AVX-512.
+/// (Not the tests' per-level cap: the bf16 tests run beside tests that move it.)
 pub fn supported() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
-        std::is_x86_feature_detected!("avx512f") && std::is_x86_feature_detected!("avx512bf16")
+        std::is_x86_feature_detected!("avx512f")
+            && std::is_x86_feature_detected!("avx512bf16")
+            && super::simd::env_cap() == super::simd::Level::Avx512
     }
     #[cfg(not(target_arch = "x86_64"))]
     false
@@ -170,10 +172,15 @@ mod x86 {
                 for block in 0..p.m / BLOCK {
                     // SAFETY: the offsets stay within the sizes the caller checked.
                     unsafe {
-                        let a = a.add((block * pairs + q0) * BLOCK * 2);
-                        let b = b.add(p.b_offset + j * p.ldb + 2 * q0);
-                        let c = c.add(p.c_offset + j * p.ldc + block * BLOCK);
-                        micro_any(rows, len, a, b, p.ldb, c, p.ldc, accumulate);
+                        let tile = Tile {
+                            a: a.add((block * pairs + q0) * BLOCK * 2),
+                            b: b.add(p.b_offset + j * p.ldb + 2 * q0),
+                            ldb: p.ldb,
+                            c: c.add(p.c_offset + j * p.ldc + block * BLOCK),
+                            ldc: p.ldc,
+                            accumulate,
+                        };
+                        micro_any(rows, len, tile);
                     }
                 }
                 j += rows;
@@ -182,24 +189,26 @@ mod x86 {
         }
     }
 
-    /// [`micro`] for 1..=ROWS rows, each count compiled on its own so the accumulators stay in registers.
-    #[allow(clippy::too_many_arguments)]
-    #[target_feature(enable = "avx512f,avx512bf16")]
-    unsafe fn micro_any(
-        rows: usize,
-        pairs: usize,
+    /// Where one micro-kernel call reads and writes: A's block, B's first row and row stride, C's first
+    /// row and row stride, and whether C is added to.
+    #[derive(Clone, Copy)]
+    struct Tile {
         a: *const bf16,
         b: *const bf16,
         ldb: usize,
         c: *mut f32,
         ldc: usize,
         accumulate: bool,
-    ) {
+    }
+
+    /// [`micro`] for 1..=ROWS rows, each count compiled on its own so the accumulators stay in registers.
+    #[target_feature(enable = "avx512f,avx512bf16")]
+    unsafe fn micro_any(rows: usize, pairs: usize, tile: Tile) {
         macro_rules! by_rows {
             ($($r:literal)*) => {
                 match rows {
                     // SAFETY: as the caller promises.
-                    $($r => unsafe { micro::<$r>(pairs, a, b, ldb, c, ldc, accumulate) },)*
+                    $($r => unsafe { micro::<$r>(pairs, tile) },)*
                     _ => unreachable!("1..=ROWS rows"),
                 }
             };
@@ -210,15 +219,15 @@ mod x86 {
     /// C[R rows, 32 channels] (+)= B[R rows, 2·pairs] · A-block: per pair, two loads of A (32 channels'
     /// pairs) and one broadcast pair of B per row.
     #[target_feature(enable = "avx512f,avx512bf16")]
-    unsafe fn micro<const R: usize>(
-        pairs: usize,
-        a: *const bf16,
-        b: *const bf16,
-        ldb: usize,
-        c: *mut f32,
-        ldc: usize,
-        accumulate: bool,
-    ) {
+    unsafe fn micro<const R: usize>(pairs: usize, tile: Tile) {
+        let Tile {
+            a,
+            b,
+            ldb,
+            c,
+            ldc,
+            accumulate,
+        } = tile;
         // SAFETY: the caller keeps every address below inside its buffer.
         unsafe {
             let mut acc = [[_mm512_setzero_ps(); 2]; R];

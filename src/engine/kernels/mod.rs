@@ -47,7 +47,8 @@ impl Precision {
         match self {
             Precision::Bf16 if !bf16::supported() => Err(
                 "--precision bf16 needs a CPU with AVX512-BF16 (AMD Zen 4 or later, Intel Cooper Lake / \
-                 Sapphire Rapids or later); this one has none: run in f32"
+                 Sapphire Rapids or later); this one has none (or CMPAINT_SIMD caps the kernels below \
+                 AVX-512): run in f32"
                     .into(),
             ),
             _ => Ok(()),

@@ -47,14 +47,19 @@ fn set_cap(level: Level) {
     CAP.store(level as u8, Ordering::Relaxed);
 }
 
-/// The level the loops run at now: what the CPU has, under the cap and `CMPAINT_SIMD`.
-pub fn level() -> Level {
+/// The cap `CMPAINT_SIMD=scalar|avx2` puts on the whole run (read once).
+pub fn env_cap() -> Level {
     static FROM_ENV: std::sync::OnceLock<Level> = std::sync::OnceLock::new();
-    let env = *FROM_ENV.get_or_init(|| match std::env::var("CMPAINT_SIMD").as_deref() {
+    *FROM_ENV.get_or_init(|| match std::env::var("CMPAINT_SIMD").as_deref() {
         Ok("scalar") => Level::Scalar,
         Ok("avx2") => Level::Avx2,
         _ => Level::Avx512,
-    });
+    })
+}
+
+/// The level the loops run at now: what the CPU has, under the cap and `CMPAINT_SIMD`.
+pub fn level() -> Level {
+    let env = env_cap();
     let cap = match CAP.load(Ordering::Relaxed) {
         0 => Level::Scalar,
         1 => Level::Avx2,
