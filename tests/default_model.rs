@@ -39,13 +39,15 @@ fn against_the_pytorch_original(precision: Precision) -> Vec<(&'static str, f32,
         .to_vec1()
         .unwrap();
     let mut errors = Vec::new();
-    for (key, ts) in [("onestep", None), ("twostep", Some(&[0usize, 24, 39][..]))] {
+    // two steps: the model's own ts (training/reference_output.py reads the same)
+    let sampling = &ck.config.sampling;
+    for (key, ts) in [("onestep", None), ("twostep", sampling.ts.as_deref())] {
         let mut noise = ReplayNoise::from_tensor(fx["noise"].clone()).unwrap();
         let req = GenerateRequest {
             shape: [4, 3, 32, 32],
             class_labels: Some(&labels),
             ts,
-            steps: 40,
+            steps: sampling.steps,
             ode: None,
         };
         let out = generate(
