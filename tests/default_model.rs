@@ -21,9 +21,10 @@ fn the_default_model_is_built_in() {
     let u = &ck.config.unet;
     assert_eq!(
         (u.image_size, u.num_classes, u.parameter_count()),
-        (32, Some(10), 1_322_083)
+        (32, Some(10), 1_924_035)
     );
-    assert_eq!(ck.config.sampling.ts.as_deref(), Some(&[0, 24, 39][..]));
+    assert_eq!(ck.config.sampling.ts.as_deref(), Some(&[0, 8, 17][..]));
+    assert_eq!(ck.config.sampling.sketch_strength, Some(0.3));
 }
 
 /// One- and two-step images of the built-in model in `precision` against the PyTorch original's:
