@@ -5,8 +5,10 @@
 //! call, and its GroupNorm, affine, scale-shift and SiLU are six separate passes over memory, each
 //! with its own allocation. These replace them with one im2col + gemm per image (the weights are
 //! already in gemm's layout, the bias is folded into the output) and one fused pass per group;
-//! attention goes a block of queries at a time instead of through its whole weight matrix.
-//! Other devices (CUDA) keep candle's own operations; the layers in `model/layers.rs` choose.
+//! attention goes a block of queries at a time instead of through its whole weight matrix; residual
+//! additions go into the layer's output in place. With `--precision bf16` the convolutions' products
+//! run in `bf16` (AVX512-BF16). Other devices (CUDA) keep candle's own operations; the layers in
+//! `model/layers.rs` choose.
 //! BENCHMARKS.md has the numbers.
 
 pub mod attention;
