@@ -269,7 +269,6 @@ struct Loaded {
 /// Checks the output path first (so a typo costs no model load), then opens and loads the model.
 fn load(model: &ModelArgs, run: &RunArgs) -> Result<Loaded> {
     output_kind(&run.output)?;
-    run.precision.check().map_err(anyhow::Error::msg)?;
     let device = select_device(&run.device)?;
     eprintln!(
         "device: {}",

@@ -45,7 +45,8 @@ const WINOGRAD_MIN_CHANNELS: usize = 32;
 /// each [C_out, taps] matrix in the packed layout.
 pub fn pack_weight(weight: &Tensor, params: &Conv2dParams, precision: Precision) -> Result<Tensor> {
     let (c_out, c_in, k, _) = weight.dims4()?;
-    let packed = if params.winograd(c_out, c_in, k) {
+    let winograd = params.winograd(c_out, c_in, k);
+    let packed = if winograd {
         winograd::transform_weight(weight)?
     } else {
         weight.permute((0, 2, 3, 1))?.contiguous()?
@@ -54,11 +55,7 @@ pub fn pack_weight(weight: &Tensor, params: &Conv2dParams, precision: Precision)
         return Ok(packed);
     }
     let f32s = packed.flatten_all()?.to_vec1::<f32>()?;
-    let parts = if params.winograd(c_out, c_in, k) {
-        16
-    } else {
-        1
-    };
+    let parts = if winograd { 16 } else { 1 };
     let per_part = f32s.len() / parts;
     let rounded: Vec<Bf16> = f32s
         .chunks_exact(per_part)
@@ -346,19 +343,17 @@ fn transpose(src: &[f32], stride: usize, rows: usize, out: &mut [f32]) {
     if full_rows > 0 && full_cols > 0 {
         assert!(src.len() >= (full_rows - 1) * stride + full_cols);
     }
+    let shuffled = cfg!(target_arch = "x86_64") && simd::level() >= simd::Level::Avx2;
     #[cfg(target_arch = "x86_64")]
-    let done = simd::level() >= simd::Level::Avx2 && {
+    if shuffled {
         // SAFETY: the CPU has AVX2 (`simd::level`); the blocks lie inside `src` (asserted) and `out`
         // (its rows·cols elements).
         unsafe { transpose_blocks_avx2(src, stride, rows, (full_rows, full_cols), out) };
-        true
-    };
-    #[cfg(not(target_arch = "x86_64"))]
-    let done = false;
+    }
     simd::dispatch(
         #[inline(always)]
         || {
-            let blocks = if done { 0 } else { full_rows };
+            let blocks = if shuffled { 0 } else { full_rows };
             for r0 in (0..blocks).step_by(B) {
                 for c0 in (0..full_cols).step_by(B) {
                     let block: [[f32; B]; B] =
