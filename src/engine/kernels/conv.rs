@@ -38,30 +38,40 @@ impl Conv2dParams {
 /// Below this many input channels the 16 small gemms of Winograd lose to one im2col gemm.
 const WINOGRAD_MIN_CHANNELS: usize = 32;
 
-/// A weight [C_out, C_in, k, k] in the form the CPU kernel reads: Winograd's [16, C_out, C_in] where
-/// [`Conv2dParams::winograd`] says so, else [C_out, k, k, C_in] for im2col (for a 1×1 kernel the same
-/// memory as the original). With `Precision::Bf16`, where the shape fits [`bf16::pack`] (whole blocks
-/// of 32 output channels, an even number of taps; the others stay f32), the same shape in bf16 with
-/// each [C_out, taps] matrix in the packed layout.
+/// A weight [C_out, C_in, k, k] in the form the CPU kernel reads: Winograd's 16 transformed matrices
+/// where [`Conv2dParams::winograd`] says so, else one matrix of C_out × k·k·C_in taps for im2col (tap
+/// order ky, kx, C_in, as the patches are unrolled).
+///
+/// In f32 each matrix is stored with C_out contiguous, [16, C_in, C_out] or [k, k, C_in, C_out]: the
+/// gemm crate reads such a weight as it is, where a [C_out, taps] one was gathered element by element
+/// into its packed layout on every call (15 % of cm25m at batch 8, and more than the product itself
+/// at 8², where an image has 16 tiles). With `Precision::Bf16`, where the shape fits [`bf16::pack`]
+/// (whole blocks of 32 output channels, an even number of taps; the others stay f32), [16, C_out,
+/// C_in] or [C_out, k, k, C_in] in bf16, each [C_out, taps] matrix in that kernel's packed layout.
 pub fn pack_weight(weight: &Tensor, params: &Conv2dParams, precision: Precision) -> Result<Tensor> {
     let (c_out, c_in, k, _) = weight.dims4()?;
     let winograd = params.winograd(c_out, c_in, k);
-    let packed = if winograd {
+    // [parts, C_out, taps]
+    let rows = if winograd {
         winograd::transform_weight(weight)?
     } else {
         weight.permute((0, 2, 3, 1))?.contiguous()?
     };
     if precision == Precision::F32 || !bf16::fits(c_out, c_in * k * k) {
-        return Ok(packed);
+        return if winograd {
+            rows.transpose(1, 2)?.contiguous()
+        } else {
+            rows.permute((1, 2, 3, 0))?.contiguous()
+        };
     }
-    let f32s = packed.flatten_all()?.to_vec1::<f32>()?;
+    let f32s = rows.flatten_all()?.to_vec1::<f32>()?;
     let parts = if winograd { 16 } else { 1 };
     let per_part = f32s.len() / parts;
     let rounded: Vec<Bf16> = f32s
         .chunks_exact(per_part)
         .flat_map(|part| bf16::pack(part, c_out, per_part / c_out))
         .collect();
-    Tensor::from_vec(rounded, packed.shape(), packed.device())
+    Tensor::from_vec(rounded, rows.shape(), rows.device())
 }
 
 /// The geometry of one call.
@@ -111,9 +121,13 @@ impl CustomOp3 for Conv2dParams {
         b_layout: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let (batch, c_in, h, w) = x_layout.shape().dims4()?;
-        let (c_out, k, k2, w_in, winograd) = match *w_layout.shape().dims() {
-            [16, c_out, w_in] => (c_out, 3, 3, w_in, true),
-            [c_out, k, k2, w_in] => (c_out, k, k2, w_in, false),
+        // the layouts of `pack_weight`
+        let f32 = matches!(weight, CpuStorage::F32(_));
+        let (c_out, k, k2, w_in, winograd) = match (f32, w_layout.shape().dims()) {
+            (true, &[16, w_in, c_out]) | (false, &[16, c_out, w_in]) => (c_out, 3, 3, w_in, true),
+            (true, &[k, k2, w_in, c_out]) | (false, &[c_out, k, k2, w_in]) => {
+                (c_out, k, k2, w_in, false)
+            }
             _ => candle_core::bail!("conv2d: {:?} is no packed weight", w_layout.shape()),
         };
         if w_in != c_in
@@ -307,7 +321,7 @@ fn gemm_band(g: &Geometry, weight: Packed, bias: &[f32], patches: &[f32], out: &
     };
     assert_eq!(weight.len(), g.c_out * taps);
     // The gemm crate is column-major: out is [C_out, pixels] with C_out contiguous, the weight
-    // [C_out, taps] row-major, the patches [taps, pixels] with taps contiguous.
+    // [C_out, taps] with C_out contiguous, the patches [taps, pixels] with taps contiguous.
     // SAFETY: the lengths are checked above; out aliases neither input.
     unsafe {
         gemm_on_this_thread(
@@ -320,8 +334,8 @@ fn gemm_band(g: &Geometry, weight: Packed, bias: &[f32], patches: &[f32], out: &
             true,
             Strided {
                 ptr: weight.as_ptr(),
-                row_stride: taps as isize,
-                col_stride: 1,
+                row_stride: 1,
+                col_stride: g.c_out as isize,
             },
             Strided {
                 ptr: patches.as_ptr(),

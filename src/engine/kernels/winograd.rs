@@ -73,10 +73,10 @@ pub(super) fn convolve_band(
     match u {
         Packed::F32(u) => {
             for xi in 0..16 {
-                // M_ξ [C_out, tiles] (C_out contiguous, tiles 16·C_out apart) = U_ξ [C_out, C_in] · V_ξ
-                // [C_in, tiles] (C_in contiguous, tiles 16·C_in apart).
+                // M_ξ [C_out, tiles] (C_out contiguous, tiles 16·C_out apart) = U_ξ [C_out, C_in]
+                // (C_out contiguous) · V_ξ [C_in, tiles] (C_in contiguous, tiles 16·C_in apart).
                 // SAFETY: the offsets and strides stay inside v ([tiles, 16, C_in]), m ([tiles, 16,
-                // C_out]) and u ([16, C_out, C_in]); m aliases neither input.
+                // C_out]) and u ([16, C_in, C_out]); m aliases neither input.
                 unsafe {
                     gemm_on_this_thread(
                         (t.c_out, tiles, t.c_in),
@@ -88,8 +88,8 @@ pub(super) fn convolve_band(
                         false,
                         Strided {
                             ptr: u.as_ptr().add(xi * t.c_out * t.c_in),
-                            row_stride: t.c_in as isize,
-                            col_stride: 1,
+                            row_stride: 1,
+                            col_stride: t.c_out as isize,
                         },
                         Strided {
                             ptr: v.as_ptr().add(xi * t.c_in),
