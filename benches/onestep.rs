@@ -22,7 +22,7 @@ use cmpaint::engine::model::layers::GroupNorm;
 use cmpaint::engine::model::load::{Checkpoint, save_project};
 use cmpaint::engine::model::spec::{ModelConfig, SamplingConfig};
 use cmpaint::engine::pipeline::{GenerateRequest, generate};
-use criterion::{Criterion, criterion_group, criterion_main};
+use criterion::{Criterion, criterion_group};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -273,4 +273,10 @@ fn ops(c: &mut Criterion) {
 }
 
 criterion_group!(benches, sampling, previews, ops);
-criterion_main!(benches);
+
+/// criterion_main!, with the allocator set up as the CLI and the app set it.
+fn main() {
+    cmpaint::engine::kernels::memory::retain_freed_memory();
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}

@@ -2,6 +2,7 @@ use clap::Parser;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    cmpaint::engine::kernels::memory::retain_freed_memory();
     let cli = cmpaint::cli::Cli::parse();
     match cmpaint::cli::run(cli) {
         Ok(()) => ExitCode::SUCCESS,

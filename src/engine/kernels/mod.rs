@@ -15,6 +15,7 @@ pub mod attention;
 pub mod bf16;
 pub mod conv;
 pub mod group_norm;
+pub mod memory;
 pub mod residual;
 mod simd;
 pub mod winograd;
