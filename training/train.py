@@ -10,7 +10,7 @@ and --minutes/--images extend it (the GPU run later resumes the CPU one).
     python3 training/train.py --out training/runs/cpu32 --resume --minutes 30 --total-images 3e5  # continue
     python3 training/train.py --out training/runs/gpu64 --arch gpu64 --batch 256 --minutes 9       # on a GPU
     python3 training/train.py --out training/runs/ect-c32x2 --init-from training/runs/edm-c32x2/checkpoint.pt \
-        --denoise-frac 0 --minutes 60                                      # ECT tuning from the teacher
+        --denoise-frac 0 --lr 1e-4 --cpu-minutes 50                        # ECT tuning from the teacher
     python3 training/export.py training/runs/cpu32/checkpoint.pt assets/emoji32.safetensors
 """
 import argparse
@@ -81,6 +81,8 @@ def main():
     ap.add_argument("--lr", type=float, default=3e-4)
     ap.add_argument("--ema", type=float, default=0.999)
     ap.add_argument("--minutes", type=float, default=45, help="wall-clock budget of this invocation")
+    ap.add_argument("--cpu-minutes", type=float, default=None,
+                    help="budget in CPU time per thread instead (fair between runs that shared the machine)")
     ap.add_argument("--denoise-frac", type=float, default=0.4, help="share of the schedule spent at r = 0")
     ap.add_argument("--stages", type=int, default=5)
     ap.add_argument("--total-images", type=float, default=None,
@@ -133,12 +135,16 @@ def main():
     huber_c = 0.00054 * math.sqrt(dim)
     gen = torch.Generator(device=dev).manual_seed(state["steps"] + 1)
     start, last_save, last_log = time.time(), time.time(), time.time()
-    budget = a.minutes * 60
-    while time.time() - start < budget:
+    cpu0, images0 = time.process_time(), state["images"]
+    if a.cpu_minutes:
+        budget, spent = a.cpu_minutes * 60, lambda: (time.process_time() - cpu0) / a.threads
+    else:
+        budget, spent = a.minutes * 60, lambda: time.time() - start
+    while spent() < budget:
         # the stage schedule spans total_images; until it is known, estimate it from the speed so far
         if state["total_images"] is None and state["steps"] >= 20:
-            rate = state["images"] / max(state["seconds"] + time.time() - start, 1e-9)
-            state["total_images"] = rate * budget
+            rate = (state["images"] - images0) / max(spent(), 1e-9)
+            state["total_images"] = state["images"] + rate * (budget - spent())
         total = state["total_images"] or float("inf")
         progress = state["images"] / total
         stage = 0 if progress < a.denoise_frac else min(
@@ -179,7 +185,8 @@ def main():
         now = time.time()
         if now - last_log > 60:
             seconds = state["seconds"] + now - start
-            entry = {"min": round(seconds / 60, 2), "images": state["images"], "stage": stage,
+            entry = {"min": round(seconds / 60, 2), "cpu_min_this_run": round(spent() / 60, 2) if a.cpu_minutes else None,
+                     "images": state["images"], "stage": stage,
                      "loss": round(loss.item(), 5), "img_per_s": round(state["images"] / seconds, 1)}
             state["log"].append(entry)
             print(json.dumps(entry), flush=True)
