@@ -23,7 +23,7 @@ fn the_default_model_is_built_in() {
         (u.image_size, u.num_classes, u.parameter_count()),
         (32, Some(10), 1_924_035)
     );
-    assert_eq!(ck.config.sampling.ts.as_deref(), Some(&[0, 8, 17][..]));
+    assert_eq!(ck.config.sampling.ts.as_deref(), Some(&[0, 6, 17][..]));
     assert_eq!(ck.config.sampling.sketch_strength, Some(0.3));
 }
 
