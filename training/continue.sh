@@ -4,6 +4,7 @@
 # doubled the time of cmpaint's kernels, whose threads sleep between operations and waited for the core
 # on every wake-up (cm25m one step 120 → 250 ms); as an idle-class task it yields at once. It resumes training/runs/edm-c32x2/checkpoint.pt; where that checkpoint
 # was lost (a new machine), it restarts from the committed milestone, assets/emoji32_teacher.safetensors.
+# Arguments are passed on to train_edm.py (e.g. --lr-decay START IMAGES, which the checkpoint then keeps).
 # Needs a Python with torch, diffusers and safetensors: PYTHON=/path/to/python (default python3).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,5 +18,5 @@ mkdir -p $RUN
 init=()
 [ -f $RUN/checkpoint.pt ] || init=(--init-from assets/emoji32_teacher.safetensors)
 nohup chrt --idle 0 nice -n 19 "$PYTHON" training/train_edm.py --out $RUN --arch c32x2 --cpu-minutes "${CPU_MINUTES:-600}" \
-  --sample-every 30 "${init[@]}" >> $RUN/stdout.log 2>&1 &
+  --sample-every 30 "${init[@]}" "$@" >> $RUN/stdout.log 2>&1 &
 echo "training in the background (pid $!): tail -f $RUN/stdout.log"

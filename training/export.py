@@ -30,7 +30,7 @@ unet = UNet2DModel(**diffusers_config(ck["config"]))
 unet.load_state_dict(ck[which])
 s = ck["state"]
 # the run's counters ride along, so a lost checkpoint restarts from the milestone (train_edm --init-from)
-progress = {k: s[k] for k in ("images", "steps", "cpu_seconds", "seconds") if k in s}
+progress = {k: s[k] for k in ("images", "steps", "cpu_seconds", "seconds", "lr_decay") if k in s}
 export(unet, ck["config"], out, extra_metadata={"cmpaint.training": json.dumps(progress)})
 print(f"{out}: {parameter_count(unet):,} parameters ({which}), {s['images']:,} images seen in "
       f"{s['seconds'] / 60:.1f} min, {os.path.getsize(out) / 1e6:.1f} MB")
