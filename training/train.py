@@ -129,6 +129,8 @@ def main():
     print(f"{config['name']}: {parameter_count(unet):,} parameters, {len(x_train)} training images at {res}², "
           f"{classes} classes, device {dev}, {a.threads} threads")
 
+    # the stage schedule is the run's own: a resume without --denoise-frac must not move it
+    denoise_frac = state.setdefault("denoise_frac", a.denoise_frac)
     sd, smin, smax = 0.5, 0.002, 80.0
     p_mean, p_std = -1.1, 2.0
     dim = 3 * res * res
@@ -147,8 +149,8 @@ def main():
             state["total_images"] = state["images"] + rate * (budget - spent())
         total = state["total_images"] or float("inf")
         progress = state["images"] / total
-        stage = 0 if progress < a.denoise_frac else min(
-            a.stages, 1 + int((progress - a.denoise_frac) / (1 - a.denoise_frac) * a.stages))
+        stage = 0 if progress < denoise_frac else min(
+            a.stages, 1 + int((progress - denoise_frac) / (1 - denoise_frac) * a.stages))
 
         idx = torch.randint(0, len(x_train), (a.batch,), generator=gen, device=dev)
         x = x_train[idx]
