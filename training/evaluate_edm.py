@@ -124,37 +124,31 @@ def main():
     base = {"judge_accuracy_heldout": round((predict(held) == held_cat).float().mean().item(), 3),
             "fd_floor": round(floor, 2), "nn_rms_heldout": round(held_nn.mean().item(), 4)}
     for steps in a.steps:
-        rows = [evaluate_one(a, steps, seed, labels, feats, predict, f_train, f_held, x_train, held_nn, base)
-                for seed in a.seed]
+        rows = []
+        for seed in a.seed:
+            if a.model.endswith(".pt"):
+                x = sample_checkpoint(a.model, labels, steps, seed)
+            else:
+                x = sample_binary(a.model, labels, steps, seed, a.cmpaint)
+            f = feats(x)
+            precision, recall = precision_recall(f_train, f)
+            nn = nn_rms(x, x_train)
+            rows.append({
+                "model": a.name or os.path.basename(os.path.dirname(a.model) if a.model.endswith(".pt") else a.model),
+                "steps": steps, "seed": seed, "samples": n,
+                "class_accuracy": round((predict(x) == labels).float().mean().item(), 3),
+                "fd": round(frechet(f, f_held), 2),
+                "precision": round(precision, 3), "recall": round(recall, 3),
+                "nn_rms_samples": round(nn.mean().item(), 4),
+                "closer_than_any_heldout": int((nn < held_nn.min()).sum()),
+                **base,
+            })
+            print(json.dumps(rows[-1]), flush=True)
         if len(rows) > 1:
             mean = {k: round(float(np.mean([r[k] for r in rows])), 4 if k.startswith("nn") else 3)
                     for k in ("class_accuracy", "fd", "precision", "recall", "nn_rms_samples")}
-            print(json.dumps({**rows[0], "seed": "mean", "samples": len(rows) * len(labels), **mean,
+            print(json.dumps({**rows[0], "seed": "mean", "samples": len(rows) * n, **mean,
                               "closer_than_any_heldout": sum(r["closer_than_any_heldout"] for r in rows)}), flush=True)
-
-
-def evaluate_one(a, steps, seed, labels, feats, predict, f_train, f_held, x_train, held_nn, base):
-    """One set of samples (one seed), judged; prints and returns its row."""
-    n = len(labels)
-    if a.model.endswith(".pt"):
-        x = sample_checkpoint(a.model, labels, steps, seed)
-    else:
-        x = sample_binary(a.model, labels, steps, seed, a.cmpaint)
-    f = feats(x)
-    precision, recall = precision_recall(f_train, f)
-    nn = nn_rms(x, x_train)
-    result = {
-        "model": a.name or os.path.basename(os.path.dirname(a.model) if a.model.endswith(".pt") else a.model),
-        "steps": steps, "seed": seed, "samples": n,
-        "class_accuracy": round((predict(x) == labels).float().mean().item(), 3),
-        "fd": round(frechet(f, f_held), 2),
-        "precision": round(precision, 3), "recall": round(recall, 3),
-        "nn_rms_samples": round(nn.mean().item(), 4),
-        "closer_than_any_heldout": int((nn < held_nn.min()).sum()),
-        **base,
-    }
-    print(json.dumps(result), flush=True)
-    return result
 
 
 if __name__ == "__main__":
