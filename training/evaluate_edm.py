@@ -18,6 +18,7 @@ A model is a training checkpoint (sampled here in PyTorch with its EMA weights) 
     python3 training/evaluate_edm.py assets/emoji32_teacher.safetensors --steps 18 40
     python3 training/evaluate_edm.py assets/emoji32.safetensors --steps 1 2          # a consistency model
     python3 training/evaluate_edm.py assets/emoji32.safetensors --seed 1000 2000 3000  # + their mean
+    python3 training/evaluate_edm.py assets/emoji32.safetensors --steps 2 --ts 0,4,17 0,8,17  # choose ts
 """
 import argparse
 import json
@@ -63,9 +64,9 @@ def sample_checkpoint(path, labels, steps, seed):
     return torch.cat(out)
 
 
-def sample_binary(path, labels, steps, seed, binary):
+def sample_binary(path, labels, steps, seed, binary, ts=None):
     """Samples of an exported model from `cmpaint generate`: for a teacher `--steps`, for a
-    consistency model one step (steps = 1) or its tuned ts (steps = 2)."""
+    consistency model one step (steps = 1), its tuned ts (steps = 2) or a given ts list."""
     cfg = json.loads(__import__("safetensors").safe_open(path, "pt").metadata()["cmpaint.config"])
     edm = cfg["sampling"].get("parameterization") == "edm"
     with tempfile.TemporaryDirectory() as d:
@@ -74,6 +75,8 @@ def sample_binary(path, labels, steps, seed, binary):
                "--class", ",".join(map(str, labels.tolist())), "--device", "cpu", "-o", out]
         if edm:
             cmd += ["--steps", str(steps)]
+        elif ts:
+            cmd += ["--ts", ts]
         elif steps == 2:
             cmd.append("--multistep")
         subprocess.run(cmd, check=True, stderr=subprocess.DEVNULL)
@@ -106,6 +109,9 @@ def main():
     ap.add_argument("--seed", type=int, nargs="+", default=[1000],
                     help="one set of samples per seed; with several, a mean row follows (FD moves by ±7 "
                          "between sets of 500, more than the stopping rule's 5 %%)")
+    ap.add_argument("--ts", nargs="+", default=[],
+                    help="exported consistency models: also judge these multistep ts lists (e.g. 0,4,17), "
+                         "to choose the model's default")
     ap.add_argument("--name", default=None)
     ap.add_argument("--cmpaint", default=os.path.join(ROOT, "target", "release", "cmpaint"))
     a = ap.parse_args()
@@ -123,11 +129,13 @@ def main():
     held_nn = nn_rms(held, x_train)
     base = {"judge_accuracy_heldout": round((predict(held) == held_cat).float().mean().item(), 3),
             "fd_floor": round(floor, 2), "nn_rms_heldout": round(held_nn.mean().item(), 4)}
-    for steps in a.steps:
+    for steps in a.steps + a.ts:
         rows = []
         for seed in a.seed:
             if a.model.endswith(".pt"):
                 x = sample_checkpoint(a.model, labels, steps, seed)
+            elif isinstance(steps, str):
+                x = sample_binary(a.model, labels, 0, seed, a.cmpaint, ts=steps)
             else:
                 x = sample_binary(a.model, labels, steps, seed, a.cmpaint)
             f = feats(x)
