@@ -64,7 +64,7 @@ def sample_checkpoint(path, labels, steps, seed):
     return torch.cat(out)
 
 
-def sample_binary(path, labels, steps, seed, binary, ts=None):
+def sample_binary(path, labels, steps, seed, binary, ts=None, extra=()):
     """Samples of an exported model from `cmpaint generate`: for a teacher `--steps`, for a
     consistency model one step (steps = 1), its tuned ts (steps = 2) or a given ts list."""
     cfg = json.loads(__import__("safetensors").safe_open(path, "pt").metadata()["cmpaint.config"])
@@ -79,6 +79,7 @@ def sample_binary(path, labels, steps, seed, binary, ts=None):
             cmd += ["--ts", ts]
         elif steps == 2:
             cmd.append("--multistep")
+        cmd += extra
         subprocess.run(cmd, check=True, stderr=subprocess.DEVNULL)
         return load_file(out)["image"]
 
@@ -114,6 +115,8 @@ def main():
                          "to choose the model's default")
     ap.add_argument("--name", default=None)
     ap.add_argument("--cmpaint", default=os.path.join(ROOT, "target", "release", "cmpaint"))
+    ap.add_argument("--extra", nargs=argparse.REMAINDER, default=[],
+                    help="exported models: more `cmpaint generate` arguments (e.g. --s-churn 10), last")
     a = ap.parse_args()
     torch.set_grad_enabled(False)
     x_all, cat_all, train_idx, held_idx = load_data(DATA, 32)
@@ -135,9 +138,9 @@ def main():
             if a.model.endswith(".pt"):
                 x = sample_checkpoint(a.model, labels, steps, seed)
             elif isinstance(steps, str):
-                x = sample_binary(a.model, labels, 0, seed, a.cmpaint, ts=steps)
+                x = sample_binary(a.model, labels, 0, seed, a.cmpaint, ts=steps, extra=a.extra)
             else:
-                x = sample_binary(a.model, labels, steps, seed, a.cmpaint)
+                x = sample_binary(a.model, labels, steps, seed, a.cmpaint, extra=a.extra)
             f = feats(x)
             precision, recall = precision_recall(f_train, f)
             nn = nn_rms(x, x_train)
