@@ -9,7 +9,7 @@
 - precision and recall (Kynkäänniemi et al. 2019, k = 3, judge features, against the training images);
 - nearest-neighbour RMS distance (pixels in [−1, 1]) of samples to the training set, beside the held-out
   images' own, and how many samples sit closer to a training image than any held-out image does
-  (memorised copies).
+  (memorised copies; `--near-copies DIR` writes each beside its training image, to look at).
 
 A model is a training checkpoint (sampled here in PyTorch with its EMA weights) or an exported
 `.safetensors` (sampled by the Rust binary, so the figures measure what ships):
@@ -34,7 +34,7 @@ from safetensors.torch import load_file
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 from classifier import DATA, load_judge  # noqa: E402
-from cm_model import consistency_fn, diffusers_config, edm_denoiser, heun_sample, karras_sigma  # noqa: E402
+from cm_model import consistency_fn, diffusers_config, edm_denoiser, heun_sample, karras_sigma, save_grid  # noqa: E402
 from evaluate import frechet  # noqa: E402
 from train import load_data  # noqa: E402
 
@@ -98,8 +98,16 @@ def precision_recall(real, fake, k=3):
 
 
 def nn_rms(x, ref):
+    """RMS pixel distance of each image in `x` to its nearest in `ref`: (distances, indices)."""
     d = torch.cdist(x.flatten(1), ref.flatten(1)) / np.sqrt(x[0].numel())
-    return d.min(1).values
+    return d.min(1)
+
+
+def save_near_copies(x, nearest, x_train, path):
+    """The samples that sit closer to a training image than any held-out image does, each beside that
+    training image (one pair per row), so a reader can tell a copy from a flat swatch."""
+    rows = [torch.stack([x[i], x_train[j]]) for i, j in nearest]
+    save_grid(torch.cat(rows), len(rows), path, scale=4)
 
 
 def main():
@@ -113,6 +121,9 @@ def main():
     ap.add_argument("--ts", nargs="+", default=[],
                     help="exported consistency models: also judge these multistep ts lists (e.g. 0,4,17), "
                          "to choose the model's default")
+    ap.add_argument("--near-copies", metavar="DIR", default=None,
+                    help="write the samples closer to a training image than any held-out image, each beside "
+                         "that image, as DIR/steps…_seed….png")
     ap.add_argument("--name", default=None)
     ap.add_argument("--cmpaint", default=os.path.join(ROOT, "target", "release", "cmpaint"))
     ap.add_argument("--extra", nargs=argparse.REMAINDER, default=[],
@@ -129,7 +140,7 @@ def main():
     n = len(labels)
     g = torch.Generator().manual_seed(0)
     floor = frechet(feats(x_train[torch.randperm(len(x_train), generator=g)[:n]]), f_held)
-    held_nn = nn_rms(held, x_train)
+    held_nn = nn_rms(held, x_train).values
     base = {"judge_accuracy_heldout": round((predict(held) == held_cat).float().mean().item(), 3),
             "fd_floor": round(floor, 2), "nn_rms_heldout": round(held_nn.mean().item(), 4)}
     for steps in a.steps + a.ts:
@@ -143,7 +154,12 @@ def main():
                 x = sample_binary(a.model, labels, steps, seed, a.cmpaint, extra=a.extra)
             f = feats(x)
             precision, recall = precision_recall(f_train, f)
-            nn = nn_rms(x, x_train)
+            nn, nn_idx = nn_rms(x, x_train)
+            near = (nn < held_nn.min()).nonzero().flatten().tolist()
+            if a.near_copies and near:
+                os.makedirs(a.near_copies, exist_ok=True)
+                name = f"steps{str(steps).replace(',', '-')}_seed{seed}.png"
+                save_near_copies(x, [(i, nn_idx[i]) for i in near], x_train, os.path.join(a.near_copies, name))
             rows.append({
                 "model": a.name or os.path.basename(os.path.dirname(a.model) if a.model.endswith(".pt") else a.model),
                 "steps": steps, "seed": seed, "samples": n,
@@ -151,7 +167,7 @@ def main():
                 "fd": round(frechet(f, f_held), 2),
                 "precision": round(precision, 3), "recall": round(recall, 3),
                 "nn_rms_samples": round(nn.mean().item(), 4),
-                "closer_than_any_heldout": int((nn < held_nn.min()).sum()),
+                "closer_than_any_heldout": len(near),
                 **base,
             })
             print(json.dumps(rows[-1]), flush=True)
