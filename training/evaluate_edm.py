@@ -64,9 +64,9 @@ def sample_checkpoint(path, labels, steps, seed):
     return torch.cat(out)
 
 
-def sample_binary(path, labels, steps, seed, binary, ts=None, extra=()):
+def sample_binary(path, labels, steps, seed, binary, extra=()):
     """Samples of an exported model from `cmpaint generate`: for a teacher `--steps`, for a
-    consistency model one step (steps = 1), its tuned ts (steps = 2) or a given ts list."""
+    consistency model one step (steps = 1), its tuned ts (steps = 2) or a ts list (steps = "0,6,17")."""
     cfg = json.loads(__import__("safetensors").safe_open(path, "pt").metadata()["cmpaint.config"])
     edm = cfg["sampling"].get("parameterization") == "edm"
     with tempfile.TemporaryDirectory() as d:
@@ -75,8 +75,8 @@ def sample_binary(path, labels, steps, seed, binary, ts=None, extra=()):
                "--class", ",".join(map(str, labels.tolist())), "--device", "cpu", "-o", out]
         if edm:
             cmd += ["--steps", str(steps)]
-        elif ts:
-            cmd += ["--ts", ts]
+        elif isinstance(steps, str):
+            cmd += ["--ts", steps]
         elif steps == 2:
             cmd.append("--multistep")
         cmd += extra
@@ -148,8 +148,6 @@ def main():
         for seed in a.seed:
             if a.model.endswith(".pt"):
                 x = sample_checkpoint(a.model, labels, steps, seed)
-            elif isinstance(steps, str):
-                x = sample_binary(a.model, labels, 0, seed, a.cmpaint, ts=steps, extra=a.extra)
             else:
                 x = sample_binary(a.model, labels, steps, seed, a.cmpaint, extra=a.extra)
             f = feats(x)
