@@ -15,7 +15,7 @@ import torch
 from diffusers import UNet2DModel
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from cm_model import diffusers_config, export, parameter_count  # noqa: E402
+from cm_model import MILESTONE_COUNTERS, diffusers_config, export, parameter_count  # noqa: E402
 
 ckpt, out = sys.argv[1], sys.argv[2]
 opt = lambda name: sys.argv[sys.argv.index(name) + 1] if name in sys.argv else None  # noqa: E731
@@ -29,8 +29,7 @@ if opt("--ts"):
 unet = UNet2DModel(**diffusers_config(ck["config"]))
 unet.load_state_dict(ck[which])
 s = ck["state"]
-# the run's counters ride along, so a lost checkpoint restarts from the milestone (train_edm --init-from)
-progress = {k: s[k] for k in ("images", "steps", "cpu_seconds", "seconds", "lr_decay") if k in s}
+progress = {k: s[k] for k in MILESTONE_COUNTERS if k in s}
 export(unet, ck["config"], out, extra_metadata={"cmpaint.training": json.dumps(progress)})
 print(f"{out}: {parameter_count(unet):,} parameters ({which}), {s['images']:,} images seen in "
       f"{s['seconds'] / 60:.1f} min, {os.path.getsize(out) / 1e6:.1f} MB")

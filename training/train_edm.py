@@ -30,7 +30,8 @@ import torch.nn.functional as F
 from diffusers import UNet2DModel
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from cm_model import diffusers_config, edm_denoiser, heun_sample, karras_sigma, parameter_count, save_grid  # noqa: E402
+from cm_model import (MILESTONE_COUNTERS, diffusers_config, edm_denoiser, heun_sample, karras_sigma,  # noqa: E402
+                      parameter_count, save_grid)
 from train import load_data  # noqa: E402
 
 ARCHS = {
@@ -129,7 +130,7 @@ def main():
         unet.load_state_dict(sd)
         ema.load_state_dict(sd)
         opt = torch.optim.Adam(unet.parameters(), lr=a.lr)
-        state.update({k: meta[k] for k in ("images", "steps", "cpu_seconds", "seconds", "lr_decay") if k in meta})
+        state.update({k: meta[k] for k in MILESTONE_COUNTERS if k in meta})
         print(f"started from milestone {a.init_from} ({state['images']:,} images)", flush=True)
     print(f"{config['name']} ({a.arch if not ck else 'from checkpoint'}): {parameter_count(unet):,} parameters, "
           f"{len(x_train)} training images, {classes} classes, {a.threads} threads", flush=True)
