@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Start (or resume) the built-in teacher's training in the background, at the lowest priority: run this
-# first thing in every sitting. SCHED_IDLE (chrt --idle), not only nice 19: at nice 19 the training still
+# Start (or resume) the built-in teacher's training in the background, at the lowest priority (it ended on
+# 2026-12-01 by issue 13's stopping rule; this resumes it should anyone want more). SCHED_IDLE (chrt --idle), not only nice 19: at nice 19 the training still
 # doubled the time of cmpaint's kernels, whose threads sleep between operations and waited for the core
 # on every wake-up (cm25m one step 120 → 250 ms); as an idle-class task it yields at once. It resumes training/runs/edm-c32x2/checkpoint.pt; where that checkpoint
 # was lost (a new machine), it restarts from the last committed milestone, $RUN/milestone.safetensors
