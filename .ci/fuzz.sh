@@ -12,7 +12,7 @@ SECS=${1:-60}
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --version 0.13.2 --locked
 export RUSTC_BOOTSTRAP=1
 cargo fuzz build -s none
-for t in image_import pt_load safetensors_load recipe_png project_file; do
+for t in image_import pt_load pickle safetensors_load recipe_png project_file; do
     mkdir -p "corpus/$t"
     echo "fuzzing $t for ${SECS} s"
     cargo fuzz run -s none "$t" "corpus/$t" "seeds/$t" -- \

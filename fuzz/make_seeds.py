@@ -3,7 +3,7 @@
 Run by hand: python fuzz/make_seeds.py (needs torch, safetensors, numpy, pillow). Seeds are valid or
 nearly valid files of each format, kept tiny so every fuzz iteration is fast.
 """
-import base64, hashlib, io, json, os, struct, zlib
+import base64, hashlib, io, json, os, struct, zipfile, zlib
 
 import numpy as np
 import torch
@@ -81,4 +81,9 @@ project = {"format": "cmpaint-project", "version": 1, "width": 2, "height": 2,
            "history": [{"image": embedded(rgb, "RGB"), "recipe": recipe}],
            "model": None, "saved_at": 0}
 out("project_file", "small.cmpaint", json.dumps(project).encode())
+# pickle: the pt_load seed's state-dict pickle (accepted), and lists nested one level past
+# pickle_guard's bound (refused).
+with zipfile.ZipFile(os.path.join(HERE, "seeds", "pt_load", "fragment.pt")) as z:
+    out("pickle", "state_dict.pkl", z.read(next(n for n in z.namelist() if n.endswith("data.pkl"))))
+out("pickle", "nested.pkl", b"\x80\x02" + b"]" * 1001 + b"a" * 1000 + b".")
 print("seeds written")

@@ -19,30 +19,36 @@ pub struct Rgb8 {
     pub pixels: Vec<u8>,
 }
 
-/// Writes a PNG whatever the file's name ends in (atomic writes go through temporary names).
+/// Writes an RGB PNG (atomically, see `file_io`).
 pub fn write_png(path: &Path, img: &Rgb8) -> Result<()> {
-    image::save_buffer_with_format(
+    write_png_pixels(
         path,
+        img.width,
+        img.height,
         &img.pixels,
-        img.width as u32,
-        img.height as u32,
-        image::ColorType::Rgb8,
-        image::ImageFormat::Png,
+        image::ExtendedColorType::Rgb8,
     )
-    .map_err(|e| PictureError(format!("{}: cannot write PNG: {e}", path.display())))
 }
 
-/// Writes straight-alpha RGBA8 pixels as a PNG whatever the file's name ends in.
+/// Writes straight-alpha RGBA8 pixels as a PNG (atomically).
 pub fn write_png_rgba(path: &Path, width: usize, height: usize, rgba: &[u8]) -> Result<()> {
-    image::save_buffer_with_format(
-        path,
-        rgba,
-        width as u32,
-        height as u32,
-        image::ColorType::Rgba8,
-        image::ImageFormat::Png,
-    )
-    .map_err(|e| PictureError(format!("{}: cannot write PNG: {e}", path.display())))
+    write_png_pixels(path, width, height, rgba, image::ExtendedColorType::Rgba8)
+}
+
+fn write_png_pixels(
+    path: &Path,
+    width: usize,
+    height: usize,
+    pixels: &[u8],
+    color: image::ExtendedColorType,
+) -> Result<()> {
+    use image::ImageEncoder;
+    crate::file_io::write_atomic(path, |w| {
+        image::codecs::png::PngEncoder::new(w)
+            .write_image(pixels, width as u32, height as u32, color)
+            .map_err(|e| e.to_string())
+    })
+    .map_err(|e| PictureError(format!("cannot write PNG: {e}")))
 }
 
 /// Lays a batch out as a near-square grid, row-major, with no gaps.
@@ -205,8 +211,8 @@ pub const MAX_IMAGE_BYTES: u64 = 1 << 30;
 
 /// Decodes a PNG or JPEG (grey or colour, any bit depth) with a clear error for anything else.
 pub fn decode(path: &Path) -> Result<image::DynamicImage> {
-    let bytes =
-        std::fs::read(path).map_err(|e| PictureError(format!("{}: {e}", path.display())))?;
+    let bytes = crate::file_io::read(path, crate::file_io::limit::PICTURE)
+        .map_err(|e| PictureError(e.to_string()))?;
     decode_bytes(&bytes).map_err(|e| PictureError(format!("{}: {e}", path.display())))
 }
 
@@ -221,8 +227,8 @@ pub fn decode_bytes(bytes: &[u8]) -> std::result::Result<image::DynamicImage, St
 /// takes a tenth of a second or more).
 pub fn dimensions(path: &Path) -> Result<(u32, u32)> {
     let error = |e: String| PictureError(format!("{}: {e}", path.display()));
-    let reader = image::ImageReader::open(path).map_err(|e| error(e.to_string()))?;
-    checked_reader(reader)
+    let (file, _) = crate::file_io::open(path).map_err(|e| PictureError(e.to_string()))?;
+    checked_reader(image::ImageReader::new(std::io::BufReader::new(file)))
         .map_err(error)?
         .into_dimensions()
         .map_err(|e| error(format!("not a readable image ({e})")))
@@ -278,19 +284,21 @@ pub fn write_gif(path: &Path, frames: &[Rgb8], fps: u16) -> Result<()> {
     if frames.is_empty() {
         return Err(fail("no frames".into()));
     }
-    let file = std::fs::File::create(path).map_err(|e| fail(e.to_string()))?;
-    let mut enc = GifEncoder::new_with_speed(std::io::BufWriter::new(file), 10);
-    enc.set_repeat(Repeat::Infinite)
-        .map_err(|e| fail(e.to_string()))?;
-    let delay = image::Delay::from_numer_denom_ms(1000, fps.max(1) as u32);
-    for f in frames {
-        let rgba = image::RgbImage::from_raw(f.width as u32, f.height as u32, f.pixels.clone())
-            .ok_or_else(|| fail("a frame's size does not match its pixels".into()))?;
-        let rgba = image::DynamicImage::ImageRgb8(rgba).into_rgba8();
-        enc.encode_frame(image::Frame::from_parts(rgba, 0, 0, delay))
-            .map_err(|e| fail(e.to_string()))?;
-    }
-    Ok(())
+    crate::file_io::write_atomic(path, |w| {
+        let mut enc = GifEncoder::new_with_speed(w, 10);
+        enc.set_repeat(Repeat::Infinite)
+            .map_err(|e| e.to_string())?;
+        let delay = image::Delay::from_numer_denom_ms(1000, fps.max(1) as u32);
+        for f in frames {
+            let rgba = image::RgbImage::from_raw(f.width as u32, f.height as u32, f.pixels.clone())
+                .ok_or("a frame's size does not match its pixels")?;
+            let rgba = image::DynamicImage::ImageRgb8(rgba).into_rgba8();
+            enc.encode_frame(image::Frame::from_parts(rgba, 0, 0, delay))
+                .map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    })
+    .map_err(|e| PictureError(format!("cannot write GIF: {e}")))
 }
 
 /// Writes frames as an animated PNG that loops forever, `fps` frames per second.
@@ -302,25 +310,20 @@ pub fn write_apng(path: &Path, frames: &[Rgb8], fps: u16) -> Result<()> {
         ))
     };
     let first = frames.first().ok_or_else(|| fail("no frames".into()))?;
-    let file = std::fs::File::create(path).map_err(|e| fail(e.to_string()))?;
-    let mut enc = png::Encoder::new(
-        std::io::BufWriter::new(file),
-        first.width as u32,
-        first.height as u32,
-    );
-    enc.set_color(png::ColorType::Rgb);
-    enc.set_depth(png::BitDepth::Eight);
-    enc.set_animated(frames.len() as u32, 0)
-        .map_err(|e| fail(e.to_string()))?;
-    enc.set_frame_delay(1, fps.max(1))
-        .map_err(|e| fail(e.to_string()))?;
-    let mut writer = enc.write_header().map_err(|e| fail(e.to_string()))?;
-    for frame in frames {
-        writer
-            .write_image_data(&frame.pixels)
-            .map_err(|e| fail(e.to_string()))?;
-    }
-    writer.finish().map_err(|e| fail(e.to_string()))
+    crate::file_io::write_atomic(path, |w| {
+        let text = |e: png::EncodingError| e.to_string();
+        let mut enc = png::Encoder::new(w, first.width as u32, first.height as u32);
+        enc.set_color(png::ColorType::Rgb);
+        enc.set_depth(png::BitDepth::Eight);
+        enc.set_animated(frames.len() as u32, 0).map_err(text)?;
+        enc.set_frame_delay(1, fps.max(1)).map_err(text)?;
+        let mut writer = enc.write_header().map_err(text)?;
+        for frame in frames {
+            writer.write_image_data(&frame.pixels).map_err(text)?;
+        }
+        writer.finish().map_err(text)
+    })
+    .map_err(|e| PictureError(format!("cannot write animated PNG: {e}")))
 }
 
 #[cfg(test)]

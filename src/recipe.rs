@@ -154,10 +154,33 @@ impl EmbeddedImage {
         Ok((w, h, px.iter().map(|&v| v as f32 / 255.0).collect()))
     }
 
-    fn decode(&self, want: png::ColorType) -> Result<(usize, usize, Vec<u8>), RecipeError> {
-        let bytes = base64::engine::general_purpose::STANDARD
+    /// The embedded PNG's bytes and size, from its header alone (no pixel is decoded): what a
+    /// restore needs to weigh a picture before decoding it. Must be 8-bit RGB, as results are.
+    pub fn rgb_png(&self) -> Result<(Vec<u8>, usize, usize), RecipeError> {
+        let bytes = self.png_bytes()?;
+        let reader = png::Decoder::new(std::io::Cursor::new(&bytes[..]))
+            .read_info()
+            .map_err(RecipeError::png)?;
+        let info = reader.info();
+        if (info.color_type, info.bit_depth) != (png::ColorType::Rgb, png::BitDepth::Eight) {
+            return Err(RecipeError::Invalid(format!(
+                "embedded picture is {:?} {:?}, expected 8-bit Rgb",
+                info.color_type, info.bit_depth
+            )));
+        }
+        let (w, h) = (info.width as usize, info.height as usize);
+        drop(reader);
+        Ok((bytes, w, h))
+    }
+
+    fn png_bytes(&self) -> Result<Vec<u8>, RecipeError> {
+        base64::engine::general_purpose::STANDARD
             .decode(&self.png_base64)
-            .map_err(|e| RecipeError::Invalid(format!("embedded picture: {e}")))?;
+            .map_err(|e| RecipeError::Invalid(format!("embedded picture: {e}")))
+    }
+
+    fn decode(&self, want: png::ColorType) -> Result<(usize, usize, Vec<u8>), RecipeError> {
+        let bytes = self.png_bytes()?;
         let (w, h, color, px) = decode_png8(&bytes)?;
         if color != want {
             return Err(RecipeError::Invalid(format!(
@@ -207,7 +230,7 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 
 /// SHA-256 of a file, read in chunks (checkpoints can be gigabytes).
 pub fn sha256_file(path: &Path) -> std::io::Result<String> {
-    let mut file = std::fs::File::open(path)?;
+    let (mut file, _) = crate::file_io::open(path).map_err(std::io::Error::other)?;
     let mut hasher = Sha256::new();
     std::io::copy(&mut file, &mut hasher)?;
     Ok(format!("{:x}", hasher.finalize()))

@@ -1308,3 +1308,95 @@ fn exporting_an_extended_canvas_keeps_its_empty_area_transparent() {
         }
     }
 }
+
+/// Start-up problems stay on screen until dismissed (the model-loaded message used to replace them
+/// at once), and say what was kept: the unreadable autosave is set aside, not overwritten.
+#[test]
+fn a_damaged_autosave_is_reported_until_dismissed_and_set_aside() {
+    use cmpaint::paint::project::AUTOSAVE_FILE;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join(AUTOSAVE_FILE),
+        b"{\"format\": \"cmpaint-proj",
+    )
+    .unwrap();
+    let mut h = harness_with_autosave(dir.path(), Scripted::default());
+    for _ in 0..5 {
+        h.step();
+    }
+    let notice = "The last autosave cannot be restored";
+    assert!(
+        h.query_by_label_contains(notice).is_some(),
+        "the notice shows"
+    );
+    assert!(
+        h.state()
+            .messages
+            .last()
+            .is_some_and(|m| !m.text.contains(notice)),
+        "a later message came, and the notice stayed anyway"
+    );
+    let aside: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("autosave-unreadable-"))
+        .collect();
+    assert_eq!(aside.len(), 1, "set aside: {aside:?}");
+    assert!(
+        h.query_by_label_contains(&aside[0]).is_some(),
+        "the notice says where"
+    );
+    h.get_by_label("Dismiss").click();
+    h.run();
+    assert!(h.query_by_label_contains(notice).is_none());
+}
+
+/// An autosave that is a link to a device is refused without reading it (it used to read without
+/// end), and the app starts.
+#[test]
+fn an_autosave_linked_to_a_device_is_refused_at_once() {
+    use cmpaint::paint::project::AUTOSAVE_FILE;
+    let dir = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink("/dev/zero", dir.path().join(AUTOSAVE_FILE)).unwrap();
+    let mut h = harness_with_autosave(dir.path(), Scripted::default());
+    h.step();
+    assert!(h.query_by_label_contains("a device, not a file").is_some());
+    assert!(h.state().notices.len() == 1);
+}
+
+/// A restore weighs every result before decoding it: those beyond History's budget go to disk as
+/// the PNGs they are, never into memory, and every one comes back exactly.
+#[test]
+fn a_restore_keeps_within_the_history_budget() {
+    let dir = tempfile::tempdir().unwrap();
+    let made: Vec<_> = {
+        let mut h = harness_with_autosave(dir.path(), Scripted::default());
+        h.state_mut().generate.batch = 8;
+        h.state_mut().run_generate();
+        wait_until(&mut h, "a batch", |a| a.history.len() == 8);
+        h.state_mut().autosave_now();
+        let made = h
+            .state()
+            .history
+            .iter()
+            .map(|r| r.image().unwrap())
+            .collect();
+        std::mem::forget(h);
+        made
+    };
+    let mut h = harness_with_autosave(dir.path(), Scripted::default());
+    // room for two 32² results (3 KB each)
+    h.state_mut().history_budget = 7 << 10;
+    h.run();
+    h.get_by_label("Restore").click();
+    h.run();
+    let a = h.state();
+    assert_eq!(a.history.len(), 8);
+    // the six oldest never came into memory; of the two decoded, the thumbnails shown since may
+    // have moved one more to disk
+    assert!(a.history[..6].iter().all(|r| r.is_on_disk()));
+    assert!(!a.history[7].is_on_disk());
+    assert!(a.history_memory().0 <= 7 << 10);
+    let restored: Vec<_> = a.history.iter().map(|r| r.image().unwrap()).collect();
+    assert_eq!(restored, made);
+}

@@ -575,7 +575,7 @@ fn outpaint_grows_the_picture_and_keeps_every_old_pixel() {
     let model = model_path('c');
     for (extend, frame, (w, h), (dx, dy)) in [
         ("right:12", None, (32, 16), (0, 0)),
-        ("up:10", Some("24"), (20, 26), (0, 10)),
+        ("up:10", Some("20"), (20, 26), (0, 10)),
     ] {
         let mut args = vec!["edit", "outpaint", "--model", s(&model), "--image", s(&pic)];
         args.extend(["--extend", extend, "--seed", "3", "-o", s(&out)]);

@@ -102,3 +102,23 @@ fn project_file() {
         }
     }
 }
+
+#[test]
+fn pickle() {
+    use cmpaint::engine::model::pickle_guard::check_pickle;
+    for (path, data) in inputs("pickle") {
+        let checked = check_pickle(&data);
+        if path.ends_with("nested.pkl") {
+            assert!(checked.is_err(), "{}", path.display());
+        } else if is_seed(&path) {
+            assert!(checked.is_ok(), "{}: {checked:?}", path.display());
+        }
+        if checked.is_ok() {
+            let _ = std::panic::catch_unwind(|| {
+                let mut stack = candle_core::pickle::Stack::empty();
+                let _ = stack.read_loop(&mut std::io::Cursor::new(&data));
+                drop(stack.finalize());
+            });
+        }
+    }
+}

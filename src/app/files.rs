@@ -27,13 +27,11 @@ impl App {
         let written = if self.doc.has_empty() {
             // a canvas with empty pixels (extended, not yet filled) keeps them transparent
             let (w, h, rgba) = (self.doc.width, self.doc.height, self.doc.composite_rgba());
-            write_atomic_with(&path, |tmp| {
-                write_png_rgba(tmp, w, h, &rgba).map_err(|e| e.to_string())
-            })
+            write_png_rgba(&path, w, h, &rgba).map_err(|e| e.to_string())
         } else {
             let bytes =
                 encode_png(&self.doc.composite(), recipe.as_ref()).map_err(|e| e.to_string());
-            bytes.and_then(|b| write_atomic_with(&path, |tmp| write_file(tmp, &b)))
+            bytes.and_then(|b| write_bytes(&path, &b).map_err(|e| e.to_string()))
         };
         match written {
             Ok(()) => self.info(format!(
@@ -55,12 +53,13 @@ impl App {
         let Some(path) = self.dialogs.open_recipe() else {
             return;
         };
-        let recipe = std::fs::read(&path)
-            .map_err(|e| e.to_string())
-            .and_then(|b| read_recipe(&b).map_err(|e| e.to_string()));
+        let recipe = match crate::file_io::read(&path, crate::file_io::limit::PICTURE) {
+            Ok(bytes) => read_recipe(&bytes).map_err(|e| format!("{}: {e}", path.display())),
+            Err(e) => Err(e.to_string()),
+        };
         let recipe = match recipe {
             Ok(r) => r,
-            Err(e) => return self.error(format!("{}: {e}", path.display())),
+            Err(e) => return self.error(e),
         };
         let same_model = self
             .model

@@ -51,10 +51,30 @@ impl Kept {
 
 impl HistoryItem {
     pub(super) fn new(image: Rgb8, recipe: Recipe, placement: Option<Placement>) -> Self {
+        Self::kept_as(Kept::Memory(image), recipe, placement)
+    }
+
+    /// A result whose pixels are already on disk, a PNG of `width`×`height` at `path`.
+    pub(super) fn on_disk(
+        path: PathBuf,
+        width: usize,
+        height: usize,
+        recipe: Recipe,
+        placement: Option<Placement>,
+    ) -> Self {
+        let image = Kept::Disk {
+            path,
+            width,
+            height,
+        };
+        Self::kept_as(image, recipe, placement)
+    }
+
+    fn kept_as(image: Kept, recipe: Recipe, placement: Option<Placement>) -> Self {
         static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         Self {
             id: NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
-            image: Kept::Memory(image),
+            image,
             recipe,
             cost: None,
             placement,
@@ -94,7 +114,7 @@ impl HistoryItem {
         let Kept::Memory(img) = &self.image else {
             return Ok(());
         };
-        write_atomic_with(&path, |tmp| write_png(tmp, img).map_err(|e| e.to_string()))?;
+        write_png(&path, img).map_err(|e| e.to_string())?;
         self.image = Kept::Disk {
             path,
             width: img.width,
@@ -200,6 +220,25 @@ impl App {
         (bytes, on_disk)
     }
 
+    /// A new file name in this session's spill folder (created when missing).
+    fn next_spill_path(&mut self, dir: &Path) -> Result<PathBuf, String> {
+        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        self.spilled += 1;
+        Ok(dir.join(format!("{:06}.png", self.spilled)))
+    }
+
+    /// Writes a result's PNG bytes straight to the spill folder (a restore's results beyond the
+    /// budget: never decoded into memory).
+    pub(super) fn spill_png(&mut self, png: &[u8]) -> Result<PathBuf, String> {
+        let dir = self
+            .spill_dir
+            .clone()
+            .ok_or("there is no data folder to move results to")?;
+        let path = self.next_spill_path(&dir)?;
+        write_bytes(&path, png).map_err(|e| e.to_string())?;
+        Ok(path)
+    }
+
     /// Moves the oldest results to disk while History holds more than its budget (never the newest
     /// one). Without a data folder, or when writing fails, they stay in memory and the user is told
     /// once: nothing is dropped.
@@ -220,16 +259,14 @@ impl App {
             if bytes <= self.history_budget {
                 break;
             }
-            let r = &mut self.history[i];
-            if r.is_on_disk() {
+            if self.history[i].is_on_disk() {
                 continue;
             }
-            let before = r.bytes_in_memory();
-            self.spilled += 1;
-            let path = dir.join(format!("{:06}.png", self.spilled));
-            let moved = std::fs::create_dir_all(&dir)
-                .map_err(|e| format!("{}: {e}", dir.display()))
-                .and_then(|()| r.spill(path));
+            let before = self.history[i].bytes_in_memory();
+            let moved = self
+                .next_spill_path(&dir)
+                .and_then(|path| self.history[i].spill(path));
+            let r = &self.history[i];
             match moved {
                 Ok(()) => bytes -= before - r.bytes_in_memory(),
                 Err(e) => {

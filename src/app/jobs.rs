@@ -265,22 +265,13 @@ impl App {
                 if strip.frames.iter().all(Option::is_some) {
                     let strip = self.strip.take().expect("checked");
                     let frames: Vec<Rgb8> = strip.frames.into_iter().flatten().collect();
-                    // the temporary file has another name: the chosen path says which format
-                    let gif = is_gif(&strip.path);
-                    match write_atomic_with(&strip.path, |tmp| {
-                        let written = if gif {
-                            write_gif(tmp, &frames, 10)
-                        } else {
-                            write_apng(tmp, &frames, 10)
-                        };
-                        written.map_err(|e| e.to_string())
-                    }) {
+                    match write_animation(&strip.path, &frames, 10) {
                         Ok(()) => self.info(format!(
                             "wrote {} ({} frames)",
                             strip.path.display(),
                             frames.len()
                         )),
-                        Err(e) => self.error(e),
+                        Err(e) => self.error(e.to_string()),
                     }
                 }
             }

@@ -8,7 +8,7 @@
 //! | the App: state, one frame (`show`), shortcuts           | `mod.rs`        |
 //! | jobs: submit, replies, step previews, frame, outpaint   | `jobs.rs`       |
 //! | files: open picture, export PNG, recipes, new canvas    | `files.rs`      |
-//! | saving: autosave, projects, atomic writes               | `saving.rs`     |
+//! | saving: autosave, projects (written through `file_io`)  | `saving.rs`     |
 //! | history: results, Apply, Compare                        | `history.rs`    |
 //! | canvas view and input, frame handles                    | `canvas.rs`     |
 //! | WGSL compositor (wgpu callback, partial uploads)        | `canvas_gpu.rs` |
@@ -30,16 +30,17 @@ use files::{Opening, PendingImport};
 pub use history::{HISTORY_BUDGET_BYTES, HistoryItem};
 use jobs::{Pending, Purpose, StripExport};
 pub use jobs::{Running, StepPreview};
-pub use saving::{AUTOSAVE_SECONDS, write_atomic_with};
-use saving::{Autosave, write_file};
+pub use saving::AUTOSAVE_SECONDS;
+use saving::Autosave;
 
+use crate::file_io::write_bytes;
 use crate::paint::brush::{BrushSettings, Tool};
 use crate::paint::document::{Document, MAX_SIDE, Side};
 use crate::paint::frame::{Frame, Paste, Placement, preview_over};
 use crate::paint::project::{self, HistoryEntry, Project};
 use crate::picture::{
-    Resize, Rgb8, decode, dimensions, is_gif, to_model_size, to_rgb8, write_apng, write_gif,
-    write_png, write_png_rgba,
+    Resize, Rgb8, decode, dimensions, to_model_size, to_rgb8, write_animation, write_png,
+    write_png_rgba,
 };
 use crate::recipe::{EmbeddedImage, Operation, Recipe, encode_png, read_recipe};
 use crate::worker::execute::{ModelInfo, Steps, network_calls, plan, recipe_steps};
@@ -147,6 +148,19 @@ pub struct Message {
     pub error: bool,
 }
 
+/// An error kept on screen until the user dismisses it: the status bar shows only the newest
+/// message, and a start-up problem (a damaged autosave, a picture that cannot open) would be gone
+/// behind the next one before anybody read it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Notice {
+    pub text: String,
+    /// How many times it came, one after another.
+    pub repeats: usize,
+}
+
+/// Notices kept at most (the oldest go first).
+const MAX_NOTICES: usize = 20;
+
 /// Counters the tests and the frame-time bench read.
 #[derive(Debug, Default, Clone)]
 pub struct Stats {
@@ -185,6 +199,8 @@ pub struct App {
     compare_cache: Option<((usize, u64), Rgb8)>,
     pub running: Option<Running>,
     pub messages: Vec<Message>,
+    /// Errors waiting to be dismissed, oldest first.
+    pub notices: Vec<Notice>,
     pub stats: Stats,
     worker: Worker,
     pending: HashMap<JobId, Pending>,
@@ -257,6 +273,7 @@ impl App {
             compare_cache: None,
             running: None,
             messages: Vec::new(),
+            notices: Vec::new(),
             stats: Stats::default(),
             worker,
             pending: HashMap::new(),
@@ -286,6 +303,20 @@ impl App {
     }
 
     fn push_message(&mut self, text: String, error: bool) {
+        if error {
+            match self.notices.last_mut() {
+                Some(last) if last.text == text => last.repeats += 1,
+                _ => {
+                    self.notices.push(Notice {
+                        text: text.clone(),
+                        repeats: 1,
+                    });
+                    if self.notices.len() > MAX_NOTICES {
+                        self.notices.remove(0);
+                    }
+                }
+            }
+        }
         self.messages.push(Message { text, error });
         if self.messages.len() > 50 {
             self.messages.remove(0);
@@ -305,6 +336,7 @@ impl App {
         self.keep_history_budget();
         self.shortcuts(ui.ctx());
         panels::menu_bar(self, ui);
+        panels::notices(self, ui);
         panels::status_bar(self, ui);
         panels::tools_panel(self, ui);
         panels::side_panel(self, ui);

@@ -73,6 +73,41 @@ pub fn menu_bar(app: &mut App, ui: &mut egui::Ui) {
     });
 }
 
+/// Errors that wait for the user under the menu bar, each with its own Dismiss.
+pub fn notices(app: &mut App, ui: &mut egui::Ui) {
+    if app.notices.is_empty() {
+        return;
+    }
+    let mut dismissed = None;
+    egui::Panel::top("notices").show(ui, |ui| {
+        for (i, n) in app.notices.iter().enumerate() {
+            ui.horizontal(|ui| {
+                if ui.small_button("Dismiss").clicked() {
+                    dismissed = Some(i);
+                }
+                let times = if n.repeats > 1 {
+                    format!(" (×{})", n.repeats)
+                } else {
+                    String::new()
+                };
+                let text = RichText::new(format!("{}{times}", n.text));
+                // a long path must wrap, not run off the window
+                ui.add(egui::Label::new(text.color(Color32::from_rgb(235, 90, 90))).wrap());
+            });
+        }
+        if app.notices.len() > 1 && ui.small_button("Dismiss all").clicked() {
+            dismissed = Some(usize::MAX);
+        }
+    });
+    match dismissed {
+        Some(usize::MAX) => app.notices.clear(),
+        Some(i) => {
+            app.notices.remove(i);
+        }
+        None => {}
+    }
+}
+
 pub fn status_bar(app: &mut App, ui: &mut egui::Ui) {
     egui::Panel::bottom("status").show(ui, |ui| {
         ui.horizontal(|ui| {

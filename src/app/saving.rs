@@ -1,5 +1,5 @@
-//! The document kept safe: autosave to the data folder, projects (`.cmpaint`) saved and opened, and
-//! the atomic file writes every save and export uses.
+//! The document kept safe: autosave to the data folder, projects (`.cmpaint`) saved and opened
+//! (every write atomic, through `file_io`).
 
 use super::*;
 
@@ -34,10 +34,15 @@ impl App {
     pub fn with_autosave(mut self, dir: PathBuf) -> Self {
         self.spill_dir = Some(spill_dir(&dir));
         let path = dir.join(project::AUTOSAVE_FILE);
-        if path.exists() {
+        if std::fs::symlink_metadata(&path).is_ok() {
             match Project::read(&path) {
                 Ok(p) => self.pending_restore = Some(p),
-                Err(e) => self.error(format!("the last autosave cannot be restored: {e}")),
+                Err(e) => {
+                    let kept = set_aside(&path);
+                    self.error(format!(
+                        "The last autosave cannot be restored: {e}. {kept}; the canvas starts blank."
+                    ))
+                }
             }
         }
         self.autosave = Some(Autosave {
@@ -127,15 +132,36 @@ impl App {
         self.autosave_tick(true);
     }
 
-    /// Replaces the document and history with a project's.
+    /// Replaces the document and history with a project's. Results beyond History's memory budget
+    /// (weighed before decoding) go straight to disk as the PNGs they are.
     pub(super) fn restore(&mut self, project: &Project) -> Result<(), String> {
-        let r = project.restore().map_err(|e| e.to_string())?;
+        let r = project
+            .restore_within(self.history_budget)
+            .map_err(|e| e.to_string())?;
+        let encoded = r.encoded.len();
+        let mut history = Vec::with_capacity(encoded + r.history.len());
+        let mut not_kept = None;
+        for (png, recipe, placement) in r.encoded {
+            match self.spill_png(&png.png) {
+                Ok(path) => history.push(HistoryItem::on_disk(
+                    path, png.width, png.height, recipe, placement,
+                )),
+                Err(e) => not_kept = Some(e),
+            }
+        }
+        let dropped = encoded - history.len();
+        history.extend(
+            r.history
+                .into_iter()
+                .map(|(img, recipe, placement)| HistoryItem::new(img, recipe, placement)),
+        );
         self.doc = r.doc;
-        self.history = r
-            .history
-            .into_iter()
-            .map(|(img, recipe, placement)| HistoryItem::new(img, recipe, placement))
-            .collect();
+        self.history = history;
+        if let Some(e) = not_kept {
+            self.error(format!(
+                "{dropped} older result(s) were not restored: they do not fit History's memory budget and cannot go to disk ({e})"
+            ));
+        }
         let (w, h) = (self.doc.width, self.doc.height);
         self.frame = r
             .frame
@@ -155,7 +181,15 @@ impl App {
         if restore {
             match self.restore(&p) {
                 Ok(()) => self.info("restored the last session"),
-                Err(e) => self.error(format!("the autosave cannot be restored: {e}")),
+                Err(e) => {
+                    let kept = self
+                        .autosave
+                        .as_ref()
+                        .map_or(String::new(), |a| format!(" {}.", set_aside(&a.path)));
+                    self.error(format!(
+                        "The autosave cannot be restored: {e}.{kept} The canvas is as it was."
+                    ))
+                }
             }
         }
         // From now on autosaves overwrite it.
@@ -175,7 +209,7 @@ impl App {
         };
         let written = self
             .capture()
-            .and_then(|p| write_atomic_with(&path, |tmp| write_file(tmp, &p.to_bytes())));
+            .and_then(|p| write_bytes(&path, &p.to_bytes()).map_err(|e| e.to_string()));
         match written {
             Ok(()) => {
                 self.saved_state = Some(self.save_state());
@@ -206,33 +240,17 @@ impl App {
     }
 }
 
-pub(super) fn write_file(path: &Path, bytes: &[u8]) -> Result<(), String> {
-    use std::io::Write;
-    let mut f = std::fs::File::create(path).map_err(|e| e.to_string())?;
-    f.write_all(bytes).map_err(|e| e.to_string())?;
-    f.sync_all().map_err(|e| e.to_string())
-}
-
-/// Writes through a temporary file in the same folder and renames it over `path`, so a failure
-/// (full disk, read-only folder) never leaves a half-written file and never touches an existing one.
-pub fn write_atomic_with(
-    path: &Path,
-    write: impl FnOnce(&Path) -> Result<(), String>,
-) -> Result<(), String> {
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .ok_or_else(|| format!("{}: not a file name", path.display()))?;
-    let tmp = dir.join(format!(".{}.cmpaint-tmp", name.to_string_lossy()));
-    let result = write(&tmp)
-        .and_then(|()| std::fs::rename(&tmp, path).map_err(|e| format!("{}: {e}", path.display())));
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
+/// Moves an autosave that cannot be restored out of the way of the next autosave, so that it is not
+/// overwritten (a damaged file may still be rescued by hand). Says where it went, for the message.
+fn set_aside(path: &Path) -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let aside = path.with_file_name(format!("autosave-unreadable-{secs}.cmpaint"));
+    match std::fs::rename(path, &aside) {
+        Ok(()) => format!("It was kept as {}", aside.display()),
+        Err(e) => format!("It is still at {} ({e})", path.display()),
     }
-    result.map_err(|e| format!("{}: {e}", path.display()))
 }
 
 /// This session's folder for results moved out of memory: `spill/<pid>` in the data folder. Folders
@@ -279,7 +297,7 @@ fn write_autosave(
                 let (name, bytes) = entry.to_file();
                 let file = results.join(&name);
                 if !file.exists() {
-                    write_atomic_with(&file, |tmp| write_file(tmp, &bytes))?;
+                    write_bytes(&file, &bytes).map_err(|e| e.to_string())?;
                 }
                 written.push((id, name.clone()));
                 name
@@ -289,7 +307,7 @@ fn write_autosave(
     }
     let mut p = Project::capture(doc, frame, &[], model).map_err(|e| e.to_string())?;
     p.result_files = names;
-    write_atomic_with(path, |tmp| write_file(tmp, &p.to_bytes()))?;
+    write_bytes(path, &p.to_bytes()).map_err(|e| e.to_string())?;
     let listed: std::collections::HashSet<&String> = p.result_files.iter().collect();
     if let Ok(entries) = std::fs::read_dir(&results) {
         for e in entries.flatten() {

@@ -1,8 +1,8 @@
 //! `cmpaint edit`: zero-shot edits of a picture (paper Algorithm 4) and denoising.
 
 use super::{
-    ModelArgs, OdeArgs, RunArgs, class_labels, load, noise_source, on_step, progress, report_cost,
-    write_output,
+    ModelArgs, OdeArgs, RunArgs, check_memory, checked_steps, class_labels, load, noise_source,
+    on_step, progress, report_cost, write_output,
 };
 use crate::engine::cm::edit::estimate_sigma;
 use crate::engine::cm::pf_ode::{network_calls, pf_ode_sigmas_from};
@@ -199,6 +199,8 @@ pub fn run(args: EditArgs) -> Result<()> {
             images.dim(2)?
         );
     }
+    let (_, _, h, w) = images.dims4()?;
+    check_memory(cfg, args.batch.unwrap_or(images.dim(0)?), h.max(w))?;
     if let Some(b) = args.batch {
         if images.dim(0)? != 1 {
             bail!(
@@ -241,9 +243,16 @@ pub fn run(args: EditArgs) -> Result<()> {
         Task::Denoise | Task::Outpaint => unreachable!("handled above"),
     };
     let edm = cfg.sampling.parameterization == Parameterization::Edm;
-    let steps = args
-        .steps
-        .unwrap_or(if edm { cfg.sampling.steps } else { EDIT_STEPS });
+    let steps =
+        checked_steps(args.steps)?.unwrap_or(if edm { cfg.sampling.steps } else { EDIT_STEPS });
+    if let Some(i) = args.strength_index
+        && i + 2 > steps
+    {
+        bail!(
+            "--strength-index {i}: the {steps}-point grid starts an edit at index 0…{} (N − 2)",
+            steps - 2
+        );
+    }
     let start = match (args.strength_index, args.strength) {
         (Some(i), _) => Some(i),
         (None, Some(s)) => Some(strength_to_index(s, steps)?),

@@ -1,8 +1,8 @@
 //! `cmpaint generate`: images from noise, one step or multistep.
 
 use super::{
-    ModelArgs, OdeArgs, RunArgs, class_labels, load, noise_source, on_step, progress, report_cost,
-    write_output,
+    ModelArgs, OdeArgs, RunArgs, check_memory, checked_steps, class_labels, load, noise_source,
+    on_step, progress, report_cost, write_output,
 };
 use crate::engine::cm::pf_ode::{network_calls, pf_ode_sigmas};
 use crate::engine::model::spec::{ModelConfig, Parameterization};
@@ -38,7 +38,7 @@ pub struct GenerateArgs {
 
 /// The ts list to sample with: explicit, the model's tuned list, or None for one step.
 fn resolve_ts(args: &GenerateArgs, cfg: &ModelConfig) -> Result<(Option<Vec<usize>>, usize)> {
-    let steps = args.steps.unwrap_or(cfg.sampling.steps);
+    let steps = checked_steps(args.steps)?.unwrap_or(cfg.sampling.steps);
     if cfg.sampling.parameterization == Parameterization::Edm {
         if args.ts.is_some() || args.multistep {
             bail!(
@@ -78,6 +78,8 @@ pub fn run(args: GenerateArgs) -> Result<()> {
         bail!("--batch must be at least 1");
     }
     let size = cfg.unet.image_size;
+    // the batch asked for, before its generators exist; then what a noise file asks for
+    check_memory(cfg, batch, size)?;
     // draws: the initial one, then one per step (CM multistep, or an EDM teacher with churn)
     let (draws, bar_steps, calls) = match &ode {
         Some(o) => {
@@ -105,6 +107,7 @@ pub fn run(args: GenerateArgs) -> Result<()> {
             shape[0]
         );
     }
+    check_memory(cfg, shape[0], shape[2].max(shape[3]))?;
     let labels = class_labels(&args.run, cfg, shape[0])?;
     let bar = progress(bar_steps, "sampling");
     let req = GenerateRequest {

@@ -1,7 +1,8 @@
 //! `cmpaint interpolate`: one-step images between two noise seeds, as single frames or an animation.
 
 use super::{
-    ModelArgs, OutputKind, RunArgs, class_labels, load, noise_source, output_kind, write_output,
+    ModelArgs, OutputKind, RunArgs, check_memory, class_labels, load, noise_source, output_kind,
+    write_output,
 };
 use crate::engine::cm::noise::{NoiseSource, SeededNoise};
 use crate::engine::image::tensor_to_rgb8;
@@ -38,6 +39,9 @@ pub struct InterpolateArgs {
     pub batch: Option<usize>,
 }
 
+/// The most frames one strip may have (a minute at 60 frames per second, ten times over).
+const MAX_FRAMES: usize = 36_000;
+
 pub fn run(args: InterpolateArgs) -> Result<()> {
     if args.frames.is_none() && is_gif(&args.run.output) {
         bail!("a .gif output is for animations: give --frames K");
@@ -46,6 +50,14 @@ pub fn run(args: InterpolateArgs) -> Result<()> {
     let cfg = &m.config;
     let size = cfg.unet.image_size;
     let batch = args.batch.unwrap_or(1);
+    if let Some(k) = args.frames
+        && k > MAX_FRAMES
+    {
+        bail!("--frames {k}: at most {MAX_FRAMES} frames");
+    }
+    // every frame's batch is kept until the animation is written
+    let kept = batch.saturating_mul(args.frames.unwrap_or(1));
+    check_memory(cfg, kept, size)?;
     let shape = [batch, cfg.unet.in_channels, size, size];
     let factor = 1 << (cfg.unet.channel_mult.len() - 1);
     // The noise file holds z_a then z_b; seeds draw each from its own generator.
@@ -60,6 +72,11 @@ pub fn run(args: InterpolateArgs) -> Result<()> {
         ),
     };
     let batch = z_a.dim(0)?;
+    check_memory(
+        cfg,
+        batch.saturating_mul(args.frames.unwrap_or(1)),
+        z_a.dim(2)?.max(z_a.dim(3)?),
+    )?;
     let labels = class_labels(&args.run, cfg, batch)?;
     let alphas: Vec<f64> = match (args.alpha, args.frames) {
         (Some(a), _) => vec![a],

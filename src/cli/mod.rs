@@ -140,8 +140,17 @@ impl OdeArgs {
             s_tmax: self.s_tmax.unwrap_or(d.s_tmax),
             s_noise: self.s_noise.unwrap_or(d.s_noise),
         };
-        if churn.s_churn < 0.0 || churn.s_noise < 0.0 {
-            bail!("--s-churn and --s-noise must not be negative");
+        let finite = |v: f64| v.is_finite() && v >= 0.0;
+        if !finite(churn.s_churn) || !finite(churn.s_noise) || !finite(churn.s_tmin) {
+            bail!("--s-churn, --s-noise and --s-tmin must be finite numbers, 0 or more");
+        }
+        // S_tmax may be infinite (churn at every σ), never NaN, never below S_tmin
+        if churn.s_tmax.is_nan() || churn.s_tmax < churn.s_tmin {
+            bail!(
+                "--s-tmax {} must be at least --s-tmin {}",
+                churn.s_tmax,
+                churn.s_tmin
+            );
         }
         let solver = match self.sampler.unwrap_or(SamplerArg::Heun) {
             SamplerArg::Heun => Solver::Heun,
@@ -376,6 +385,25 @@ fn class_labels(run: &RunArgs, cfg: &ModelConfig, batch: usize) -> Result<Option
         );
     }
     Ok(Some(labels))
+}
+
+/// `--steps N` checked against the grid's bounds (the samplers index N − 1 and divide by it).
+fn checked_steps(steps: Option<usize>) -> Result<Option<usize>> {
+    use crate::engine::model::spec::MAX_STEPS;
+    match steps {
+        Some(n) if !(2..=MAX_STEPS).contains(&n) => {
+            bail!("--steps {n}: the grid needs 2…{MAX_STEPS} points")
+        }
+        n => Ok(n),
+    }
+}
+
+/// Refuses, before any tensor of the run exists, a batch whose activations would not fit in free
+/// memory (the app's worker checks the same).
+fn check_memory(cfg: &ModelConfig, batch: usize, side: usize) -> Result<()> {
+    Ok(crate::engine::model::load::check_run_memory(
+        &cfg.unet, batch, side,
+    )?)
 }
 
 /// A progress bar over network calls, drawn on stderr (hidden when it is not a terminal).

@@ -3,7 +3,7 @@
 //! picture, inpaint what is empty (Algorithm 4), paste back — until the new area is filled.
 
 use super::edit::EditArgs;
-use super::{class_labels, load, report_cost, write_output};
+use super::{check_memory, class_labels, load, report_cost, write_output};
 use crate::engine::cm::noise::SeededNoise;
 use crate::engine::cm::pf_ode::{network_calls, pf_ode_sigmas_from};
 use crate::engine::image::{mask_to_tensor, picture_to_tensor, tensor_to_rgb8};
@@ -66,10 +66,15 @@ pub fn run(args: &EditArgs) -> Result<()> {
         Side::Left | Side::Right => h,
         Side::Up | Side::Down => w,
     };
-    let frame_size = args
-        .frame
-        .unwrap_or(across)
-        .clamp(size.min(w.min(h)), w.min(h));
+    let (smallest, largest) = (size.min(w.min(h)), w.min(h));
+    let frame_size = match args.frame {
+        Some(f) if !(smallest..=largest).contains(&f) => bail!(
+            "--frame {f}: the frame's side runs from {smallest} (the model's size) to {largest} (the extended picture's shorter side)"
+        ),
+        Some(f) => f,
+        None => across.clamp(smallest, largest),
+    };
+    check_memory(cfg, 1, size)?;
     let overlap = args.overlap.unwrap_or(0.5);
     if !(0.0..1.0).contains(&overlap) {
         bail!("--overlap {overlap}: the part of the frame kept over the picture is in [0, 1)");

@@ -50,7 +50,9 @@ pub fn rgb8_to_tensor(img: &Rgb8, device: &Device) -> Result<Tensor> {
 
 /// Reads the tensor-image format: safetensors with one f32 tensor `image` `[B, 3, H, W]`.
 pub fn read_tensor_image(path: &Path, device: &Device) -> Result<Tensor> {
-    let mut t = candle_core::safetensors::load(path, device).map_err(|e| {
+    let bytes = crate::file_io::read(path, crate::file_io::limit::TENSORS)
+        .map_err(|e| EngineError::InvalidInput(e.to_string()))?;
+    let mut t = candle_core::safetensors::load_buffer(&bytes, device).map_err(|e| {
         EngineError::InvalidInput(format!("{}: not a tensor image: {e}", path.display()))
     })?;
     let image = t.remove("image").ok_or_else(|| {
@@ -66,10 +68,24 @@ pub fn read_tensor_image(path: &Path, device: &Device) -> Result<Tensor> {
     Ok(image.to_dtype(DType::F32)?)
 }
 
+/// Writes the tensor-image format (atomically, see `file_io`).
 pub fn write_tensor_image(path: &Path, image: &Tensor) -> Result<()> {
     let image = image.to_dtype(DType::F32)?.to_device(&Device::Cpu)?;
-    candle_core::safetensors::save(&HashMap::from([("image", image)]), path)
-        .map_err(|e| EngineError::InvalidInput(format!("{}: cannot write: {e}", path.display())))
+    write_safetensors(path, HashMap::from([("image".to_string(), image)]), None)
+}
+
+/// Writes tensors as safetensors, sorted by name, with optional metadata (atomically).
+pub fn write_safetensors(
+    path: &Path,
+    tensors: HashMap<String, Tensor>,
+    metadata: Option<HashMap<String, String>>,
+) -> Result<()> {
+    let mut sorted: Vec<(String, Tensor)> = tensors.into_iter().collect();
+    sorted.sort_by(|a, b| a.0.cmp(&b.0));
+    let bytes = safetensors::serialize(sorted, metadata)
+        .map_err(|e| EngineError::InvalidInput(format!("{}: cannot write: {e}", path.display())))?;
+    crate::file_io::write_bytes(path, &bytes)
+        .map_err(|e| EngineError::InvalidInput(format!("cannot write: {e}")))
 }
 
 /// A picture as a `[1, 3, H, W]` tensor in [−1, 1].

@@ -36,9 +36,19 @@ pub fn select_device(name: &str) -> Result<candle_core::Device> {
 
 /// Memory the system can still hand out (MemAvailable in /proc/meminfo; None where unknown), checked
 /// before loading weights or running a batch so a too-large request is refused, not an OOM kill.
+/// `CMPAINT_MEMORY_LIMIT` (bytes) lowers it, to keep cmpaint within a share of a shared machine.
 pub fn available_memory() -> Option<usize> {
-    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
-    let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
-    let kb: usize = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb * 1024)
+    let limit = std::env::var("CMPAINT_MEMORY_LIMIT")
+        .ok()
+        .and_then(|v| v.trim().parse::<usize>().ok());
+    let system = (|| {
+        let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+        let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
+        let kb: usize = line.split_whitespace().nth(1)?.parse().ok()?;
+        Some(kb.saturating_mul(1024))
+    })();
+    match (system, limit) {
+        (Some(s), Some(l)) => Some(s.min(l)),
+        (s, l) => s.or(l),
+    }
 }

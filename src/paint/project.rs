@@ -12,8 +12,6 @@ use std::path::{Path, PathBuf};
 
 pub const PROJECT_FORMAT: &str = "cmpaint-project";
 pub const PROJECT_VERSION: u32 = 1;
-/// Refuse larger files before reading them: far beyond any real project.
-const MAX_PROJECT_BYTES: u64 = 1 << 30;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Project {
@@ -73,13 +71,21 @@ impl HistoryEntry {
         (format!("{}.json", crate::recipe::sha256_hex(&bytes)), bytes)
     }
 
-    fn from_file(dir: &Path, name: &str) -> Result<Self, ProjectError> {
+    /// Reads a result file of at most `*allowance` bytes, and takes its size off the allowance.
+    fn from_file(dir: &Path, name: &str, allowance: &mut u64) -> Result<Self, ProjectError> {
         let invalid = |m: String| ProjectError::Invalid(format!("autosave result {name}: {m}"));
         let hash = name.strip_suffix(".json").unwrap_or_default();
         if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(invalid("not a result file name".into()));
         }
-        let bytes = std::fs::read(dir.join(name)).map_err(|e| invalid(e.to_string()))?;
+        let bytes = crate::file_io::read(&dir.join(name), *allowance).map_err(|e| {
+            invalid(format!(
+                "{} (an autosave's results are {} MiB at most in all)",
+                e.reason,
+                crate::file_io::limit::PROJECT >> 20
+            ))
+        })?;
+        *allowance -= bytes.len() as u64;
         if crate::recipe::sha256_hex(&bytes) != hash {
             return Err(invalid("its content does not match its name".into()));
         }
@@ -94,8 +100,19 @@ pub const AUTOSAVE_RESULTS: &str = "autosave-results";
 pub struct Restored {
     pub doc: Document,
     pub frame: Option<Frame>,
+    /// The results decoded, oldest first: the newest ones that fit the memory budget.
     pub history: Vec<(Rgb8, Recipe, Option<Placement>)>,
+    /// The older results beyond the budget, still as PNG (nothing decoded), oldest first: they come
+    /// before `history`, and go to disk rather than into memory.
+    pub encoded: Vec<(EncodedResult, Recipe, Option<Placement>)>,
     pub model: Option<PathBuf>,
+}
+
+/// A result's 8-bit RGB PNG, not decoded, with its size from the header.
+pub struct EncodedResult {
+    pub png: Vec<u8>,
+    pub width: usize,
+    pub height: usize,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -182,27 +199,30 @@ impl Project {
     }
 
     pub fn read(path: &Path) -> Result<Self, ProjectError> {
-        let io = |e: std::io::Error| ProjectError::Io(format!("{}: {e}", path.display()));
-        let len = std::fs::metadata(path).map_err(io)?.len();
-        if len > MAX_PROJECT_BYTES {
-            return Err(ProjectError::Invalid(format!(
-                "{} is {len} bytes",
-                path.display()
-            )));
-        }
-        let mut project = Self::from_bytes(&std::fs::read(path).map_err(io)?)?;
+        let bytes = crate::file_io::read(path, crate::file_io::limit::PROJECT)
+            .map_err(|e| ProjectError::Io(e.to_string()))?;
+        let mut project = Self::from_bytes(&bytes)?;
         let dir = path
             .parent()
             .unwrap_or(Path::new("."))
             .join(AUTOSAVE_RESULTS);
+        // the autosave and its result files together are bounded as one project is
+        let mut allowance = crate::file_io::limit::PROJECT - bytes.len() as u64;
         for name in std::mem::take(&mut project.result_files) {
-            project.history.push(HistoryEntry::from_file(&dir, &name)?);
+            let entry = HistoryEntry::from_file(&dir, &name, &mut allowance)?;
+            project.history.push(entry);
         }
         Ok(project)
     }
 
     /// Decodes the pictures into a document (with an empty undo history) and the results list.
     pub fn restore(&self) -> Result<Restored, ProjectError> {
+        self.restore_within(usize::MAX)
+    }
+
+    /// [`Project::restore`] decoding at most `budget` bytes of result pixels (RGB), newest first,
+    /// weighed from the PNG headers before anything is decoded; older results stay encoded.
+    pub fn restore_within(&self, budget: usize) -> Result<Restored, ProjectError> {
         let bad = |e: crate::recipe::RecipeError| ProjectError::Invalid(e.to_string());
         let (w, h) = (self.width, self.height);
         let size = |what: &str, (pw, ph): (usize, usize)| {
@@ -238,14 +258,27 @@ impl Project {
         doc.mask = mask;
         doc.recipe = self.recipe.clone();
         doc.touch();
-        let history = self
-            .history
-            .iter()
-            .map(|e| {
-                let image = e.image.to_rgb().map_err(bad)?;
-                Ok((image, e.recipe.clone(), e.placement.clone()))
-            })
-            .collect::<Result<_, ProjectError>>()?;
+        let (mut history, mut encoded) = (Vec::new(), Vec::new());
+        let mut decoded_bytes = 0usize;
+        for (i, e) in self.history.iter().enumerate().rev() {
+            let (png, width, height) = e.image.rgb_png().map_err(bad)?;
+            if width > MAX_SIDE || height > MAX_SIDE {
+                return Err(ProjectError::Invalid(format!(
+                    "result {i} is {width}×{height}, larger than any canvas ({MAX_SIDE}×{MAX_SIDE})"
+                )));
+            }
+            let bytes = width * height * 3;
+            let (recipe, placement) = (e.recipe.clone(), e.placement.clone());
+            if encoded.is_empty() && decoded_bytes + bytes <= budget {
+                decoded_bytes += bytes;
+                history.push((e.image.to_rgb().map_err(bad)?, recipe, placement));
+            } else {
+                let png = EncodedResult { png, width, height };
+                encoded.push((png, recipe, placement));
+            }
+        }
+        history.reverse();
+        encoded.reverse();
         if let Some((i, _)) = (self.history.iter().enumerate())
             .find(|(_, e)| e.placement.as_ref().is_some_and(|p| !p.is_consistent()))
         {
@@ -263,6 +296,7 @@ impl Project {
             doc,
             frame,
             history,
+            encoded,
             model: self.model.clone(),
         })
     }
@@ -314,6 +348,36 @@ mod tests {
             size: 3,
         });
         Project::capture(&d, frame, &history, Some(Path::new("/models/m.pt"))).unwrap()
+    }
+
+    /// Only the newest results that fit the budget are decoded; the rest stay PNG bytes, weighed from
+    /// their headers. An oversized result (no canvas holds it) is refused before it is decoded.
+    #[test]
+    fn a_restore_decodes_only_what_fits_its_budget() {
+        let p = project(); // two 4×3 results: 36 bytes each decoded
+        let r = p.restore_within(36).unwrap();
+        assert_eq!((r.encoded.len(), r.history.len()), (1, 1));
+        let (png, _, _) = &r.encoded[0];
+        assert_eq!((png.width, png.height), (4, 3));
+        let back = crate::picture::decode_bytes(&png.png).unwrap();
+        assert_eq!(crate::picture::to_rgb8(&back).pixels, vec![9; 36]);
+        assert_eq!(r.encoded[0].2, p.history[0].placement);
+        let r = p.restore_within(72).unwrap();
+        assert_eq!((r.encoded.len(), r.history.len()), (0, 2));
+
+        let mut huge = p.clone();
+        let side = MAX_SIDE + 1;
+        let wide = Rgb8 {
+            width: side,
+            height: 1,
+            pixels: vec![0; side * 3],
+        };
+        huge.history[0].image = EmbeddedImage::from_rgb(&wide).unwrap();
+        let e = huge.restore_within(usize::MAX).err().unwrap().to_string();
+        assert!(
+            e.contains(&format!("result 0 is {side}×1, larger than any canvas")),
+            "{e}"
+        );
     }
 
     const RECIPE: &str = r#"{"version":1,"model":{"name":"m","file":null,"sha256":"00"},

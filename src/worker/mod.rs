@@ -381,15 +381,9 @@ impl WorkerThread {
 
 /// Refuses a batch whose activations would not fit in the memory the system has free.
 fn check_memory(model: &LoadedModel, batch: usize) -> Result<(), String> {
-    let need = crate::engine::model::load::activation_bytes(&model.config.unet, batch);
-    match crate::engine::available_memory() {
-        Some(free) if need > free => Err(format!(
-            "a batch of {batch} needs about {:.1} GB of memory and {:.1} GB is free: use a smaller batch",
-            need as f64 / 1e9,
-            free as f64 / 1e9
-        )),
-        _ => Ok(()),
-    }
+    let unet = &model.config.unet;
+    crate::engine::model::load::check_run_memory(unet, batch, unet.image_size)
+        .map_err(|e| e.to_string())
 }
 
 fn panic_text(panic: &Box<dyn std::any::Any + Send>) -> String {

@@ -61,9 +61,12 @@ pub struct ReplayNoise {
 
 impl ReplayNoise {
     pub fn load(path: &Path) -> Result<Self> {
-        let mut tensors = candle_core::safetensors::load(path, &Device::Cpu).map_err(|e| {
-            candle_core::Error::Msg(format!("{}: not a noise file: {e}", path.display()))
-        })?;
+        let bytes = crate::file_io::read(path, crate::file_io::limit::TENSORS)
+            .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+        let mut tensors =
+            candle_core::safetensors::load_buffer(&bytes, &Device::Cpu).map_err(|e| {
+                candle_core::Error::Msg(format!("{}: not a noise file: {e}", path.display()))
+            })?;
         let draws = tensors.remove("noise").ok_or_else(|| {
             candle_core::Error::Msg(format!(
                 "{}: no tensor named `noise` (expected f32 [S, B, 3, H, W])",

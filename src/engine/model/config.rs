@@ -4,6 +4,9 @@
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 
+/// The largest `image_size` a configuration may declare (the canvas's largest side).
+pub const MAX_IMAGE_SIZE: usize = 4096;
+
 /// Hyper-parameters of the ADM / guided-diffusion UNet used by every consistency-model checkpoint.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UNetConfig {
@@ -76,6 +79,33 @@ impl UNetConfig {
                 "channel_mult, num_res_blocks and model_channels must be non-empty / non-zero"
                     .into(),
             );
+        }
+        // Bounds far past any real network, so that a file's declared sizes cannot ask for more
+        // memory than exists (or overflow the arithmetic that estimates it) before anything runs.
+        let widest = self.channel_mult.iter().max().copied().unwrap_or(0);
+        let bounds = [
+            ("image_size", self.image_size, 1, MAX_IMAGE_SIZE),
+            ("in_channels", self.in_channels, 1, 64),
+            ("out_channels", self.out_channels, 1, 64),
+            ("levels of channel_mult", levels, 1, 10),
+            ("num_res_blocks", self.num_res_blocks, 1, 64),
+            (
+                "model_channels × channel_mult",
+                self.model_channels.saturating_mul(widest),
+                1,
+                1 << 14,
+            ),
+            ("num_classes", self.num_classes.unwrap_or(1), 1, 1 << 20),
+        ];
+        for (name, value, min, max) in bounds {
+            if !(min..=max).contains(&value) {
+                return Err(format!(
+                    "{name} is {value}; this model format allows {min}…{max}"
+                ));
+            }
+        }
+        if self.channel_mult.contains(&0) {
+            return Err("channel_mult holds a 0".into());
         }
         if self.num_head_channels == 0 {
             return Err("num_head_channels must be positive".into());

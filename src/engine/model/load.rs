@@ -130,7 +130,7 @@ enum WeightBytes {
 
 impl WeightBytes {
     fn map(path: &Path) -> Result<Self> {
-        let file = std::fs::File::open(path).map_err(|e| not_a_checkpoint(path, e.to_string()))?;
+        let (file, _) = crate::file_io::open(path).map_err(|e| not_a_checkpoint(path, e.reason))?;
         // SAFETY: the map is read-only and only read while loading. Like every mapped-file reader
         // (candle's and safetensors' own), a file truncated by another program during the load would
         // fault; the length is checked against the header first.
@@ -181,7 +181,17 @@ impl<'a> Weights<'a> {
         } else {
             Tensor::cat(&parts, 0)?
         };
-        Ok(t.reshape(shape)?.to_dtype(DType::F32)?)
+        let t = t.reshape(shape)?.to_dtype(DType::F32)?;
+        // NaN or ±inf anywhere makes the sum so: such a weight would turn every picture black
+        if !t.sum_all()?.to_scalar::<f32>()?.is_finite() {
+            return Err(not_a_checkpoint(
+                &self.checkpoint.path,
+                format!(
+                    "`{name}` holds NaN or infinite values (a damaged or badly converted file)"
+                ),
+            ));
+        }
+        Ok(t)
     }
 
     fn read_part(&self, name: &str) -> Result<Tensor> {
@@ -293,10 +303,10 @@ fn bad_config(path: &Path, reason: impl Into<String>) -> EngineError {
 
 /// Reads a `--config` JSON file ([`ModelConfig`]).
 pub fn read_config_file(path: &Path) -> Result<ModelConfig> {
-    let text = std::fs::read_to_string(path).map_err(|e| bad_config(path, e.to_string()))?;
+    let text = read_config_text(path)?;
     let cfg: ModelConfig =
         serde_json::from_str(&text).map_err(|e| bad_config(path, e.to_string()))?;
-    cfg.unet.validate().map_err(|e| bad_config(path, e))?;
+    cfg.validate().map_err(|e| bad_config(path, e))?;
     Ok(cfg)
 }
 
@@ -316,10 +326,10 @@ impl Checkpoint {
     /// Opens a weight file or diffusers folder, settles its configuration (an explicit `config`
     /// wins over anything the file says) and checks every weight's name, shape and dtype.
     pub fn open(path: &Path, config: Option<(ModelConfig, PathBuf)>) -> Result<Self> {
-        if !path.exists() {
-            return Err(not_a_checkpoint(path, "no such file or folder"));
-        }
-        let opened = if path.is_dir() {
+        let is_dir = crate::file_io::metadata(path)
+            .map_err(|e| not_a_checkpoint(path, e.reason))?
+            .is_dir();
+        let opened = if is_dir {
             let (weights, cfg) = diffusers_paths(path)?;
             let mut opened = parse_safetensors(&weights, WeightBytes::map(&weights)?)?;
             opened.format = WeightFormat::Diffusers;
@@ -478,7 +488,7 @@ impl Checkpoint {
                 }
             }
         };
-        config.unet.validate().map_err(|e| bad_config(path, e))?;
+        config.validate().map_err(|e| bad_config(path, e))?;
 
         let sources = match format {
             WeightFormat::Diffusers => diffusers_sources(&config.unet),
@@ -557,11 +567,18 @@ impl Checkpoint {
 /// Memory a forward pass at `batch` needs beyond the weights, roughly: the skip activations kept for
 /// the decoder, a few working copies of the largest feature map, and the attention matrices.
 pub fn activation_bytes(cfg: &UNetConfig, batch: usize) -> usize {
+    activation_bytes_at(cfg, batch, cfg.image_size)
+}
+
+/// [`activation_bytes`] for images of `side`×`side` (a run at another size than the model's).
+/// Saturating: the sizes may come from a hostile file.
+pub fn activation_bytes_at(cfg: &UNetConfig, batch: usize, side: usize) -> usize {
     let layout = cfg.layout();
-    let mut res = cfg.image_size;
-    let mut skips = cfg.model_channels * cfg.channel_mult[0] * res * res;
+    let mut res = side;
+    let area = |c: usize, r: usize| c.saturating_mul(r).saturating_mul(r);
+    let mut skips = area(cfg.model_channels * cfg.channel_mult[0], res);
     let mut largest = skips;
-    let mut attention = 0;
+    let mut attention = 0usize;
     for block in &layout.input {
         for spec in block {
             match spec.kind {
@@ -571,13 +588,14 @@ pub fn activation_bytes(cfg: &UNetConfig, batch: usize) -> usize {
                     ..
                 } => {
                     res /= 2;
-                    largest = largest.max(cout * res * res);
+                    largest = largest.max(area(cout, res));
                 }
                 BlockKind::DownConv { .. } => res /= 2,
-                BlockKind::Res { cout, .. } => largest = largest.max(cout * res * res),
+                BlockKind::Res { cout, .. } => largest = largest.max(area(cout, res)),
                 BlockKind::Attn { channels } => {
-                    attention =
-                        attention.max((channels / cfg.num_head_channels) * (res * res).pow(2))
+                    let heads = channels / cfg.num_head_channels.max(1);
+                    let tokens = res.saturating_mul(res);
+                    attention = attention.max(heads.saturating_mul(tokens.saturating_mul(tokens)))
                 }
                 BlockKind::UpConv { .. } => {}
             }
@@ -585,17 +603,50 @@ pub fn activation_bytes(cfg: &UNetConfig, batch: usize) -> usize {
         if let Some(BlockKind::Res { cout, .. } | BlockKind::Attn { channels: cout }) =
             block.last().map(|b| b.kind)
         {
-            skips += cout * res * res;
+            skips = skips.saturating_add(area(cout, res));
         } else if let Some(BlockKind::DownConv { channels }) = block.last().map(|b| b.kind) {
-            skips += channels * res * res;
+            skips = skips.saturating_add(area(channels, res));
         }
     }
-    batch * 4 * (skips + 6 * largest + 2 * attention)
+    let per_image = skips
+        .saturating_add(largest.saturating_mul(6))
+        .saturating_add(attention.saturating_mul(2));
+    batch.saturating_mul(4).saturating_mul(per_image)
+}
+
+/// Refuses, before anything is allocated, a run of `batch` images of `side`² whose activations would
+/// not fit in the memory the system has free (see [`crate::engine::available_memory`]).
+pub fn check_run_memory(cfg: &UNetConfig, batch: usize, side: usize) -> Result<()> {
+    let need = activation_bytes_at(cfg, batch, side);
+    match crate::engine::available_memory() {
+        Some(free) if need > free => {
+            let per_image = activation_bytes_at(cfg, 1, side).max(1);
+            let fits = free / per_image;
+            let advice = if batch > 1 && fits >= 1 {
+                format!("a batch of at most {fits} fits")
+            } else {
+                "not even one image of this size fits".into()
+            };
+            Err(EngineError::InvalidInput(format!(
+                "a batch of {batch} at {side}×{side} needs about {} of memory and {} is free: {advice}",
+                gigabytes(need),
+                gigabytes(free)
+            )))
+        }
+        _ => Ok(()),
+    }
+}
+
+fn gigabytes(bytes: usize) -> String {
+    if bytes >= 1 << 60 {
+        return "more than an exabyte".into();
+    }
+    format!("{:.1} GB", bytes as f64 / 1e9)
 }
 
 fn read_magic(path: &Path) -> Result<Vec<u8>> {
     use std::io::Read;
-    let mut f = std::fs::File::open(path).map_err(|e| not_a_checkpoint(path, e.to_string()))?;
+    let (mut f, _) = crate::file_io::open(path).map_err(|e| not_a_checkpoint(path, e.reason))?;
     let mut buf = vec![0u8; 8];
     let n = f
         .read(&mut buf)
@@ -626,6 +677,10 @@ fn guarded<T>(path: &Path, f: impl FnOnce() -> Result<T>) -> Result<T> {
 }
 
 fn read_pt(path: &Path) -> Result<Opened> {
+    // candle's pickle reader has no bound on nesting or size: refuse what would overflow the stack
+    // or exhaust memory before it builds anything (see `pickle_guard`)
+    let (file, _) = crate::file_io::open(path).map_err(|e| not_a_checkpoint(path, e.reason))?;
+    super::pickle_guard::check_checkpoint(file).map_err(|e| not_a_checkpoint(path, e))?;
     let pth = guarded(path, || {
         candle_core::pickle::PthTensors::new(path, None).map_err(|e| {
             not_a_checkpoint(
@@ -863,8 +918,14 @@ fn three() -> usize {
     3
 }
 
+/// A JSON configuration's text, read under `file_io`'s limit for configurations.
+fn read_config_text(path: &Path) -> Result<String> {
+    crate::file_io::read_text(path, crate::file_io::limit::CONFIG)
+        .map_err(|e| bad_config(path, e.reason))
+}
+
 fn read_diffusers_config(path: &Path) -> Result<UNetConfig> {
-    let text = std::fs::read_to_string(path).map_err(|e| bad_config(path, e.to_string()))?;
+    let text = read_config_text(path)?;
     let c: DiffusersUNetConfig =
         serde_json::from_str(&text).map_err(|e| bad_config(path, e.to_string()))?;
     let unsupported =
@@ -978,9 +1039,7 @@ fn read_diffusers_schedule(dir: &Path) -> Option<SamplingConfig> {
         dir.join("scheduler/scheduler_config.json"),
         dir.join("../scheduler/scheduler_config.json"),
     ];
-    let text = candidates
-        .iter()
-        .find_map(|p| std::fs::read_to_string(p).ok())?;
+    let text = candidates.iter().find_map(|p| read_config_text(p).ok())?;
     let s: Sched = serde_json::from_str(&text).ok()?;
     let mut cfg = SamplingConfig::with_grid(s.num_train_timesteps, None);
     cfg.sigma_min = s.sigma_min.unwrap_or(cfg.sigma_min);
@@ -1067,8 +1126,5 @@ pub fn save_project(
     let json =
         serde_json::to_string(config).map_err(|e| EngineError::InvalidInput(e.to_string()))?;
     let metadata = HashMap::from([(CONFIG_METADATA_KEY.to_string(), json)]);
-    let mut sorted: Vec<(&String, &Tensor)> = tensors.iter().collect();
-    sorted.sort_by_key(|(k, _)| k.as_str());
-    safetensors::serialize_to_file(sorted, Some(metadata), path)
-        .map_err(|e| EngineError::InvalidInput(format!("{}: cannot write: {e}", path.display())))
+    crate::engine::image::write_safetensors(path, tensors.clone(), Some(metadata))
 }

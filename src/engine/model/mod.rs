@@ -4,5 +4,6 @@ pub mod config;
 pub mod default_model;
 pub mod layers;
 pub mod load;
+pub mod pickle_guard;
 pub mod spec;
 pub mod unet;

@@ -4,6 +4,9 @@
 use super::config::UNetConfig;
 use serde::{Deserialize, Serialize};
 
+/// The most grid points a model or a run may ask for (the released grids have 18–201).
+pub const MAX_STEPS: usize = 10_000;
+
 /// The Karras schedule and consistency-model constants a checkpoint was trained with.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SamplingConfig {
@@ -31,6 +34,49 @@ impl SamplingConfig {
     pub fn default_sketch_strength(&self) -> f64 {
         self.sketch_strength
             .unwrap_or(crate::engine::pipeline::PAPER_SKETCH_STRENGTH)
+    }
+
+    /// Checks what the samplers rely on: σ range positive, finite and ordered, a grid of at least two
+    /// points, ts indices on it in increasing order, a strength in [0, 1].
+    pub fn validate(&self) -> Result<(), String> {
+        let positive = |name: &str, v: f64| {
+            if v.is_finite() && v > 0.0 {
+                Ok(())
+            } else {
+                Err(format!("{name} is {v}; it must be a positive number"))
+            }
+        };
+        positive("sigma_min", self.sigma_min)?;
+        positive("sigma_max", self.sigma_max)?;
+        positive("sigma_data", self.sigma_data)?;
+        positive("rho", self.rho)?;
+        if self.sigma_min >= self.sigma_max {
+            return Err(format!(
+                "sigma_min {} is not below sigma_max {}",
+                self.sigma_min, self.sigma_max
+            ));
+        }
+        if !(2..=MAX_STEPS).contains(&self.steps) {
+            return Err(format!(
+                "steps is {}; the grid needs 2…{MAX_STEPS} points",
+                self.steps
+            ));
+        }
+        if let Some(ts) = &self.ts {
+            let increasing = ts.windows(2).all(|w| w[0] < w[1]);
+            if ts.is_empty() || !increasing || ts.iter().any(|&t| t >= self.steps) {
+                return Err(format!(
+                    "ts {ts:?} must be increasing indices of the {}-point grid",
+                    self.steps
+                ));
+            }
+        }
+        if let Some(s) = self.sketch_strength
+            && !(0.0..=1.0).contains(&s)
+        {
+            return Err(format!("sketch_strength is {s}; it must lie in [0, 1]"));
+        }
+        Ok(())
     }
 
     pub fn with_grid(steps: usize, ts: Option<Vec<usize>>) -> Self {
@@ -93,6 +139,15 @@ pub struct ModelConfig {
     pub unet: UNetConfig,
     #[serde(default)]
     pub sampling: SamplingConfig,
+}
+
+impl ModelConfig {
+    /// Checks the network's and the sampler's settings (a file's metadata or a config file is not
+    /// trusted): one line saying which value is wrong.
+    pub fn validate(&self) -> Result<(), String> {
+        self.unet.validate()?;
+        self.sampling.validate()
+    }
 }
 
 /// One preset per released checkpoint: name, network, N and the two-step `ts` of scripts/launch.sh.
