@@ -3,13 +3,14 @@
 //! Layers: `app` (egui; feature `app`, on by default) → `paint` (document, strokes, project files) and
 //! `worker` (thread, owns the model) → `engine` (tensors in, tensors out);
 //! `cli` → `worker::execute` / `engine`. `recipe` is the plain-data description of one result;
-//! `picture` (pixels: decode, resize, PNG/GIF) and `file_io` (bounded reads of a user's files, atomic
-//! writes) are leaves every layer uses.
+//! `picture` (pixels: decode, resize, PNG/GIF), `file_io` (bounded reads of a user's files, atomic
+//! writes) and `labels` (class names) are leaves every layer may use.
 #[cfg(feature = "app")]
 pub mod app;
 pub mod cli;
 pub mod engine;
 pub mod file_io;
+pub mod labels;
 pub mod paint;
 pub mod picture;
 pub mod recipe;

@@ -51,6 +51,46 @@ fn write_png_pixels(
     .map_err(|e| PictureError(format!("cannot write PNG: {e}")))
 }
 
+/// The largest whole enlargement offered for exports (×1 … ×16).
+pub const MAX_EXPORT_SCALE: usize = 16;
+
+/// Row-major pixels of `channels` bytes each, every pixel repeated `factor`×`factor` times (nearest
+/// neighbour: a 32² emoji exported at ×8 stays crisp).
+pub fn enlarge(
+    width: usize,
+    height: usize,
+    pixels: &[u8],
+    channels: usize,
+    factor: usize,
+) -> Vec<u8> {
+    if factor <= 1 {
+        return pixels.to_vec();
+    }
+    let row = width * channels;
+    let mut out = Vec::with_capacity(pixels.len() * factor * factor);
+    for y in 0..height {
+        let wide: Vec<u8> = pixels[y * row..(y + 1) * row]
+            .chunks_exact(channels)
+            .flat_map(|p| std::iter::repeat_n(p, factor).flatten().copied())
+            .collect();
+        for _ in 0..factor {
+            out.extend_from_slice(&wide);
+        }
+    }
+    out
+}
+
+impl Rgb8 {
+    /// [`enlarge`] of an RGB picture.
+    pub fn enlarged(&self, factor: usize) -> Rgb8 {
+        Rgb8 {
+            width: self.width * factor.max(1),
+            height: self.height * factor.max(1),
+            pixels: enlarge(self.width, self.height, &self.pixels, 3, factor),
+        }
+    }
+}
+
 /// Lays a batch out as a near-square grid, row-major, with no gaps.
 pub fn grid(images: &[Rgb8]) -> Rgb8 {
     let n = images.len().max(1);
@@ -344,6 +384,20 @@ mod tests {
                 (255.0 * (0.5 * wave(91.0, 1.0) + 0.5 * y / h as f32)) as u8,
             ])
         }))
+    }
+
+    #[test]
+    fn enlarging_repeats_each_pixel_in_a_block() {
+        let img = Rgb8 {
+            width: 2,
+            height: 1,
+            pixels: vec![1, 2, 3, 4, 5, 6],
+        };
+        let big = img.enlarged(2);
+        assert_eq!((big.width, big.height), (4, 2));
+        let row = [1, 2, 3, 1, 2, 3, 4, 5, 6, 4, 5, 6];
+        assert_eq!(big.pixels, [row, row].concat());
+        assert_eq!(img.enlarged(1), img);
     }
 
     /// The two-stage shrink matches Lanczos3 alone on the window it keeps: the requested window less a

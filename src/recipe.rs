@@ -34,6 +34,28 @@ pub struct Recipe {
     pub mask: Option<EmbeddedImage>,
 }
 
+impl Recipe {
+    /// Every setting in one line, as History's tooltip shows it: operation, seed, its setting,
+    /// class, time indices on the grid, model.
+    pub fn describe(&self) -> String {
+        let mut parts = vec![
+            self.operation.label().to_string(),
+            format!("seed {}", self.seed),
+        ];
+        parts.extend(self.operation.setting());
+        parts.extend(self.class.map(|c| format!("class {c}")));
+        parts.push(match &self.ts {
+            Some(ts) => {
+                let ts: Vec<String> = ts.iter().map(usize::to_string).collect();
+                format!("ts {} of N = {}", ts.join(","), self.steps)
+            }
+            None => format!("N = {}", self.steps),
+        });
+        parts.push(self.model.name.clone());
+        parts.join(" · ")
+    }
+}
+
 /// Which model made the image: its name, file (None = the built-in model) and SHA-256 of the weights.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ModelRef {
@@ -72,6 +94,19 @@ impl Operation {
             Operation::Inpaint => "inpaint",
             Operation::Colorize => "colorize",
             Operation::SuperRes { .. } => "super-resolve",
+        }
+    }
+
+    /// The setting that tells two results of the operation apart ("strength 0.30", "×4",
+    /// "α 0.50 to seed 1"), where it has one.
+    pub fn setting(&self) -> Option<String> {
+        match self {
+            Operation::Generate | Operation::Inpaint | Operation::Colorize => None,
+            Operation::Interpolate { seed_b, alpha } => {
+                Some(format!("α {alpha:.2} to seed {seed_b}"))
+            }
+            Operation::SdEdit { strength } => Some(format!("strength {strength:.2}")),
+            Operation::SuperRes { factor } => Some(format!("×{factor}")),
         }
     }
 
@@ -212,7 +247,9 @@ pub enum RecipeError {
     Io(#[from] std::io::Error),
     #[error("not a PNG cmpaint can read: {0}")]
     Png(String),
-    #[error("this PNG has no cmpaint recipe (it was not exported by cmpaint)")]
+    #[error(
+        "this PNG has no cmpaint recipe: it was not exported by cmpaint, or was exported while the canvas was not exactly one result (painted, outpainted or extended since)"
+    )]
     Missing,
     #[error("the recipe is unreadable: {0}")]
     Invalid(String),

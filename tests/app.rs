@@ -1176,11 +1176,7 @@ fn history_beyond_its_budget_moves_to_disk_and_loses_nothing() {
         .unwrap()
         .restore()
         .unwrap();
-    let saved: Vec<_> = restored
-        .history
-        .into_iter()
-        .map(|(img, _, _)| img)
-        .collect();
+    let saved: Vec<_> = restored.history.into_iter().map(|(img, ..)| img).collect();
     assert_eq!(saved, made);
     // Discard takes its file along
     h.state_mut().discard_history(0);
@@ -1399,4 +1395,312 @@ fn a_restore_keeps_within_the_history_budget() {
     assert!(a.history_memory().0 <= 7 << 10);
     let restored: Vec<_> = a.history.iter().map(|r| r.image().unwrap()).collect();
     assert_eq!(restored, made);
+}
+
+/// A click on a dialog's button as a real pointer makes one, the press in one frame and the release
+/// in the next; the press must neither start a stroke nor touch the document under the dialog.
+fn click_dialog_button(h: &mut Harness<'static, App>, pos: Pos2) {
+    h.event(Event::PointerMoved(pos));
+    h.step();
+    let layers = |a: &App| {
+        (
+            a.doc.picture.clone(),
+            a.doc.sketch.clone(),
+            a.doc.mask.clone(),
+        )
+    };
+    let before = layers(h.state());
+    for pressed in [true, false] {
+        h.event(Event::PointerButton {
+            pos,
+            button: PointerButton::Primary,
+            pressed,
+            modifiers: Modifiers::NONE,
+        });
+        h.step();
+        if pressed {
+            assert!(
+                !h.state().canvas.is_stroking(),
+                "a stroke began under the dialog"
+            );
+            assert!(
+                layers(h.state()) == before,
+                "the press painted under the dialog"
+            );
+        }
+    }
+    h.run();
+}
+
+/// A click that a dialog takes never reaches the canvas under it: Create in File → New canvas… with
+/// the Mask tool, and Restore after an autosave with the Brush, used to leave a dab where the button
+/// was (issue 28, bug 1).
+#[test]
+fn a_click_on_a_dialog_over_the_canvas_leaves_the_document_unchanged() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let mut h = harness_with_autosave(dir.path(), Scripted::default());
+        stroke_across_canvas(&mut h);
+        h.state_mut().autosave_now();
+        std::mem::forget(h);
+    }
+    let mut h = harness_with_autosave(dir.path(), Scripted::default());
+    h.run();
+    assert_eq!(h.state().tool, Tool::Brush);
+    let restore = h.get_by_label("Restore").rect();
+    assert!(
+        h.state()
+            .canvas
+            .image_rect(&h.state().doc)
+            .contains(restore.center())
+    );
+    click_dialog_button(&mut h, restore.center());
+    let sketch = h.state().doc.sketch.clone();
+    assert!(sketch.iter().any(|&v| v != 0), "the restored stroke");
+    let restored = cmpaint::paint::project::Project::read(
+        &dir.path().join(cmpaint::paint::project::AUTOSAVE_FILE),
+    )
+    .unwrap()
+    .restore()
+    .unwrap();
+    assert_eq!(sketch, restored.doc.sketch, "no dab on the restored sketch");
+
+    h.key_press(Key::M);
+    h.step();
+    h.get_by_label("File").click();
+    h.run();
+    h.get_by_label("New canvas…").click();
+    h.run();
+    let create = h.get_by_label("Create").rect();
+    click_dialog_button(&mut h, create.center());
+    assert!(h.state().new_canvas_size.is_none(), "the dialog closed");
+    let doc = &h.state().doc;
+    assert!(doc.mask.iter().all(|&m| m == 0), "no mask dab under Create");
+    assert!(!doc.has_sketch());
+}
+
+/// A teacher's recipe re-run while the student is loaded reloads the teacher, and its History row
+/// says what the teacher's run cost (2N − 1 calls), not the student's one call (issue 28, bug 3); the
+/// cost survives an autosave and restore.
+#[test]
+fn a_rerun_teacher_recipe_reports_the_teachers_cost_and_restores_keep_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("teacher.png");
+    let script = Scripted::default();
+    let mut h = harness_with_autosave(dir.path(), script.clone());
+    h.state_mut().generate.batch = 1;
+    h.get_by_label("Built-in teacher").click();
+    wait_until(&mut h, "the teacher loads", |a| {
+        a.model.as_ref().is_some_and(|m| m.name.contains("teacher"))
+    });
+    let calls = 2 * h.state().model.as_ref().unwrap().steps - 1;
+    h.get_by_label("Generate images").click();
+    wait_until(&mut h, "the teacher's image", |a| a.history.len() == 1);
+    script.push(out.clone());
+    h.get_by_label("File").click();
+    h.run();
+    h.get_by_label("Export PNG…").click();
+    h.step();
+    h.get_by_label("Built in").click();
+    wait_until(&mut h, "the student loads", |a| {
+        a.model
+            .as_ref()
+            .is_some_and(|m| !m.name.contains("teacher"))
+    });
+    script.push(out.clone());
+    h.get_by_label("File").click();
+    h.run();
+    h.get_by_label("Open recipe…").click();
+    wait_until(&mut h, "the re-run", |a| a.history.len() == 2);
+    let cost = h.state().history[1].cost.clone().unwrap();
+    assert!(cost.starts_with(&format!("{calls} calls ·")), "{cost}");
+    assert_eq!(h.state().history[0].image(), h.state().history[1].image());
+
+    h.state_mut().autosave_now();
+    std::mem::forget(h);
+    let mut h = harness_with_autosave(dir.path(), Scripted::default());
+    h.run();
+    h.get_by_label("Restore").click();
+    wait_until(&mut h, "the restore", |a| {
+        a.history.len() == 2 && !a.is_busy()
+    });
+    let costs: Vec<_> = h.state().history.iter().map(|r| r.cost.clone()).collect();
+    assert!(
+        costs.iter().all(|c| c
+            .as_deref()
+            .is_some_and(|c| c.starts_with(&format!("{calls} calls")))),
+        "{costs:?}"
+    );
+}
+
+/// A canvas that is more than one result exports without a recipe, and both Export and Open recipe
+/// say why (issue 28, bug 4: Open recipe said only "it was not exported by cmpaint").
+#[test]
+fn exporting_a_canvas_that_is_not_one_result_says_it_has_no_recipe_and_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("painted.png");
+    let script = Scripted::default();
+    let mut h = harness(script.clone());
+    h.state_mut().generate.batch = 1;
+    h.get_by_label("Generate images").click();
+    wait_until(&mut h, "a result", |a| !a.history.is_empty());
+    stroke_across_canvas(&mut h);
+    script.push(out.clone());
+    h.get_by_label("File").click();
+    h.run();
+    h.get_by_label("Export PNG…").click();
+    h.step();
+    let said = &h.state().messages.last().unwrap().text;
+    assert!(
+        said.contains("without a recipe: the canvas is not exactly one result"),
+        "{said}"
+    );
+    script.push(out.clone());
+    h.get_by_label("File").click();
+    h.run();
+    h.get_by_label("Open recipe…").click();
+    h.step();
+    let said = &h.state().messages.last().unwrap().text;
+    assert!(
+        said.contains("exported while the canvas was not exactly one result"),
+        "{said}"
+    );
+}
+
+/// Switching models keeps a Sketch strength the user set, and says so; an untouched one follows the
+/// new model's own (issue 28, item 11: it was reset without a word).
+#[test]
+fn switching_models_keeps_the_users_sketch_strength_and_says_so() {
+    let mut h = harness(Scripted::default());
+    let own = h.state().generate.strength;
+    h.state_mut().generate.strength = 0.55;
+    h.get_by_label("Built-in teacher").click();
+    wait_until(&mut h, "the teacher loads", |a| {
+        a.model.as_ref().is_some_and(|m| m.name.contains("teacher"))
+    });
+    assert_eq!(h.state().generate.strength, 0.55);
+    let said = &h.state().messages.last().unwrap().text;
+    assert!(said.contains("sketch strength 0.55 kept"), "{said}");
+    h.state_mut().generate.strength = h.state().model.as_ref().unwrap().sketch_strength;
+    h.get_by_label("Built in").click();
+    wait_until(&mut h, "the student loads", |a| {
+        a.model
+            .as_ref()
+            .is_some_and(|m| !m.name.contains("teacher"))
+    });
+    assert_eq!(h.state().generate.strength, own);
+    let said = &h.state().messages.last().unwrap().text;
+    assert!(said.contains("this model's own"), "{said}");
+}
+
+/// The slider's frames show on the canvas, where the painter looks, and the preview's controls
+/// appearing move nothing in the side panel (issue 28, bug 2: the frames went to a box at the top of
+/// the scrolling panel, which pushed the slider down mid-drag).
+#[test]
+fn the_sliders_frame_appears_on_the_canvas_and_the_panel_does_not_jump() {
+    let mut h = harness(Scripted::default());
+    let slider = h
+        .get_by_role_and_label(egui::accesskit::Role::Slider, "α")
+        .rect();
+    let y = slider.center().y;
+    drag(
+        &mut h,
+        &[
+            Pos2::new(slider.min.x + slider.width() * 0.3, y),
+            Pos2::new(slider.min.x + slider.width() * 0.6, y),
+        ],
+    );
+    wait_until(&mut h, "the slider's frame", |a| {
+        a.preview.is_some() && !a.is_busy()
+    });
+    h.run();
+    let overlay = h.state().stats.canvas_overlay.clone();
+    assert!(
+        overlay
+            .as_deref()
+            .is_some_and(|o| o.starts_with("preview · interpolate")),
+        "{overlay:?}"
+    );
+    let after = h
+        .get_by_role_and_label(egui::accesskit::Role::Slider, "α")
+        .rect();
+    assert_eq!(after.min, slider.min, "the slider stayed under the pointer");
+    h.get_by_label("Dismiss").click();
+    h.run();
+    assert_eq!(h.state().stats.canvas_overlay, None);
+}
+
+/// History rows say their settings (a tooltip with all of them), mark the row the canvas shows, and
+/// holding Compare puts a "comparing" badge on the canvas (issue 28, item 10).
+#[test]
+fn history_rows_say_their_settings_and_which_is_on_the_canvas() {
+    let mut h = harness(Scripted::default());
+    h.state_mut().generate.batch = 1;
+    stroke_across_canvas(&mut h);
+    h.state_mut().run_sketch(false);
+    wait_until(&mut h, "sketch to image", |a| a.history.len() == 1);
+    h.run();
+    let strength = h.state().generate.strength;
+    let row = format!("sketch to image · seed 0 · strength {strength:.2}");
+    assert!(
+        h.query_all_by_label_contains(&row).next().is_some(),
+        "{row}"
+    );
+    h.get_by_label("on canvas");
+    // painting over it: the canvas is no longer exactly that result
+    stroke_across_canvas(&mut h);
+    h.run();
+    assert!(h.query_by_label("on canvas").is_none());
+    // holding Compare
+    let compare = h.get_by_label("Compare").rect().center();
+    h.event(Event::PointerMoved(compare));
+    h.step();
+    h.event(Event::PointerButton {
+        pos: compare,
+        button: PointerButton::Primary,
+        pressed: true,
+        modifiers: Modifiers::NONE,
+    });
+    h.step();
+    h.step();
+    let overlay = h.state().stats.canvas_overlay.clone();
+    assert!(
+        overlay
+            .as_deref()
+            .is_some_and(|o| o.starts_with("comparing · sketch to image · seed 0")),
+        "{overlay:?}"
+    );
+}
+
+/// Export scale enlarges the exported PNG and the strip's frames by whole pixels (issue 28, item
+/// 14: the GIF strip was 32×32 with no scale option).
+#[test]
+fn exports_and_strips_enlarge_by_the_export_scale() {
+    let dir = tempfile::tempdir().unwrap();
+    let (png, gif) = (dir.path().join("big.png"), dir.path().join("big.gif"));
+    let script = Scripted::default();
+    let mut h = harness(script.clone());
+    h.state_mut().generate.batch = 1;
+    h.get_by_label("Generate images").click();
+    wait_until(&mut h, "a result", |a| !a.history.is_empty());
+    h.state_mut().export_scale = 4;
+    script.push(png.clone());
+    h.state_mut().export_png();
+    let exported = image::open(&png).unwrap().to_rgb8();
+    assert_eq!(exported.dimensions(), (128, 128));
+    let canvas = h.state().doc.composite();
+    assert_eq!(
+        exported.get_pixel(127, 127).0[..],
+        canvas.pixels[(31 * 32 + 31) * 3..][..3]
+    );
+    assert!(
+        read_recipe(&std::fs::read(&png).unwrap()).is_ok(),
+        "the recipe goes along"
+    );
+    h.state_mut().interpolate.strip_frames = 3;
+    script.push(gif.clone());
+    h.state_mut().export_strip();
+    wait_until(&mut h, "the strip", |a| !a.is_busy() && gif.exists());
+    assert_eq!(image::image_dimensions(&gif).unwrap(), (128, 128));
+    assert_eq!(gif_frames(&gif), 3);
 }

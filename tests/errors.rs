@@ -272,3 +272,114 @@ fn bf16_on_a_cpu_without_it_is_refused_with_the_reason() {
         fails_with(&args, "AVX512-BF16");
     }
 }
+
+/// The CLI items of the painter's report (issue 28, item 15): negative numbers reach the range check,
+/// classes go by name too, an edit's default class is the app's, a .gif picture output is refused
+/// before any work.
+#[test]
+fn cli_arguments_as_a_painter_types_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out.png");
+    let picture = dir.path().join("p.png");
+    cmpaint::picture::write_png(
+        &picture,
+        &cmpaint::picture::Rgb8 {
+            width: 32,
+            height: 32,
+            pixels: vec![90; 32 * 32 * 3],
+        },
+    )
+    .unwrap();
+    let sdedit = |extra: &[&str]| {
+        let mut args = vec!["edit", "sdedit", "--image", s(&picture), "-o", s(&out)];
+        args.extend(extra);
+        args.into_iter().map(String::from).collect::<Vec<_>>()
+    };
+    let a = sdedit(&["--strength", "-0.1"]);
+    fails_with(
+        &a.iter().map(String::as_str).collect::<Vec<_>>(),
+        "strength -0.1 is outside [0, 1]",
+    );
+    let a = sdedit(&[]);
+    let (ok, _, err) = cmpaint(&a.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(ok, "{err}");
+    assert!(
+        err.contains("class: 7 Smileys & Emotion (the default"),
+        "{err}"
+    );
+    let (ok, _, err) = cmpaint(&["generate", "--class", "smileys", "-o", s(&out)]);
+    assert!(ok, "{err}");
+    let a = cmpaint(&[
+        "generate",
+        "--class",
+        "7",
+        "-o",
+        s(&dir.path().join("seven.png")),
+    ]);
+    assert!(a.0);
+    assert_eq!(
+        std::fs::read(&out).unwrap(),
+        std::fs::read(dir.path().join("seven.png")).unwrap(),
+        "a class by name is that class"
+    );
+    fails_with(
+        &["generate", "--class", "unicorns", "-o", s(&out)],
+        "no class is called `unicorns`",
+    );
+    let gif = dir.path().join("x.gif");
+    fails_with(
+        &["generate", "-o", s(&gif)],
+        "a .gif output is for animations",
+    );
+    let (_, _, err) = cmpaint(&["generate", "-o", s(&gif)]);
+    assert!(
+        !err.contains("device:"),
+        "refused before the model loads: {err}"
+    );
+}
+
+/// `--scale N` enlarges PNG and GIF outputs by whole pixels (issue 28, item 14); a tensor output
+/// refuses it before any work.
+#[test]
+fn scale_enlarges_png_outputs_by_whole_pixels() {
+    let dir = tempfile::tempdir().unwrap();
+    let (one, four) = (dir.path().join("one.png"), dir.path().join("four.png"));
+    assert!(cmpaint(&["generate", "-o", s(&one)]).0);
+    assert!(cmpaint(&["generate", "--scale", "4", "-o", s(&four)]).0);
+    let one = image::open(&one).unwrap().to_rgb8();
+    let four = image::open(&four).unwrap().to_rgb8();
+    assert_eq!(four.dimensions(), (128, 128));
+    for (x, y, p) in four.enumerate_pixels() {
+        assert_eq!(p, one.get_pixel(x / 4, y / 4));
+    }
+    let gif = dir.path().join("strip.gif");
+    let (ok, _, err) = cmpaint(&[
+        "interpolate",
+        "--frames",
+        "3",
+        "--scale",
+        "2",
+        "-o",
+        s(&gif),
+    ]);
+    assert!(ok, "{err}");
+    assert_eq!(image::image_dimensions(&gif).unwrap(), (64, 64));
+    fails_with(
+        &[
+            "generate",
+            "--scale",
+            "2",
+            "-o",
+            s(&dir.path().join("x.safetensors")),
+        ],
+        "--scale is for .png and .gif outputs",
+    );
+    let (ok, _, err) = cmpaint(&[
+        "generate",
+        "--scale",
+        "17",
+        "-o",
+        s(&dir.path().join("x.png")),
+    ]);
+    assert!(!ok && err.contains("17 is not in 1..=16"), "{err}");
+}

@@ -7,7 +7,7 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(project) = cmpaint::paint::project::Project::from_bytes(data)
         && let Ok(mut restored) = project.restore()
     {
-        for (image, _, placement) in &restored.history {
+        for (image, _, placement, _) in &restored.history {
             if let Some(p) = placement
                 && let Some(frame) = p.frame_in(&restored.doc)
             {

@@ -311,6 +311,9 @@ impl Canvas {
         }
 
         let mut event = CanvasEvent::None;
+        // A press that a window, menu or dialog over the canvas takes is not the canvas's: the raw
+        // events below know nothing of layers, the response does.
+        let pressable = response.contains_pointer() && !space;
         for e in &events {
             match e {
                 egui::Event::PointerButton {
@@ -318,7 +321,7 @@ impl Canvas {
                     button: PointerButton::Primary,
                     pressed: true,
                     ..
-                } if self.last_rect.contains(*pos) && !space => {
+                } if self.last_rect.contains(*pos) && pressable => {
                     let (x, y) = self.to_image(doc, *pos);
                     let f = *frame.frame;
                     let handle = frame.shown.then(|| self.handle_at(doc, f, *pos)).flatten();

@@ -23,24 +23,34 @@ impl App {
         let Some(path) = self.dialogs.save_png("cmpaint.png") else {
             return;
         };
-        let recipe = self.doc.recipe.clone().filter(|_| !self.doc.has_sketch());
+        let recipe =
+            (self.doc.recipe.clone()).filter(|_| !self.doc.has_sketch() && !self.doc.has_empty());
+        // a whole enlargement keeps the pixels crisp; the recipe still describes the picture itself
+        let scale = self.export_scale.clamp(1, MAX_EXPORT_SCALE);
         let written = if self.doc.has_empty() {
             // a canvas with empty pixels (extended, not yet filled) keeps them transparent
             let (w, h, rgba) = (self.doc.width, self.doc.height, self.doc.composite_rgba());
-            write_png_rgba(&path, w, h, &rgba).map_err(|e| e.to_string())
+            let rgba = enlarge(w, h, &rgba, 4, scale);
+            write_png_rgba(&path, w * scale, h * scale, &rgba).map_err(|e| e.to_string())
         } else {
-            let bytes =
-                encode_png(&self.doc.composite(), recipe.as_ref()).map_err(|e| e.to_string());
+            let picture = self.doc.composite().enlarged(scale);
+            let bytes = encode_png(&picture, recipe.as_ref()).map_err(|e| e.to_string());
             bytes.and_then(|b| write_bytes(&path, &b).map_err(|e| e.to_string()))
         };
         match written {
             Ok(()) => self.info(format!(
-                "exported {}{}",
+                "exported {}{}{}",
                 path.display(),
+                if scale > 1 {
+                    format!(" at ×{scale}")
+                } else {
+                    String::new()
+                },
                 if recipe.is_some() {
                     " with its recipe"
                 } else {
-                    ""
+                    " without a recipe: the canvas is not exactly one result (painted, outpainted or \
+                     extended since), so Open recipe cannot re-run it"
                 }
             )),
             Err(e) => self.error(format!("export failed, nothing was changed: {e}")),

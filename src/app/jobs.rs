@@ -19,8 +19,6 @@ pub(super) struct Pending {
     pub(super) purpose: Purpose,
     pub(super) label: String,
     pub(super) total: usize,
-    /// Network calls of the run, per batch (shown beside the result).
-    pub(super) calls: usize,
     /// Where its results go in the document (None: the whole canvas, as a re-run recipe).
     pub(super) placement: Option<Placement>,
 }
@@ -130,10 +128,14 @@ impl App {
                 images, seconds, ..
             } => {
                 if let Some(p) = self.pending.remove(&id) {
+                    // counted on the model that ran the job: a re-run recipe may have loaded its
+                    // own model after the job was submitted (its load reply came first)
+                    let calls = images
+                        .first()
+                        .map_or(0, |(_, r)| network_calls(r, self.parameterization()));
                     let cost = format!(
-                        "{} call{} · {seconds:.2} s",
-                        p.calls,
-                        if p.calls == 1 { "" } else { "s" }
+                        "{calls} call{} · {seconds:.2} s",
+                        if calls == 1 { "" } else { "s" }
                     );
                     self.finished(&p, images, cost, seconds);
                 }
@@ -208,10 +210,31 @@ impl App {
             size,
         }
         .clamped(w, h, size);
-        let names = labels::class_names(&info);
-        self.class = info.num_classes.map(|_| labels::default_class(&names));
+        let names = crate::labels::class_names(&info.name, info.num_classes);
+        self.class = info
+            .num_classes
+            .map(|_| crate::labels::default_class(&names));
+        if self.generate.steps == Steps::Tuned && info.ts.is_none() {
+            self.generate.steps = Steps::One;
+        }
+        // Each model comes with the sketch strength its sketch test chose (else the paper's); a
+        // strength the user set (other than the last model's own) is kept. Either way it is said.
+        let previous = self.model.as_ref().map(|m| m.sketch_strength);
+        let strength = &mut self.generate.strength;
+        let strength_note = if previous.is_some_and(|p| p != *strength) {
+            format!(
+                "; sketch strength {:.2} kept (this model's own is {:.2})",
+                *strength, info.sketch_strength
+            )
+        } else {
+            *strength = info.sketch_strength;
+            format!(
+                "; sketch strength {:.2}, this model's own",
+                info.sketch_strength
+            )
+        };
         self.info(format!(
-            "model: {} ({size}×{size}{})",
+            "model: {} ({size}×{size}{}){strength_note}",
             info.name,
             if info.num_classes.is_some() {
                 ", class-conditional"
@@ -219,11 +242,6 @@ impl App {
                 ""
             }
         ));
-        if self.generate.steps == Steps::Tuned && info.ts.is_none() {
-            self.generate.steps = Steps::One;
-        }
-        // each model comes with the sketch strength its sketch test chose (else the paper's)
-        self.generate.strength = info.sketch_strength;
         self.model = Some(info);
     }
 
@@ -264,7 +282,10 @@ impl App {
                 strip.frames[i] = images.into_iter().next().map(|(img, _)| img);
                 if strip.frames.iter().all(Option::is_some) {
                     let strip = self.strip.take().expect("checked");
-                    let frames: Vec<Rgb8> = strip.frames.into_iter().flatten().collect();
+                    let scale = self.export_scale.clamp(1, MAX_EXPORT_SCALE);
+                    let frames: Vec<Rgb8> = (strip.frames.into_iter().flatten())
+                        .map(|f| f.enlarged(scale))
+                        .collect();
                     match write_animation(&strip.path, &frames, 10) {
                         Ok(()) => self.info(format!(
                             "wrote {} ({} frames)",
@@ -287,13 +308,7 @@ impl App {
         purpose: Purpose,
         placement: Option<Placement>,
     ) {
-        let parameterization = self
-            .model
-            .as_ref()
-            .map(|m| m.parameterization)
-            .unwrap_or_default();
-        let total = recipe_steps(&recipe, parameterization);
-        let calls = network_calls(&recipe, parameterization);
+        let total = recipe_steps(&recipe, self.parameterization());
         let label = recipe.operation.label().to_string();
         let id = self.worker.submit(Job::Run {
             recipe: Box::new(recipe),
@@ -315,10 +330,17 @@ impl App {
                 purpose,
                 label,
                 total,
-                calls,
                 placement,
             },
         );
+    }
+
+    /// The loaded model's parameterization (a consistency model's until one is loaded).
+    fn parameterization(&self) -> crate::worker::Parameterization {
+        self.model
+            .as_ref()
+            .map(|m| m.parameterization)
+            .unwrap_or_default()
     }
 
     pub(super) fn plan(&mut self, operation: Operation, seed: u64, steps: Steps) -> Option<Recipe> {

@@ -1,7 +1,7 @@
 //! The desktop app (eframe/egui on wgpu) over the plain-data document in `paint`. The only bridge to
 //! the model is the [`Worker`], so the UI thread never waits on a network call.
 //!
-//! It imports only `worker`, `paint`, `picture` and `recipe` — never the engine.
+//! It imports only `worker`, `paint`, `picture`, `recipe`, `file_io` and `labels` — never the engine.
 //!
 //! | concept                                                 | file            |
 //! |---------------------------------------------------------|-----------------|
@@ -14,7 +14,6 @@
 //! | WGSL compositor (wgpu callback, partial uploads)        | `canvas_gpu.rs` |
 //! | panels                                                  | `panels.rs`     |
 //! | file dialogs (a trait)                                  | `dialogs.rs`    |
-//! | class names                                             | `labels.rs`     |
 
 pub mod canvas;
 pub mod canvas_gpu;
@@ -22,7 +21,6 @@ pub mod dialogs;
 mod files;
 mod history;
 mod jobs;
-pub mod labels;
 mod panels;
 mod saving;
 
@@ -39,8 +37,8 @@ use crate::paint::document::{Document, MAX_SIDE, Side};
 use crate::paint::frame::{Frame, Paste, Placement, preview_over};
 use crate::paint::project::{self, HistoryEntry, Project};
 use crate::picture::{
-    Resize, Rgb8, decode, dimensions, to_model_size, to_rgb8, write_animation, write_png,
-    write_png_rgba,
+    MAX_EXPORT_SCALE, Resize, Rgb8, decode, dimensions, enlarge, to_model_size, to_rgb8,
+    write_animation, write_png, write_png_rgba,
 };
 use crate::recipe::{EmbeddedImage, Operation, Recipe, encode_png, read_recipe};
 use crate::worker::execute::{ModelInfo, Steps, network_calls, plan, recipe_steps};
@@ -168,6 +166,8 @@ pub struct Stats {
     pub jobs_cancelled: usize,
     /// Wall time of the last 240 `App::show` calls, in seconds.
     pub frame_seconds: Vec<f64>,
+    /// The badge of what was drawn over the canvas in the last frame (a preview), if anything.
+    pub canvas_overlay: Option<String>,
 }
 
 pub struct App {
@@ -181,6 +181,8 @@ pub struct App {
     pub generate: GenerateSettings,
     pub edit: EditSettings,
     pub interpolate: InterpolateSettings,
+    /// Whole enlargement of exported PNGs and strips (×1 … ×16, nearest neighbour).
+    pub export_scale: usize,
     /// The square of the document jobs work in (see `paint::frame`).
     pub frame: Frame,
     pub framing: FrameSettings,
@@ -255,6 +257,7 @@ impl App {
                 alpha: 0.5,
                 strip_frames: 16,
             },
+            export_scale: 1,
             frame: Frame::centred(32, 32, 32),
             framing: FrameSettings {
                 shown: true,
@@ -379,20 +382,42 @@ impl App {
                     compare,
                     frame,
                 );
-                // a running job's step preview, unless Compare is held or a stroke is being painted
-                // (the painter sees their own canvas)
+                // Over the canvas, where the painter looks: a running job's step preview, else the
+                // preview (a slider frame, a live result) in the frame it was made for. Not while
+                // Compare is held or a stroke is being painted (the painter sees their own canvas).
                 let shown = self.compare.is_none() && !self.canvas.is_stroking();
+                let uv = egui::Rect::from_min_max(egui::Pos2::ZERO, egui::Pos2::new(1.0, 1.0));
+                let mut overlay = None;
                 if let Some(p) = self.step_preview.as_mut().filter(|_| shown) {
                     let rect = match p.frame {
                         Some(f) => self.canvas.frame_rect(&self.doc, f),
                         None => self.canvas.image_rect(&self.doc),
                     };
                     let texture = p.texture(ui.ctx()).id();
-                    let uv = egui::Rect::from_min_max(egui::Pos2::ZERO, egui::Pos2::new(1.0, 1.0));
                     ui.painter_at(ui.max_rect())
                         .image(texture, rect, uv, egui::Color32::WHITE);
-                    canvas::badge(ui, &format!("preview · step {}/{}", p.done, p.total));
+                    overlay = Some(format!("preview · step {}/{}", p.done, p.total));
+                } else if let Some(p) = self.preview.as_mut().filter(|_| shown) {
+                    let frame = p.placement.as_ref().and_then(|pl| pl.frame_in(&self.doc));
+                    let rect = match frame {
+                        Some(f) => self.canvas.frame_rect(&self.doc, f),
+                        None => self.canvas.image_rect(&self.doc),
+                    };
+                    let texture = p.texture(ui.ctx()).id();
+                    ui.painter_at(ui.max_rect())
+                        .image(texture, rect, uv, egui::Color32::WHITE);
+                    overlay = Some(format!(
+                        "preview · {} · Apply or Dismiss at the foot of the side panel",
+                        p.recipe.operation.label()
+                    ));
                 }
+                if let Some(r) = self.compare.and_then(|i| self.history.get(i)) {
+                    overlay = Some(format!("comparing · {}", r.recipe.describe()));
+                }
+                if let Some(text) = &overlay {
+                    canvas::badge(ui, text);
+                }
+                self.stats.canvas_overlay = overlay;
                 let sketched = self.doc.has_sketch_in(self.job_frame());
                 if event == CanvasEvent::StrokeEnded && self.edit.live && sketched {
                     self.run_sketch(true);

@@ -2,8 +2,8 @@
 //! status bar. Each reads and writes the app's plain state and calls its actions; none touches a
 //! tensor.
 
-use super::labels::{class_names, search};
 use super::{App, SeedMode};
+use crate::labels::{class_names, search};
 use crate::paint::brush::{MAX_SIZE, MIN_SIZE, Tool};
 use crate::paint::document::{MAX_SIDE, Side};
 use crate::picture::Resize;
@@ -43,6 +43,7 @@ pub fn menu_bar(app: &mut App, ui: &mut egui::Ui) {
                 if ui.button("Export PNG…").clicked() {
                     app.export_png();
                 }
+                export_scale(app, ui);
             });
             ui.menu_button("Edit", |ui| {
                 if ui
@@ -253,8 +254,12 @@ pub fn side_panel(app: &mut App, ui: &mut egui::Ui) {
         .default_size(300.0)
         .size_range(260.0..=480.0)
         .show(ui, |ui| {
+            // The preview's buttons sit below the scrolling sections: appearing there, they move
+            // nothing under the pointer (at the top they pushed the slider down mid-drag).
+            if app.preview.is_some() {
+                egui::Panel::bottom("preview").show(ui, |ui| preview(app, ui));
+            }
             egui::ScrollArea::vertical().show(ui, |ui| {
-                preview(app, ui);
                 egui::CollapsingHeader::new("Model")
                     .default_open(true)
                     .show(ui, |ui| model_section(app, ui));
@@ -274,14 +279,12 @@ pub fn side_panel(app: &mut App, ui: &mut egui::Ui) {
         });
 }
 
+/// The preview's controls (the picture itself shows on the canvas, in its frame).
 fn preview(app: &mut App, ui: &mut egui::Ui) {
-    let ctx = ui.ctx().clone();
-    let Some(p) = &mut app.preview else { return };
+    let Some(p) = &app.preview else { return };
     let label = p.recipe.operation.label();
-    let tex = p.texture(&ctx).clone();
-    ui.label(format!("Preview ({label})"));
-    ui.add(egui::Image::new(&tex).fit_to_exact_size(Vec2::splat(192.0)));
-    ui.horizontal(|ui| {
+    ui.horizontal_wrapped(|ui| {
+        ui.label(format!("Preview ({label}) on the canvas"));
         if ui.button("Apply to canvas").clicked() {
             app.apply_preview();
         }
@@ -289,7 +292,6 @@ fn preview(app: &mut App, ui: &mut egui::Ui) {
             app.preview = None;
         }
     });
-    ui.separator();
 }
 
 fn model_section(app: &mut App, ui: &mut egui::Ui) {
@@ -357,7 +359,7 @@ fn class_picker(app: &mut App, ui: &mut egui::Ui) {
     if model.num_classes.is_none() {
         return;
     }
-    let names = class_names(model);
+    let names = class_names(&model.name, model.num_classes);
     let current = app.class.unwrap_or(0) as usize;
     ui.label(format!(
         "Class: {current} {}",
@@ -587,12 +589,26 @@ fn interpolate_section(app: &mut App, ui: &mut egui::Ui) {
             .labelled_by(l.id);
         export = ui.button("Export strip…").clicked();
     });
+    export_scale(app, ui);
     if export {
         app.export_strip();
     }
     if changed && app.model.is_some() {
         app.run_interpolation_frame();
     }
+}
+
+/// The whole enlargement of exported PNGs and strips (shown in the File menu and beside the strip).
+fn export_scale(app: &mut App, ui: &mut egui::Ui) {
+    ui.horizontal(|ui| {
+        let l = ui.label("Export scale");
+        ui.add(
+            egui::DragValue::new(&mut app.export_scale)
+                .range(1..=crate::picture::MAX_EXPORT_SCALE)
+                .prefix("×"),
+        )
+        .labelled_by(l.id);
+    });
 }
 
 /// A history row is as tall as its thumbnail (the text beside it is shorter).
@@ -607,6 +623,9 @@ fn history_section(app: &mut App, ui: &mut egui::Ui) {
     let mut apply = None;
     let mut discard = None;
     let mut comparing = None;
+    // the result the canvas is exactly (nothing painted over it since)
+    let on_canvas = app.doc.recipe.clone().filter(|_| !app.doc.has_sketch());
+    let on_canvas = on_canvas.as_ref();
     // Newest first, one row each: thumbnail, what made it, and its actions. Only rows on screen are
     // laid out (and given a texture); the others keep their space. A session holds hundreds of results,
     // and laying them all out made every frame slower as the history grew.
@@ -618,15 +637,23 @@ fn history_section(app: &mut App, ui: &mut egui::Ui) {
             continue;
         }
         let tex = r.texture(&ctx).clone();
+        let on_canvas = on_canvas == Some(&r.recipe);
         ui.horizontal(|ui| {
             ui.set_height(HISTORY_ROW_HEIGHT);
-            ui.add(egui::Image::new(&tex).fit_to_exact_size(Vec2::splat(HISTORY_ROW_HEIGHT)));
+            ui.add(egui::Image::new(&tex).fit_to_exact_size(Vec2::splat(HISTORY_ROW_HEIGHT)))
+                .on_hover_text(r.recipe.describe());
             ui.vertical(|ui| {
-                ui.label(format!(
-                    "{} · seed {}",
-                    r.recipe.operation.label(),
-                    r.recipe.seed
-                ));
+                // what made it, its setting, and whether it is what the canvas shows now
+                let mut line = format!("{} · seed {}", r.recipe.operation.label(), r.recipe.seed);
+                if let Some(s) = r.recipe.operation.setting() {
+                    line.push_str(&format!(" · {s}"));
+                }
+                ui.horizontal(|ui| {
+                    ui.label(line).on_hover_text(r.recipe.describe());
+                    if on_canvas {
+                        ui.label(RichText::new("on canvas").strong());
+                    }
+                });
                 // which model and what it cost: a teacher's tens of calls beside a student's one
                 let cost = r
                     .cost

@@ -22,7 +22,10 @@ type Written = Vec<(u64, String)>;
 /// A result as the autosave thread gets it: written already (its file's name), or to write.
 enum ToSave {
     Written(String),
-    New(u64, Box<(history::Kept, Recipe, Option<Placement>)>),
+    New(
+        u64,
+        Box<(history::Kept, Recipe, Option<Placement>, Option<String>)>,
+    ),
 }
 
 /// Seconds between autosaves of a changed document.
@@ -72,7 +75,7 @@ impl App {
             .map(HistoryItem::image)
             .collect::<Result<Vec<_>, _>>()?;
         let history: Vec<_> = (self.history.iter().zip(&images))
-            .map(|(r, image)| (image, &r.recipe, r.placement.as_ref()))
+            .map(|(r, image)| (image, &r.recipe, r.placement.as_ref(), r.cost.as_deref()))
             .collect();
         let model = self.model.as_ref().and_then(|m| m.file.as_deref());
         Project::capture(&self.doc, Some(self.frame), &history, model).map_err(|e| e.to_string())
@@ -106,7 +109,12 @@ impl App {
                 Some(name) => ToSave::Written(name.clone()),
                 None => ToSave::New(
                     r.id,
-                    Box::new((r.kept().clone(), r.recipe.clone(), r.placement.clone())),
+                    Box::new((
+                        r.kept().clone(),
+                        r.recipe.clone(),
+                        r.placement.clone(),
+                        r.cost.clone(),
+                    )),
                 ),
             })
             .collect();
@@ -141,20 +149,23 @@ impl App {
         let encoded = r.encoded.len();
         let mut history = Vec::with_capacity(encoded + r.history.len());
         let mut not_kept = None;
-        for (png, recipe, placement) in r.encoded {
+        for (png, recipe, placement, cost) in r.encoded {
             match self.spill_png(&png.png) {
-                Ok(path) => history.push(HistoryItem::on_disk(
-                    path, png.width, png.height, recipe, placement,
-                )),
+                Ok(path) => {
+                    let mut item =
+                        HistoryItem::on_disk(path, png.width, png.height, recipe, placement);
+                    item.cost = cost;
+                    history.push(item);
+                }
                 Err(e) => not_kept = Some(e),
             }
         }
         let dropped = encoded - history.len();
-        history.extend(
-            r.history
-                .into_iter()
-                .map(|(img, recipe, placement)| HistoryItem::new(img, recipe, placement)),
-        );
+        history.extend(r.history.into_iter().map(|(img, recipe, placement, cost)| {
+            let mut item = HistoryItem::new(img, recipe, placement);
+            item.cost = cost;
+            item
+        }));
         self.doc = r.doc;
         self.history = history;
         if let Some(e) = not_kept {
@@ -290,10 +301,10 @@ fn write_autosave(
         let name = match item {
             ToSave::Written(name) => name,
             ToSave::New(id, new) => {
-                let (kept, recipe, placement) = *new;
+                let (kept, recipe, placement, cost) = *new;
                 let image = kept.load()?;
-                let entry = HistoryEntry::new(&image, &recipe, placement.as_ref())
-                    .map_err(|e| e.to_string())?;
+                let saved = (&image, &recipe, placement.as_ref(), cost.as_deref());
+                let entry = HistoryEntry::new(&saved).map_err(|e| e.to_string())?;
                 let (name, bytes) = entry.to_file();
                 let file = results.join(&name);
                 if !file.exists() {

@@ -1,8 +1,8 @@
 //! `cmpaint edit`: zero-shot edits of a picture (paper Algorithm 4) and denoising.
 
 use super::{
-    ModelArgs, OdeArgs, RunArgs, check_memory, checked_steps, class_labels, load, noise_source,
-    on_step, progress, report_cost, write_output,
+    ModelArgs, OdeArgs, RunArgs, Unlabelled, check_memory, checked_steps, class_labels, load,
+    noise_source, on_step, picture_output, progress, report_cost, write_output,
 };
 use crate::engine::cm::edit::estimate_sigma;
 use crate::engine::cm::pf_ode::{network_calls, pf_ode_sigmas_from};
@@ -60,10 +60,10 @@ pub struct EditArgs {
     /// SDEdit strength in [0, 1], mapped to start index round((1 − s)·(N − 1)); 0.59 = index 16 of 40.
     /// Default: the model's own (`info` shows it), else the paper's 0.59. With --ts, it must map to the
     /// first index.
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub strength: Option<f64>,
     /// Denoising: the picture's noise level σ in [0.002, 80] (data range [−1, 1]); estimated if omitted.
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub sigma: Option<f64>,
     /// Grid size N the time indices refer to (default 40, the paper's editing grid; an EDM teacher's
     /// own N).
@@ -87,7 +87,7 @@ pub struct EditArgs {
     #[arg(long)]
     pub extend: Option<super::outpaint::Extend>,
     /// Outpaint: the fraction of each frame kept over the picture (default 0.5).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub overlap: Option<f64>,
     /// Outpaint: the frame's side in pixels (default: the picture's side across the extension;
     /// the model's size is native, larger is scaled to it and back).
@@ -163,6 +163,7 @@ fn read_mask(args: &EditArgs, size: usize, h: usize, w: usize, device: &Device) 
 }
 
 pub fn run(args: EditArgs) -> Result<()> {
+    picture_output(&args.run)?;
     let wrong = |flag: &str, task: &str| bail!("{flag} is for {task} only");
     let outpaint_flags = args.extend.is_some() || args.overlap.is_some() || args.frame.is_some();
     if args.task == Task::Outpaint {
@@ -212,7 +213,7 @@ pub fn run(args: EditArgs) -> Result<()> {
         images = images.repeat((b, 1, 1, 1))?;
     }
     let (batch, _, h, w) = images.dims4()?;
-    let labels = class_labels(&args.run, cfg, batch)?;
+    let labels = class_labels(&args.run, cfg, batch, Unlabelled::AppDefault)?;
 
     if args.task == Task::Denoise {
         if args.run.noise.is_some() {
@@ -228,7 +229,7 @@ pub fn run(args: EditArgs) -> Result<()> {
             }
         };
         let x = denoise(&m.unet, &cfg.sampling, &images, sigma, labels.as_deref())?;
-        return write_output(&args.run.output, &x, args.separate);
+        return write_output(&args.run, &x, args.separate);
     }
 
     let task = match args.task {
@@ -329,5 +330,5 @@ pub fn run(args: EditArgs) -> Result<()> {
     .context("the edit was cancelled")?;
     bar.finish_and_clear();
     report_cost(calls, started);
-    write_output(&args.run.output, &x, args.separate)
+    write_output(&args.run, &x, args.separate)
 }

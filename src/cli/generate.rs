@@ -1,8 +1,8 @@
 //! `cmpaint generate`: images from noise, one step or multistep.
 
 use super::{
-    ModelArgs, OdeArgs, RunArgs, check_memory, checked_steps, class_labels, load, noise_source,
-    on_step, progress, report_cost, write_output,
+    ModelArgs, OdeArgs, RunArgs, Unlabelled, check_memory, checked_steps, class_labels, load,
+    noise_source, on_step, picture_output, progress, report_cost, write_output,
 };
 use crate::engine::cm::pf_ode::{network_calls, pf_ode_sigmas};
 use crate::engine::model::spec::{ModelConfig, Parameterization};
@@ -69,6 +69,7 @@ fn resolve_ts(args: &GenerateArgs, cfg: &ModelConfig) -> Result<(Option<Vec<usiz
 }
 
 pub fn run(args: GenerateArgs) -> Result<()> {
+    picture_output(&args.run)?;
     let m = load(&args.model, &args.run)?;
     let cfg = &m.config;
     let (ts, steps) = resolve_ts(&args, cfg)?;
@@ -108,7 +109,7 @@ pub fn run(args: GenerateArgs) -> Result<()> {
         );
     }
     check_memory(cfg, shape[0], shape[2].max(shape[3]))?;
-    let labels = class_labels(&args.run, cfg, shape[0])?;
+    let labels = class_labels(&args.run, cfg, shape[0], Unlabelled::FromSeed)?;
     let bar = progress(bar_steps, "sampling");
     let req = GenerateRequest {
         shape,
@@ -129,5 +130,5 @@ pub fn run(args: GenerateArgs) -> Result<()> {
     .context("sampling was cancelled")?;
     bar.finish_and_clear();
     report_cost(calls, started);
-    write_output(&args.run.output, &x, args.separate)
+    write_output(&args.run, &x, args.separate)
 }

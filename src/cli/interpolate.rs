@@ -1,8 +1,8 @@
 //! `cmpaint interpolate`: one-step images between two noise seeds, as single frames or an animation.
 
 use super::{
-    ModelArgs, OutputKind, RunArgs, check_memory, class_labels, load, noise_source, output_kind,
-    write_output,
+    ModelArgs, OutputKind, RunArgs, Unlabelled, check_memory, class_labels, load, noise_source,
+    output_kind, write_output,
 };
 use crate::engine::cm::noise::{NoiseSource, SeededNoise};
 use crate::engine::image::tensor_to_rgb8;
@@ -25,7 +25,12 @@ pub struct InterpolateArgs {
     #[arg(long, default_value_t = 1, conflicts_with = "noise")]
     pub seed_b: u64,
     /// Position between the two ends, 0 = seed A, 1 = seed B.
-    #[arg(long, required_unless_present = "frames", conflicts_with = "frames")]
+    #[arg(
+        long,
+        required_unless_present = "frames",
+        conflicts_with = "frames",
+        allow_negative_numbers = true
+    )]
     pub alpha: Option<f64>,
     /// K evenly spaced frames from A to B: an animated PNG, a GIF (-o strip.gif), or a tensor image
     /// [K·B, 3, H, W], frame-major.
@@ -45,6 +50,9 @@ const MAX_FRAMES: usize = 36_000;
 pub fn run(args: InterpolateArgs) -> Result<()> {
     if args.frames.is_none() && is_gif(&args.run.output) {
         bail!("a .gif output is for animations: give --frames K");
+    }
+    if args.run.scale > 1 && output_kind(&args.run.output)? == OutputKind::Tensor {
+        bail!("--scale is for .png and .gif outputs; a tensor output keeps the model's size");
     }
     let m = load(&args.model, &args.run)?;
     let cfg = &m.config;
@@ -77,7 +85,7 @@ pub fn run(args: InterpolateArgs) -> Result<()> {
         batch.saturating_mul(args.frames.unwrap_or(1)),
         z_a.dim(2)?.max(z_a.dim(3)?),
     )?;
-    let labels = class_labels(&args.run, cfg, batch)?;
+    let labels = class_labels(&args.run, cfg, batch, Unlabelled::FromSeed)?;
     let alphas: Vec<f64> = match (args.alpha, args.frames) {
         (Some(a), _) => vec![a],
         (None, Some(k)) if k >= 2 => (0..k).map(|i| i as f64 / (k - 1) as f64).collect(),
@@ -93,14 +101,14 @@ pub fn run(args: InterpolateArgs) -> Result<()> {
         labels.as_deref(),
     )?;
     if args.frames.is_none() || output_kind(&args.run.output)? == OutputKind::Tensor {
-        return write_output(&args.run.output, &Tensor::cat(&frames, 0)?, false);
+        return write_output(&args.run, &Tensor::cat(&frames, 0)?, false);
     }
     let images = frames
         .iter()
         .map(|f| {
             let tiles = (0..batch)
-                .map(|i| tensor_to_rgb8(&f.get(i)?))
-                .collect::<Result<Vec<_>, _>>()?;
+                .map(|i| Ok(tensor_to_rgb8(&f.get(i)?)?.enlarged(args.run.scale as usize)))
+                .collect::<Result<Vec<_>>>()?;
             Ok(grid(&tiles))
         })
         .collect::<Result<Vec<_>>>()?;

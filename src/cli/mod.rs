@@ -97,16 +97,16 @@ pub struct OdeArgs {
     pub sampler: Option<SamplerArg>,
     /// Stochastic churn S_churn (0 = the deterministic ODE). With churn every step draws noise:
     /// a --noise file then holds 1 + N draws (entry i ≥ 1 before step i).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub s_churn: Option<f64>,
     /// Churn applies only at σ ≥ S_tmin.
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub s_tmin: Option<f64>,
     /// Churn applies only at σ ≤ S_tmax.
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub s_tmax: Option<f64>,
     /// Scale of the churn's noise draws.
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub s_noise: Option<f64>,
 }
 
@@ -163,10 +163,12 @@ impl OdeArgs {
 /// Options every sampling command shares.
 #[derive(Args, Debug)]
 pub struct RunArgs {
-    /// Class label for the whole batch, or one per sample (`3,7`). Class-conditional models only;
-    /// when omitted, labels are drawn from the seed.
+    /// Class for the whole batch, or one per sample (`3,7`), by number or name (`smileys`,
+    /// `"king penguin"`). Class-conditional models only. When omitted, `generate` and `interpolate`
+    /// draw labels from the seed; `edit` uses the app's default class (the built-in model's
+    /// Smileys & Emotion, else class 0).
     #[arg(long, value_delimiter = ',')]
-    pub class: Option<Vec<u32>>,
+    pub class: Option<Vec<String>>,
     /// Seed of the noise (sample i of a batch uses seed + i).
     #[arg(long, default_value_t = 0, conflicts_with = "noise")]
     pub seed: u64,
@@ -183,6 +185,10 @@ pub struct RunArgs {
     /// Output: .png (a batch becomes a grid, row-major) or .safetensors (f32 `image` [B, 3, H, W]).
     #[arg(short, long)]
     pub output: PathBuf,
+    /// PNG and GIF outputs: every pixel enlarged to an N×N block (1…16), so a 32² emoji stays crisp
+    /// at ×8. Tensor outputs keep the model's size.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=16))]
+    pub scale: u8,
 }
 
 #[derive(Args, Debug)]
@@ -318,24 +324,36 @@ fn output_kind(path: &Path) -> Result<OutputKind> {
     }
 }
 
-/// Writes `[B, 3, H, W]` in [−1, 1]: a tensor image, one PNG grid, or numbered PNGs (`separate`).
-fn write_output(path: &Path, x: &Tensor, separate: bool) -> Result<()> {
-    let batch = x.dim(0)?;
-    let kind = output_kind(path)?;
-    if kind == OutputKind::Gif {
-        bail!(
+/// The kind of a picture output (.png or .safetensors; a .gif is for animations), checked with
+/// `--scale` before any work so that a wrong name costs nothing.
+fn picture_output(run: &RunArgs) -> Result<OutputKind> {
+    let path = &run.output;
+    match output_kind(path)? {
+        OutputKind::Gif => bail!(
             "{}: a .gif output is for animations (interpolate --frames K); write .png",
             path.display()
-        );
+        ),
+        OutputKind::Tensor if run.scale > 1 => {
+            bail!("--scale is for .png and .gif outputs; a tensor output keeps the model's size")
+        }
+        kind => Ok(kind),
     }
+}
+
+/// Writes `[B, 3, H, W]` in [−1, 1] to `run.output`: a tensor image, one PNG grid, or numbered PNGs
+/// (`separate`), PNGs enlarged by `--scale`.
+fn write_output(run: &RunArgs, x: &Tensor, separate: bool) -> Result<()> {
+    let batch = x.dim(0)?;
+    let path = &run.output;
+    let kind = picture_output(run)?;
     if kind == OutputKind::Tensor {
         write_tensor_image(path, &x.clamp(-1f32, 1f32)?)?;
         eprintln!("wrote {} ({:?} f32)", path.display(), x.dims());
         return Ok(());
     }
     let images = (0..batch)
-        .map(|i| tensor_to_rgb8(&x.get(i)?))
-        .collect::<Result<Vec<_>, _>>()?;
+        .map(|i| Ok(tensor_to_rgb8(&x.get(i)?)?.enlarged(run.scale as usize)))
+        .collect::<Result<Vec<_>>>()?;
     if separate && batch > 1 {
         let stem = path.with_extension("");
         for (i, img) in images.iter().enumerate() {
@@ -350,22 +368,55 @@ fn write_output(path: &Path, x: &Tensor, separate: bool) -> Result<()> {
     Ok(())
 }
 
-/// Labels from --class (one for all, or one per sample), or drawn from the seed for a
-/// class-conditional model (ChaCha20 seeded with the seed, uniform over the classes).
-fn class_labels(run: &RunArgs, cfg: &ModelConfig, batch: usize) -> Result<Option<Vec<u32>>> {
+/// What a class-conditional model's labels are when `--class` is not given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Unlabelled {
+    /// Drawn from the seed (generate, interpolate: variety).
+    FromSeed,
+    /// The app's default class (edits: the picture is the user's, its class should not be random).
+    AppDefault,
+}
+
+/// Labels from --class (one for all, or one per sample; numbers or names), else as `unlabelled`
+/// says: drawn from the seed (ChaCha20 seeded with the seed, uniform over the classes), or the
+/// app's default class.
+fn class_labels(
+    run: &RunArgs,
+    cfg: &ModelConfig,
+    batch: usize,
+    unlabelled: Unlabelled,
+) -> Result<Option<Vec<u32>>> {
     let Some(n_classes) = cfg.unet.num_classes else {
         if run.class.is_some() {
             bail!("{} is not class-conditional: drop --class", cfg.name);
         }
         return Ok(None);
     };
-    let labels = match &run.class {
+    let names = crate::labels::class_names(&cfg.name, Some(n_classes));
+    let given = match &run.class {
+        Some(c) => Some(
+            c.iter()
+                .map(|c| crate::labels::resolve_class(&names, c))
+                .collect::<Result<Vec<u32>, String>>()
+                .map_err(anyhow::Error::msg)?,
+        ),
+        None => None,
+    };
+    let labels = match given {
         Some(c) if c.len() == 1 => vec![c[0]; batch],
-        Some(c) if c.len() == batch => c.clone(),
+        Some(c) if c.len() == batch => c,
         Some(c) => bail!(
             "{} class labels for a batch of {batch}: give one, or one per sample",
             c.len()
         ),
+        None if unlabelled == Unlabelled::AppDefault => {
+            let c = crate::labels::default_class(&names);
+            eprintln!(
+                "class: {c} {} (the default; --class sets another)",
+                names[c as usize]
+            );
+            vec![c; batch]
+        }
         None if run.noise.is_some() => {
             bail!("a replay (--noise) of a class-conditional model needs --class")
         }

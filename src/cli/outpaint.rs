@@ -3,7 +3,7 @@
 //! picture, inpaint what is empty (Algorithm 4), paste back — until the new area is filled.
 
 use super::edit::EditArgs;
-use super::{check_memory, class_labels, load, report_cost, write_output};
+use super::{Unlabelled, check_memory, class_labels, load, report_cost, write_output};
 use crate::engine::cm::noise::SeededNoise;
 use crate::engine::cm::pf_ode::{network_calls, pf_ode_sigmas_from};
 use crate::engine::image::{mask_to_tensor, picture_to_tensor, tensor_to_rgb8};
@@ -90,7 +90,7 @@ pub fn run(args: &EditArgs) -> Result<()> {
         Some(o) => network_calls(o.solver, &pf_ode_sigmas_from(0, steps, &cfg.sampling)),
         None => ts.len().saturating_sub(1),
     };
-    let labels = class_labels(&args.run, cfg, 1)?;
+    let labels = class_labels(&args.run, cfg, 1, Unlabelled::AppDefault)?;
     let started = std::time::Instant::now();
     let mut frames = 0;
     for start in band_starts(across, frame_size) {
@@ -143,5 +143,5 @@ pub fn run(args: &EditArgs) -> Result<()> {
     );
     report_cost(frames * calls_per_frame, started);
     let picture = picture_to_tensor(&doc.composite(), &m.device)?;
-    write_output(&args.run.output, &picture, false)
+    write_output(&args.run, &picture, false)
 }

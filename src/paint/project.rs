@@ -48,19 +48,20 @@ pub struct HistoryEntry {
     /// Where in the document it was made (absent: the whole canvas).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub placement: Option<Placement>,
+    /// What it cost to make, as History shows it ("35 calls · 2.94 s"; absent in older files).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost: Option<String>,
 }
 
 impl HistoryEntry {
-    pub fn new(
-        image: &Rgb8,
-        recipe: &Recipe,
-        placement: Option<&Placement>,
-    ) -> Result<Self, ProjectError> {
+    pub fn new(result: &SavedResult) -> Result<Self, ProjectError> {
+        let &(image, recipe, placement, cost) = result;
         Ok(HistoryEntry {
             image: EmbeddedImage::from_rgb(image)
                 .map_err(|e| ProjectError::Invalid(e.to_string()))?,
             recipe: recipe.clone(),
             placement: placement.cloned(),
+            cost: cost.map(str::to_string),
         })
     }
 
@@ -96,15 +97,21 @@ impl HistoryEntry {
 /// The folder beside the autosave that holds its results, one file each.
 pub const AUTOSAVE_RESULTS: &str = "autosave-results";
 
+/// A result as a project saves it: picture, recipe, where it was made, what it cost.
+pub type SavedResult<'a> = (&'a Rgb8, &'a Recipe, Option<&'a Placement>, Option<&'a str>);
+
+/// A result as a project restores it (see [`SavedResult`]).
+pub type RestoredResult = (Rgb8, Recipe, Option<Placement>, Option<String>);
+
 /// What a project restores into.
 pub struct Restored {
     pub doc: Document,
     pub frame: Option<Frame>,
     /// The results decoded, oldest first: the newest ones that fit the memory budget.
-    pub history: Vec<(Rgb8, Recipe, Option<Placement>)>,
+    pub history: Vec<RestoredResult>,
     /// The older results beyond the budget, still as PNG (nothing decoded), oldest first: they come
     /// before `history`, and go to disk rather than into memory.
-    pub encoded: Vec<(EncodedResult, Recipe, Option<Placement>)>,
+    pub encoded: Vec<(EncodedResult, Recipe, Option<Placement>, Option<String>)>,
     pub model: Option<PathBuf>,
 }
 
@@ -127,7 +134,7 @@ impl Project {
     pub fn capture(
         doc: &Document,
         frame: Option<Frame>,
-        history: &[(&Rgb8, &Recipe, Option<&Placement>)],
+        history: &[SavedResult],
         model: Option<&Path>,
     ) -> Result<Self, ProjectError> {
         let bad = |e: crate::recipe::RecipeError| ProjectError::Invalid(e.to_string());
@@ -158,7 +165,7 @@ impl Project {
             recipe: doc.recipe.clone(),
             history: history
                 .iter()
-                .map(|(img, r, placement)| HistoryEntry::new(img, r, *placement))
+                .map(HistoryEntry::new)
                 .collect::<Result<_, ProjectError>>()?,
             model: model.map(Path::to_path_buf),
             origin: doc.origin,
@@ -268,13 +275,13 @@ impl Project {
                 )));
             }
             let bytes = width * height * 3;
-            let (recipe, placement) = (e.recipe.clone(), e.placement.clone());
+            let (recipe, placement, cost) = (e.recipe.clone(), e.placement.clone(), e.cost.clone());
             if encoded.is_empty() && decoded_bytes + bytes <= budget {
                 decoded_bytes += bytes;
-                history.push((e.image.to_rgb().map_err(bad)?, recipe, placement));
+                history.push((e.image.to_rgb().map_err(bad)?, recipe, placement, cost));
             } else {
                 let png = EncodedResult { png, width, height };
-                encoded.push((png, recipe, placement));
+                encoded.push((png, recipe, placement, cost));
             }
         }
         history.reverse();
@@ -341,7 +348,10 @@ mod tests {
             origin: (0, 0),
             paste: crate::paint::frame::Paste::Masked(vec![0, 255, 9, 1, 2, 3, 4, 5, 6]),
         };
-        let history = [(&img, &recipe, Some(&placement)), (&img, &recipe, None)];
+        let history = [
+            (&img, &recipe, Some(&placement), Some("35 calls · 2.94 s")),
+            (&img, &recipe, None, None),
+        ];
         let frame = Some(Frame {
             x: 1,
             y: 0,
@@ -357,7 +367,7 @@ mod tests {
         let p = project(); // two 4×3 results: 36 bytes each decoded
         let r = p.restore_within(36).unwrap();
         assert_eq!((r.encoded.len(), r.history.len()), (1, 1));
-        let (png, _, _) = &r.encoded[0];
+        let (png, _, _, _) = &r.encoded[0];
         assert_eq!((png.width, png.height), (4, 3));
         let back = crate::picture::decode_bytes(&png.png).unwrap();
         assert_eq!(crate::picture::to_rgb8(&back).pixels, vec![9; 36]);
@@ -397,6 +407,12 @@ mod tests {
         assert_eq!(r.history[0].1.seed, 3);
         assert_eq!(r.history[0].2, p.history[0].placement);
         assert_eq!(r.history[1].2, None);
+        assert_eq!(
+            r.history[0].3.as_deref(),
+            Some("35 calls · 2.94 s"),
+            "the cost comes back"
+        );
+        assert_eq!(r.history[1].3, None);
         assert_eq!(
             r.frame,
             Some(Frame {
