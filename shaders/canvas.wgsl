@@ -62,6 +62,14 @@ fn frame_overlay(p: vec2<f32>, c: vec3<f32>) -> vec3<f32> {
     return select(out, handle, all(d <= vec2<f32>(h)));
 }
 
+// The mask at screen point p (clamped to the image, so the image's border is no mask edge).
+fn mask_at(p: vec2<f32>) -> f32 {
+    let lo = u.image_rect.xy;
+    let size = u.image_info.xy;
+    let px = vec2<i32>(clamp(floor((p - lo) / (u.image_rect.zw - lo) * size), vec2<f32>(0.0), size - 1.0));
+    return textureLoad(mask, px, 0).r;
+}
+
 fn shade(p: vec2<f32>) -> vec4<f32> {
     let lo = u.image_rect.xy;
     let hi = u.image_rect.zw;
@@ -76,6 +84,15 @@ fn shade(p: vec2<f32>) -> vec4<f32> {
     // mask_colour.a is 1 when the mask is shown, else 0
     let m = textureLoad(mask, px, 0).r * u.image_info.w * u.mask_colour.a;
     colour = mix(colour, u.mask_colour.rgb, m);
+    // The mask's edge as black and white dashes, a physical pixel each side: a tint alone vanished
+    // on red and yellow pictures.
+    let inside_mask = mask_at(p) >= 0.5;
+    let edge = (mask_at(p + vec2<f32>(1.0, 0.0)) >= 0.5) != inside_mask
+        | (mask_at(p - vec2<f32>(1.0, 0.0)) >= 0.5) != inside_mask
+        | (mask_at(p + vec2<f32>(0.0, 1.0)) >= 0.5) != inside_mask
+        | (mask_at(p - vec2<f32>(0.0, 1.0)) >= 0.5) != inside_mask;
+    let dash = select(vec3<f32>(0.0), vec3<f32>(1.0), fract((p.x + p.y) / 12.0) < 0.5);
+    colour = select(colour, dash, edge & (u.mask_colour.a > 0.5));
     colour = select(colour, u.background.rgb, any(p < lo) | any(p >= hi));
     colour = select(colour, frame_overlay(p, colour), u.frame_info.x > 0.5);
     // Brush outline: a two-pixel ring, dark inside light, visible on any colour.

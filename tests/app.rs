@@ -1704,3 +1704,72 @@ fn exports_and_strips_enlarge_by_the_export_scale() {
     assert_eq!(image::image_dimensions(&gif).unwrap(), (128, 128));
     assert_eq!(gif_frames(&gif), 3);
 }
+
+/// Closing with changes not saved in a project asks first; Cancel keeps the window, Close without
+/// saving closes; a saved painting closes at once. The Generate settings come back with a restore
+/// (issue 28, item 13).
+#[test]
+fn closing_with_unsaved_changes_asks_and_restores_bring_the_settings_back() {
+    use cmpaint::app::SeedMode;
+    let dir = tempfile::tempdir().unwrap();
+    let script = Scripted::default();
+    let mut h = harness_with_autosave(dir.path(), script.clone());
+    assert!(h.state_mut().may_close(), "nothing painted: it closes");
+    stroke_across_canvas(&mut h);
+    assert!(
+        !h.state_mut().may_close(),
+        "a stroke not saved in a project: it asks"
+    );
+    h.run();
+    h.get_by_label("Cancel").click();
+    h.run();
+    assert!(!h.state().confirm_close);
+    assert!(!h.state_mut().may_close());
+    h.run();
+    script.push(dir.path().join("p.cmpaint"));
+    h.get_by_label("Save project…").click();
+    h.run();
+    assert!(!h.state().is_dirty(), "saved");
+    assert!(h.state_mut().may_close(), "saved: it closes");
+
+    let g = &mut h.state_mut().generate;
+    (g.seed, g.seed_mode, g.batch) = (42, SeedMode::Fixed, 3);
+    h.state_mut().autosave_now();
+    std::mem::forget(h);
+    let mut h = harness_with_autosave(dir.path(), Scripted::default());
+    h.run();
+    h.get_by_label("Restore").click();
+    h.run();
+    let g = &h.state().generate;
+    assert_eq!((g.seed, g.seed_mode, g.batch), (42, SeedMode::Fixed, 3));
+}
+
+/// After an inpaint the mask overlay goes so the result shows; H shows and hides it, and painting
+/// the mask shows it again (issue 28, item 12).
+#[test]
+fn the_mask_hides_after_an_inpaint_and_h_or_the_mask_brush_shows_it() {
+    let mut h = harness(Scripted::default());
+    h.key_press(Key::M);
+    h.step();
+    stroke_across_canvas(&mut h);
+    assert!(h.state().canvas.show_mask);
+    h.state_mut().run_edit(Operation::Inpaint, 0, 1, false);
+    wait_until(&mut h, "the inpaint", |a| {
+        !a.history.is_empty() && !a.is_busy()
+    });
+    assert!(!h.state().canvas.show_mask, "hidden to show the result");
+    assert!(
+        h.state()
+            .messages
+            .iter()
+            .any(|m| m.text.contains("H shows it"))
+    );
+    h.key_press(Key::H);
+    h.step();
+    assert!(h.state().canvas.show_mask);
+    h.key_press(Key::H);
+    h.step();
+    assert!(!h.state().canvas.show_mask);
+    stroke_across_canvas(&mut h);
+    assert!(h.state().canvas.show_mask, "painting the mask shows it");
+}

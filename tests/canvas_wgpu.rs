@@ -212,3 +212,39 @@ fn only_changed_rectangles_are_uploaded_and_a_missed_patch_heals() {
     assert_eq!(pixel_of(&image, &h, 4, 4), [0, 250, 0]);
     assert_eq!(pixel_of(&image, &h, 6, 6), [0, 0, 250]);
 }
+
+/// The mask's edge is drawn as black and white dashes a pixel wide on each side (issue 28, item 12:
+/// the tint alone vanished on red and yellow emoji); the inside stays tinted, the outside as it is.
+#[test]
+fn the_mask_edge_is_drawn_as_black_and_white_dashes() {
+    let mut h = harness();
+    h.run();
+    let image = h.render().expect("wgpu renders");
+    let rect = h.state().canvas.image_rect(&h.state().doc);
+    let edge_x = rect.min.x + (SIDE - 1) as f32 * ZOOM;
+    let mut dashes = Vec::new();
+    for y in 0..(SIDE as u32 * ZOOM as u32) {
+        let py = rect.min.y as u32 + y;
+        for x in [edge_x - 0.5, edge_x + 0.5] {
+            let p = image.get_pixel(x as u32, py).0;
+            assert!(
+                p[..3] == [0, 0, 0] || p[..3] == [255, 255, 255],
+                "a dash pixel is black or white: {p:?} at ({x}, {py})"
+            );
+            dashes.push(p[0]);
+        }
+    }
+    assert!(
+        dashes.contains(&0) && dashes.contains(&255),
+        "both colours alternate"
+    );
+    // one and a half pixels either side: the picture, and the tint
+    let y = rect.min.y as u32 + 8;
+    let outside = image.get_pixel((edge_x - 1.5) as u32, y).0;
+    assert_eq!(outside[..3], [((SIDE - 2) * 32) as u8, 0, 40]);
+    let inside = image.get_pixel((edge_x + 1.5) as u32, y).0;
+    assert!(
+        inside[0] > 200 && inside[..3] != [255, 255, 255],
+        "tinted: {inside:?}"
+    );
+}

@@ -289,3 +289,39 @@ fn noise_level_is_estimated_from_the_image() {
         );
     }
 }
+
+/// A soft mask (0 < keep < 1, a feathered or partly painted edge) blends the picture itself at every
+/// step: the run equals Algorithm 4 written out with the known part taken from the picture. Taking
+/// it from the start image y = keep·picture − (1 − keep), as the reference's code does (the same for
+/// its hard masks), added keep·(1 − keep)·(picture + 1) of darkness at every step: the dark pixels
+/// down a painted mask's edges in issue 28.
+#[test]
+fn a_soft_mask_blends_the_picture_itself_not_its_darkened_start() {
+    use cmpaint::engine::cm::schedule::sigmas_from_ts;
+    let c = case('b');
+    let images = &c.fx["images"];
+    let (b, _, h, w) = images.dims4().unwrap();
+    let keep = 0.7f64;
+    let regenerate = Tensor::full((1.0 - keep) as f32, (1, 1, h, w), &Device::Cpu).unwrap();
+    let ts = [0, 20, 39];
+    let noise = Tensor::randn(0f32, 1.0, (ts.len(), b, 3, h, w), &Device::Cpu).unwrap();
+    let out = c.run(
+        &EditTask::Inpaint { regenerate },
+        images,
+        &ts,
+        noise.clone(),
+    );
+    let s = &c.sampling;
+    let sigmas = sigmas_from_ts(&ts, 40, s);
+    let y = ((images * keep).unwrap() - (1.0 - keep)).unwrap();
+    let mut x = (y + (noise.get(0).unwrap() * sigmas[0]).unwrap()).unwrap();
+    for i in 0..ts.len() - 1 {
+        let f = denoise(&c.unet, s, &x, sigmas[i], c.labels.as_deref()).unwrap();
+        let x0 = ((images * keep).unwrap() + (f * (1.0 - keep)).unwrap()).unwrap();
+        let next = sigmas[i + 1].clamp(s.sigma_min, s.sigma_max);
+        let spread = (next * next - s.sigma_min * s.sigma_min).sqrt();
+        x = (x0 + (noise.get(i + 1).unwrap() * spread).unwrap()).unwrap();
+    }
+    let err = max_abs_diff(&out, &x);
+    assert!(err <= 1e-5, "max abs error {err:e}");
+}

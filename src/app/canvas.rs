@@ -339,6 +339,8 @@ impl Canvas {
                             event = CanvasEvent::Picked;
                         }
                     } else if self.stroke.is_none() && tool != Tool::Frame {
+                        // painting the mask shows it (it is hidden after an inpaint)
+                        self.show_mask |= tool == Tool::Mask;
                         let mut s = Stroke::begin(doc, tool, brush);
                         s.extend_to(doc, x, y);
                         self.stroke = Some(s);

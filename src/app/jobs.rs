@@ -269,6 +269,11 @@ impl App {
                     item.cost = Some(cost.clone());
                     self.history.push(item);
                 }
+                // the mask would hide the inpainted result: it goes until H or the mask brush
+                if recipe.operation == Operation::Inpaint && self.canvas.show_mask {
+                    self.canvas.show_mask = false;
+                    self.info("the mask is hidden to show the result: H shows it");
+                }
                 self.apply_to_canvas(&first, recipe, placement.as_ref());
             }
             Purpose::Preview => {

@@ -103,6 +103,30 @@ pub enum SeedMode {
     Increment,
 }
 
+impl SeedMode {
+    const NAMES: [(SeedMode, &'static str); 3] = [
+        (SeedMode::Fixed, "fixed"),
+        (SeedMode::Random, "random"),
+        (SeedMode::Increment, "increment"),
+    ];
+
+    /// The name a project stores.
+    pub fn name(self) -> &'static str {
+        Self::NAMES
+            .iter()
+            .find(|(m, _)| *m == self)
+            .expect("every mode is named")
+            .1
+    }
+
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::NAMES
+            .iter()
+            .find(|(_, n)| *n == name)
+            .map(|(m, _)| *m)
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct GenerateSettings {
     pub seed: u64,
@@ -155,6 +179,9 @@ pub struct Notice {
     /// How many times it came, one after another.
     pub repeats: usize,
 }
+
+/// The largest batch the Generate panel offers (a restored project is held to it too).
+pub const MAX_BATCH: usize = 16;
 
 /// Notices kept at most (the oldest go first).
 const MAX_NOTICES: usize = 20;
@@ -221,6 +248,12 @@ pub struct App {
     autosave: Option<Autosave>,
     /// An autosave found at start, waiting for the user to restore or discard it.
     pending_restore: Option<Project>,
+    /// The window's close was asked for with unsaved changes: the Close dialog is open.
+    pub confirm_close: bool,
+    /// The user chose to close (saved, or closing without saving).
+    close_confirmed: bool,
+    /// The window was told to close (once).
+    close_sent: bool,
 }
 
 impl App {
@@ -290,6 +323,9 @@ impl App {
             saved_state: None,
             autosave: None,
             pending_restore: None,
+            confirm_close: false,
+            close_confirmed: false,
+            close_sent: false,
         }
     }
 
@@ -326,6 +362,38 @@ impl App {
         }
     }
 
+    /// The window may close now: nothing is unsaved, or the user chose. Otherwise the Close dialog
+    /// opens and the close waits for its answer.
+    pub fn may_close(&mut self) -> bool {
+        if self.close_confirmed || !self.is_dirty() {
+            return true;
+        }
+        self.confirm_close = true;
+        false
+    }
+
+    /// The Close dialog's answer: `save` first (a project file; cancelled or failed, nothing closes),
+    /// or close as it is (the autosave keeps the painting for the next start either way).
+    pub fn close_after(&mut self, save: bool) {
+        self.confirm_close = false;
+        if save {
+            self.save_project(false);
+            if self.is_dirty() {
+                return;
+            }
+        }
+        self.close_confirmed = true;
+    }
+
+    /// The Generate settings a project keeps.
+    pub(super) fn session_settings(&self) -> project::SessionSettings {
+        project::SessionSettings {
+            seed: self.generate.seed,
+            seed_mode: self.generate.seed_mode.name().to_string(),
+            batch: self.generate.batch,
+        }
+    }
+
     /// One frame: worker replies, shortcuts, panels, canvas.
     pub fn show(&mut self, ui: &mut egui::Ui) {
         let started = Instant::now();
@@ -346,6 +414,15 @@ impl App {
         panels::import_dialog(self, ui.ctx());
         panels::new_canvas_dialog(self, ui.ctx());
         panels::restore_dialog(self, ui.ctx());
+        panels::close_dialog(self, ui.ctx());
+        // closing with changes not saved in a project asks first (Krita and GIMP do)
+        let ctx = ui.ctx();
+        if self.close_confirmed && !self.close_sent {
+            self.close_sent = true;
+            ctx.send_viewport_cmd(egui::ViewportCommand::Close);
+        } else if ctx.input(|i| i.viewport().close_requested()) && !self.may_close() {
+            ctx.send_viewport_cmd(egui::ViewportCommand::CancelClose);
+        }
         egui::CentralPanel::default()
             .frame(egui::Frame::NONE)
             .show(ui, |ui| {
@@ -489,6 +566,9 @@ impl App {
         }
         if pressed(Key::F) {
             self.framing.shown = !self.framing.shown;
+        }
+        if pressed(Key::H) {
+            self.canvas.show_mask = !self.canvas.show_mask;
         }
         if pressed(Key::X) {
             self.brush.swap_colours();

@@ -2,7 +2,7 @@
 //! status bar. Each reads and writes the app's plain state and calls its actions; none touches a
 //! tensor.
 
-use super::{App, SeedMode};
+use super::{App, MAX_BATCH, SeedMode};
 use crate::labels::{class_names, search};
 use crate::paint::brush::{MAX_SIZE, MIN_SIZE, Tool};
 use crate::paint::document::{MAX_SIDE, Side};
@@ -68,7 +68,7 @@ pub fn menu_bar(app: &mut App, ui: &mut egui::Ui) {
                 if ui.button("100 % (Ctrl+1)").clicked() {
                     app.canvas.actual_size();
                 }
-                ui.checkbox(&mut app.canvas.show_mask, "Show mask");
+                ui.checkbox(&mut app.canvas.show_mask, "Show mask (H)");
             });
         });
     });
@@ -484,7 +484,7 @@ fn generate_section(app: &mut App, ui: &mut egui::Ui) {
         });
     }
     ui.horizontal(|ui| {
-        ui.add(egui::Slider::new(&mut g.batch, 1..=16).text("Batch"));
+        ui.add(egui::Slider::new(&mut g.batch, 1..=MAX_BATCH).text("Batch"));
     });
     ui.horizontal(|ui| {
         ui.add(egui::Slider::new(&mut g.strength, 0.05..=1.0).text("Sketch strength"))
@@ -767,6 +767,37 @@ pub fn import_dialog(app: &mut App, ctx: &egui::Context) {
 }
 
 /// At start, when an autosave was found: restore it or start fresh.
+/// Asked when the window closes with changes not saved in a project.
+pub fn close_dialog(app: &mut App, ctx: &egui::Context) {
+    if !app.confirm_close {
+        return;
+    }
+    let mut choice = None;
+    egui::Modal::new(egui::Id::unique("close")).show(ctx, |ui| {
+        ui.heading("Save the painting before closing?");
+        ui.label(
+            "It has changes that are not in a project file. The autosave keeps them for the next \
+             start either way.",
+        );
+        ui.horizontal(|ui| {
+            if ui.button("Save project…").clicked() {
+                choice = Some(Some(true));
+            }
+            if ui.button("Close without saving").clicked() {
+                choice = Some(Some(false));
+            }
+            if ui.button("Cancel").clicked() {
+                choice = Some(None);
+            }
+        });
+    });
+    match choice {
+        Some(Some(save)) => app.close_after(save),
+        Some(None) => app.confirm_close = false,
+        None => {}
+    }
+}
+
 pub fn restore_dialog(app: &mut App, ctx: &egui::Context) {
     let Some(p) = &app.pending_restore else {
         return;

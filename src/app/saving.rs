@@ -10,6 +10,8 @@ pub(super) struct Autosave {
     pub(super) path: PathBuf,
     /// Document revision and history length last written.
     pub(super) written: (u64, usize),
+    /// The Generate settings last written (a changed seed is worth an autosave too).
+    pub(super) settings_written: Option<project::SessionSettings>,
     pub(super) last: Instant,
     pub(super) running: Option<std::thread::JoinHandle<Result<Written, String>>>,
     /// The file each result (by `HistoryItem::id`) was written to.
@@ -51,6 +53,7 @@ impl App {
         self.autosave = Some(Autosave {
             path,
             written: (self.doc.revision, 0),
+            settings_written: None,
             last: Instant::now(),
             running: None,
             files: HashMap::new(),
@@ -78,7 +81,10 @@ impl App {
             .map(|(r, image)| (image, &r.recipe, r.placement.as_ref(), r.cost.as_deref()))
             .collect();
         let model = self.model.as_ref().and_then(|m| m.file.as_deref());
-        Project::capture(&self.doc, Some(self.frame), &history, model).map_err(|e| e.to_string())
+        let mut p = Project::capture(&self.doc, Some(self.frame), &history, model)
+            .map_err(|e| e.to_string())?;
+        p.settings = Some(self.session_settings());
+        Ok(p)
     }
 
     /// Every AUTOSAVE_SECONDS, when something changed: the document is copied here and encoded and
@@ -95,7 +101,10 @@ impl App {
         }
         let a = self.autosave.as_mut().expect("checked");
         let due = force || a.last.elapsed().as_secs() >= AUTOSAVE_SECONDS;
-        if !due || a.written == state || a.running.is_some() || self.pending_restore.is_some() {
+        let settings = self.session_settings();
+        let a = self.autosave.as_mut().expect("checked");
+        let changed = a.written != state || a.settings_written.as_ref() != Some(&settings);
+        if !due || !changed || a.running.is_some() || self.pending_restore.is_some() {
             return;
         }
         let doc = self.doc.snapshot();
@@ -123,8 +132,9 @@ impl App {
         let a = self.autosave.as_mut().expect("checked");
         let path = a.path.clone();
         a.written = state;
+        a.settings_written = Some(settings.clone());
         a.last = Instant::now();
-        let save = move || write_autosave(&path, &doc, frame, model.as_deref(), history);
+        let save = move || write_autosave(&path, &doc, frame, model.as_deref(), history, settings);
         if force {
             match save() {
                 Ok(written) => a.files.extend(written),
@@ -168,6 +178,13 @@ impl App {
         }));
         self.doc = r.doc;
         self.history = history;
+        if let Some(s) = &project.settings {
+            self.generate.seed = s.seed;
+            self.generate.batch = s.batch.clamp(1, MAX_BATCH);
+            if let Some(mode) = SeedMode::from_name(&s.seed_mode) {
+                self.generate.seed_mode = mode;
+            }
+        }
         if let Some(e) = not_kept {
             self.error(format!(
                 "{dropped} older result(s) were not restored: they do not fit History's memory budget and cannot go to disk ({e})"
@@ -291,6 +308,7 @@ fn write_autosave(
     frame: Option<Frame>,
     model: Option<&Path>,
     history: Vec<ToSave>,
+    settings: project::SessionSettings,
 ) -> Result<Written, String> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let results = dir.join(project::AUTOSAVE_RESULTS);
@@ -318,6 +336,7 @@ fn write_autosave(
     }
     let mut p = Project::capture(doc, frame, &[], model).map_err(|e| e.to_string())?;
     p.result_files = names;
+    p.settings = Some(settings);
     write_bytes(path, &p.to_bytes()).map_err(|e| e.to_string())?;
     let listed: std::collections::HashSet<&String> = p.result_files.iter().collect();
     if let Ok(entries) = std::fs::read_dir(&results) {

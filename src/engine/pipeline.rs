@@ -255,12 +255,14 @@ pub fn edit<N: Network + ?Sized>(
         let sigmas = pf_ode_sigmas_from(req.ts[0], req.steps, sampling);
         let z = noise.next(y.dims())?.to_device(y.device())?;
         let x = (&y + (z * sigmas[0])?)?;
-        let replace = |x0: Tensor| op.replace(&y, &x0);
+        // the known part from the picture itself (see `algorithm4`)
+        let replace = |x0: Tensor| op.replace(images, &x0);
         sample_pf_ode(&f, &ode, x, &sigmas, noise, &replace, on_step)?
     } else {
         let sigmas = sigmas_from_ts(req.ts, req.steps, sampling);
         algorithm4(
             &f,
+            images,
             &y,
             op.as_ref(),
             &sigmas,

@@ -37,8 +37,20 @@ pub struct Project {
     /// `read` brings them in; saved projects hold their results inline and never set this.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub result_files: Vec<String>,
+    /// The Generate settings in use when it was saved (absent in older files).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub settings: Option<SessionSettings>,
     /// Seconds since the Unix epoch.
     pub saved_at: u64,
+}
+
+/// The Generate panel's settings a project keeps, so a restored session goes on where it stopped.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionSettings {
+    pub seed: u64,
+    /// "fixed", "random" or "increment".
+    pub seed_mode: String,
+    pub batch: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -171,6 +183,7 @@ impl Project {
             origin: doc.origin,
             frame,
             result_files: Vec::new(),
+            settings: None,
             saved_at: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs()),

@@ -103,11 +103,17 @@ impl Replacement for KeepNothing {
     }
 }
 
-/// Algorithm 4 from the reference image `y` (already `op.reference(images)`): x = y + σ₀·z, then the
-/// multistep loop with `op.replace(y, ·)` after every call. The result is not clamped (a colour
+/// Algorithm 4 from the reference image `y` (`op.reference(images)`): x = y + σ₀·z, then the
+/// multistep loop with `op.replace(images, ·)` after every call. The result is not clamped (a colour
 /// rotation of clamped values may leave [−1, 1] slightly, as in the reference). None when cancelled.
+///
+/// The known part comes from the picture itself, not from `y` as in the reference code: the two
+/// are the same, bit for bit, for a hard mask and for the projections (colorize, superres), but
+/// with a soft inpainting mask (0 < keep < 1) replacing from `y` weighs the fill (−1) in once more
+/// at every step — keep²·image + keep·(1 − keep)·(−1) — and darkened every feathered edge.
 pub fn algorithm4<N: Network + ?Sized>(
     f: &Denoiser<N>,
+    images: &Tensor,
     y: &Tensor,
     op: &dyn Replacement,
     sigmas: &[f64],
@@ -123,7 +129,7 @@ pub fn algorithm4<N: Network + ?Sized>(
         sigmas,
         sigma_max,
         noise,
-        &|x0| op.replace(y, &x0),
+        &|x0| op.replace(images, &x0),
         on_step,
     )
 }
