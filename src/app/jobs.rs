@@ -269,8 +269,10 @@ impl App {
                     item.cost = Some(cost.clone());
                     self.history.push(item);
                 }
-                // the mask would hide the inpainted result: it goes until H or the mask brush
-                if recipe.operation == Operation::Inpaint && self.canvas.show_mask {
+                // a painted mask would hide the inpainted result: it goes until H or the mask brush
+                // (an outpaint's mask is the empty area, never drawn)
+                let painted_mask = self.doc.mask.iter().any(|&m| m > 0);
+                if recipe.operation == Operation::Inpaint && self.canvas.show_mask && painted_mask {
                     self.canvas.show_mask = false;
                     self.info("the mask is hidden to show the result: H shows it");
                 }
