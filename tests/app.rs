@@ -1033,10 +1033,12 @@ fn outpainting_left_twice_grows_the_picture_and_keeps_its_pixels() {
         let now = &doc.picture[(y * 128 + 32) * 4..(y * 128 + 128) * 4];
         assert_eq!(old, now, "row {y} of the old picture moved or changed");
     }
-    // the frame's band is filled; the rows outside it stay empty until outpainted
+    // the whole new edge is filled, not only the frame's band: each click moved the frame along
+    // the edge (rows 16..48, then 0..32 and 32..64) until nothing empty was left (issue 28, bug 9)
     let alpha = |x: usize, y: usize| doc.picture[(y * 128 + x) * 4 + 3];
-    assert!((16..48).all(|y| (0..32).all(|x| alpha(x, y) == 255)));
-    assert_eq!(alpha(0, 0), 0);
+    assert!((0..64).all(|y| (0..32).all(|x| alpha(x, y) == 255)));
+    assert!(!doc.has_empty(), "no empty pixel is left on the extended side");
+    // the frame is back where the click put it, for the next click
     assert_eq!(
         h.state().job_frame(),
         Frame {
@@ -1045,8 +1047,8 @@ fn outpainting_left_twice_grows_the_picture_and_keeps_its_pixels() {
             size: 32
         }
     );
-    // undo: the inpainting, then the extension, twice over
-    for _ in 0..4 {
+    // undo: the three inpaintings along the edge, then the extension, twice over
+    for _ in 0..8 {
         h.key_press_modifiers(Modifiers::COMMAND, Key::Z);
         h.step();
     }

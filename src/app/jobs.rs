@@ -14,6 +14,13 @@ pub(super) enum Purpose {
     Strip(usize),
 }
 
+/// An Outpaint click filling the whole new edge: where the click put the frame, and the frames
+/// along the edge still to visit (nearest first).
+pub(super) struct Outpainting {
+    pub(super) first: Frame,
+    pub(super) rest: Vec<Frame>,
+}
+
 /// A submitted job the app is waiting for.
 pub(super) struct Pending {
     pub(super) purpose: Purpose,
@@ -152,17 +159,17 @@ impl App {
                     self.error(message);
                 }
                 if self.pending.remove(&id).is_some() {
+                    self.outpainting = None;
                     self.strip_failed();
                 }
             }
             Reply::Cancelled { .. } => {
                 self.stats.jobs_cancelled += 1;
-                if self
-                    .pending
-                    .remove(&id)
-                    .is_some_and(|p| matches!(p.purpose, Purpose::Strip(_)))
-                {
-                    self.strip_failed();
+                match self.pending.remove(&id).map(|p| p.purpose) {
+                    Some(Purpose::Strip(_)) => self.strip_failed(),
+                    // a cancelled outpaint frame (Esc) ends the run along the edge
+                    Some(Purpose::Apply) => self.outpainting = None,
+                    _ => {}
                 }
             }
         }
@@ -277,6 +284,7 @@ impl App {
                     self.info("the mask is hidden to show the result: H shows it");
                 }
                 self.apply_to_canvas(&first, recipe, placement.as_ref());
+                self.continue_outpainting();
             }
             Purpose::Preview => {
                 self.stats.frames_shown += 1;
@@ -486,9 +494,36 @@ impl App {
         let Some(target) = target else {
             return self.error("nothing is painted in the frame's band to continue from");
         };
+        // this frame first, then the rest of the new edge, frame by frame as each result lands
+        self.outpainting = Some(Outpainting {
+            first: target,
+            rest: target.along_edge(&self.doc, side),
+        });
         self.frame = target;
         let seed = self.next_seed();
         self.run_edit(Operation::Inpaint, seed, 1, false);
+    }
+
+    /// After an outpaint frame's result: the next frame along the edge that still has empty pixels
+    /// (one undo step each); when none is left, the frame goes back where the click put it, so the
+    /// next click continues outward from there.
+    fn continue_outpainting(&mut self) {
+        let Some(run) = &mut self.outpainting else {
+            return;
+        };
+        let next = (run.rest.iter().position(|f| self.doc.has_empty_in(*f)))
+            .map(|i| run.rest.drain(..=i).last().expect("drained one"));
+        match next {
+            Some(f) => {
+                self.frame = f;
+                let seed = self.next_seed();
+                self.run_edit(Operation::Inpaint, seed, 1, false);
+            }
+            None => {
+                self.frame = run.first;
+                self.outpainting = None;
+            }
+        }
     }
 
     /// Extend canvas: `n` empty pixels on one side (one undo step); the frame stays on the picture.

@@ -26,7 +26,7 @@ mod saving;
 
 use files::{Opening, PendingImport};
 pub use history::{HISTORY_BUDGET_BYTES, HistoryItem};
-use jobs::{Pending, Purpose, StripExport};
+use jobs::{Outpainting, Pending, Purpose, StripExport};
 pub use jobs::{Running, StepPreview};
 pub use saving::AUTOSAVE_SECONDS;
 use saving::Autosave;
@@ -236,6 +236,8 @@ pub struct App {
     model_job: Option<JobId>,
     /// An interpolation strip being rendered, frame by frame, for export.
     strip: Option<StripExport>,
+    /// An Outpaint click still filling its edge.
+    outpainting: Option<Outpainting>,
     pending_import: Option<PendingImport>,
     /// The New canvas dialog, open with the size typed so far.
     pub new_canvas_size: Option<(usize, usize)>,
@@ -315,6 +317,7 @@ impl App {
             pending: HashMap::new(),
             model_job,
             strip: None,
+            outpainting: None,
             pending_import: None,
             new_canvas_size: None,
             opening: None,

@@ -10,7 +10,7 @@ use crate::engine::image::{mask_to_tensor, picture_to_tensor, tensor_to_rgb8};
 use crate::engine::model::spec::Parameterization;
 use crate::engine::pipeline::{EDIT_STEPS, EditRequest, EditTask, default_edit_ts, edit};
 use crate::paint::document::{Document, Side};
-use crate::paint::frame::Frame;
+use crate::paint::frame::{Frame, band_starts};
 use crate::picture::{decode, to_rgb8};
 use anyhow::{Context, Result, bail};
 
@@ -35,14 +35,6 @@ impl std::str::FromStr for Extend {
             pixels,
         })
     }
-}
-
-/// Where each column of frames starts across the extension: every `size` pixels, the last flush
-/// with the far border.
-fn band_starts(across: usize, size: usize) -> Vec<usize> {
-    let mut starts: Vec<usize> = (0..across.saturating_sub(size)).step_by(size).collect();
-    starts.push(across - size);
-    starts
 }
 
 pub fn run(args: &EditArgs) -> Result<()> {

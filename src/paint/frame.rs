@@ -68,6 +68,26 @@ impl Frame {
         })
     }
 
+    /// The frames after an outpaint frame `self` along the edge toward `side` (the same column for
+    /// Left/Right, the same row for Up/Down), every `size` pixels with the last flush with the
+    /// canvas's border, nearest first: the path by which one Outpaint click fills the whole new edge.
+    pub fn along_edge(self, doc: &Document, side: Side) -> Vec<Frame> {
+        let (across, at) = match side {
+            Side::Left | Side::Right => (doc.height, self.y),
+            Side::Up | Side::Down => (doc.width, self.x),
+        };
+        let mut starts = band_starts(across, self.size);
+        starts.sort_by_key(|&s| s.abs_diff(at));
+        starts
+            .into_iter()
+            .filter(|&s| s != at)
+            .map(|s| match side {
+                Side::Left | Side::Right => Frame { y: s, ..self },
+                Side::Up | Side::Down => Frame { x: s, ..self },
+            })
+            .collect()
+    }
+
     /// Where Outpaint toward `side` puts the frame: beyond the last painted column (or row) of the
     /// frame's band on that side, keeping `overlap` (0…1) of its side over the painted part. None
     /// when that frame would have nothing empty to fill (extend the canvas first) or the band has
@@ -284,6 +304,16 @@ impl Document {
         self.recipe = recipe.filter(|_| f.covers(w, h));
         self.commit();
     }
+}
+
+/// Where frames of `size` start to cover `across` pixels: every `size` pixels, the last flush with the
+/// far border (`size` ≤ `across`).
+pub fn band_starts(across: usize, size: usize) -> Vec<usize> {
+    let mut starts: Vec<usize> = (0..across.saturating_sub(size))
+        .step_by(size.max(1))
+        .collect();
+    starts.push(across.saturating_sub(size));
+    starts
 }
 
 /// The canvas as it would look with `result` in frame `f` (for Compare and step previews; the
