@@ -1037,7 +1037,10 @@ fn outpainting_left_twice_grows_the_picture_and_keeps_its_pixels() {
     // the edge (rows 16..48, then 0..32 and 32..64) until nothing empty was left (issue 28, bug 9)
     let alpha = |x: usize, y: usize| doc.picture[(y * 128 + x) * 4 + 3];
     assert!((0..64).all(|y| (0..32).all(|x| alpha(x, y) == 255)));
-    assert!(!doc.has_empty(), "no empty pixel is left on the extended side");
+    assert!(
+        !doc.has_empty(),
+        "no empty pixel is left on the extended side"
+    );
     // the frame is back where the click put it, for the next click
     assert_eq!(
         h.state().job_frame(),

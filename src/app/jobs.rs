@@ -511,10 +511,10 @@ impl App {
         let Some(run) = &mut self.outpainting else {
             return;
         };
-        let next = (run.rest.iter().position(|f| self.doc.has_empty_in(*f)))
-            .map(|i| run.rest.drain(..=i).last().expect("drained one"));
-        match next {
-            Some(f) => {
+        match run.rest.iter().position(|f| self.doc.has_empty_in(*f)) {
+            Some(i) => {
+                let f = run.rest[i];
+                run.rest.drain(..=i);
                 self.frame = f;
                 let seed = self.next_seed();
                 self.run_edit(Operation::Inpaint, seed, 1, false);

@@ -249,10 +249,10 @@ pub fn edit<N: Network + ?Sized>(
     };
     let labels = labels_tensor(req.class_labels, batch, images.device())?;
     let f = denoiser(net, sampling, labels);
-    let y = op.reference(images)?;
     let result = if edm {
         let ode = req.ode.unwrap_or_default();
         let sigmas = pf_ode_sigmas_from(req.ts[0], req.steps, sampling);
+        let y = op.reference(images)?;
         let z = noise.next(y.dims())?.to_device(y.device())?;
         let x = (&y + (z * sigmas[0])?)?;
         // the known part from the picture itself (see `algorithm4`)
@@ -263,7 +263,6 @@ pub fn edit<N: Network + ?Sized>(
         algorithm4(
             &f,
             images,
-            &y,
             op.as_ref(),
             &sigmas,
             sampling.sigma_max,

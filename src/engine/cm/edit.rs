@@ -103,7 +103,7 @@ impl Replacement for KeepNothing {
     }
 }
 
-/// Algorithm 4 from the reference image `y` (`op.reference(images)`): x = y + σ₀·z, then the
+/// Algorithm 4 from the reference image y = `op.reference(images)`: x = y + σ₀·z, then the
 /// multistep loop with `op.replace(images, ·)` after every call. The result is not clamped (a colour
 /// rotation of clamped values may leave [−1, 1] slightly, as in the reference). None when cancelled.
 ///
@@ -114,13 +114,13 @@ impl Replacement for KeepNothing {
 pub fn algorithm4<N: Network + ?Sized>(
     f: &Denoiser<N>,
     images: &Tensor,
-    y: &Tensor,
     op: &dyn Replacement,
     sigmas: &[f64],
     sigma_max: f64,
     noise: &mut dyn NoiseSource,
     on_step: OnStep,
 ) -> Result<Option<Tensor>> {
+    let y = op.reference(images)?;
     let z = noise.next(y.dims())?.to_device(y.device())?;
     let x = (y + (z * sigmas[0])?)?;
     iterate(
