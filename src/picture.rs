@@ -91,6 +91,54 @@ impl Rgb8 {
     }
 }
 
+/// Makes every `factor`×`factor` patch of `big` average to the pixel of `small` it came from, moving
+/// the patch's pixels together (the remainder spread over its first pixels, and what a pixel at 0
+/// or 255 cannot take over the others), so the detail stays and the means are exact. An upscale's
+/// last step: the blend between overlapping tiles weighs one patch's pixels unequally, which moved
+/// the means.
+pub fn keep_patch_means(big: &mut Rgb8, small: &Rgb8, factor: usize) {
+    let n = factor * factor;
+    let mut values = vec![0i64; n];
+    for py in 0..small.height {
+        for px in 0..small.width {
+            for c in 0..3 {
+                let at = |i: usize| {
+                    ((py * factor + i / factor) * big.width + px * factor + i % factor) * 3 + c
+                };
+                for (i, v) in values.iter_mut().enumerate() {
+                    *v = big.pixels[at(i)] as i64;
+                }
+                let target = small.pixels[(py * small.width + px) * 3 + c] as i64 * n as i64;
+                // each round moves every pixel that can still move; at most n rounds
+                for _ in 0..n {
+                    let delta = target - values.iter().sum::<i64>();
+                    let movable: Vec<usize> = (0..n)
+                        .filter(|&i| {
+                            delta != 0
+                                && if delta > 0 {
+                                    values[i] < 255
+                                } else {
+                                    values[i] > 0
+                                }
+                        })
+                        .collect();
+                    if movable.is_empty() {
+                        break;
+                    }
+                    let m = movable.len() as i64;
+                    let (each, rest) = (delta.div_euclid(m), delta.rem_euclid(m));
+                    for (k, &i) in movable.iter().enumerate() {
+                        values[i] = (values[i] + each + (k < rest as usize) as i64).clamp(0, 255);
+                    }
+                }
+                for (i, v) in values.iter().enumerate() {
+                    big.pixels[at(i)] = *v as u8;
+                }
+            }
+        }
+    }
+}
+
 /// Lays a batch out as a near-square grid, row-major, with no gaps.
 pub fn grid(images: &[Rgb8]) -> Rgb8 {
     let n = images.len().max(1);
@@ -384,6 +432,41 @@ mod tests {
                 (255.0 * (0.5 * wave(91.0, 1.0) + 0.5 * y / h as f32)) as u8,
             ])
         }))
+    }
+
+    #[test]
+    fn patch_means_are_restored_exactly_with_the_detail_kept() {
+        let small = Rgb8 {
+            width: 1,
+            height: 1,
+            pixels: vec![100, 101, 102],
+        };
+        let mut big = Rgb8 {
+            width: 2,
+            height: 2,
+            pixels: vec![90, 91, 92, 120, 121, 122, 80, 81, 82, 115, 116, 117],
+        };
+        keep_patch_means(&mut big, &small, 2);
+        for c in 0..3 {
+            let sum: u32 = (0..4).map(|i| big.pixels[i * 3 + c] as u32).sum();
+            assert_eq!(sum, 4 * small.pixels[c] as u32);
+        }
+        // the detail moved together: the differences between pixels are kept (to the remainder)
+        assert!((big.pixels[3] as i32 - big.pixels[0] as i32 - 30).abs() <= 1);
+        // a patch against the top: what a pixel at 255 cannot take, the others do
+        let mut bright = Rgb8 {
+            width: 2,
+            height: 2,
+            pixels: [250, 250, 250, 255, 255, 255, 200, 200, 200, 255, 255, 255].to_vec(),
+        };
+        let small = Rgb8 {
+            width: 1,
+            height: 1,
+            pixels: vec![250; 3],
+        };
+        keep_patch_means(&mut bright, &small, 2);
+        let sum: u32 = (0..4).map(|i| bright.pixels[i * 3] as u32).sum();
+        assert_eq!(sum, 1000);
     }
 
     #[test]

@@ -635,3 +635,63 @@ fn outpaint_grows_the_picture_and_keeps_every_old_pixel() {
         "for outpaint only",
     );
 }
+
+/// `edit superres --enlarge`: the picture F times larger, tile by tile at the model's size, every
+/// F×F patch keeping the pixel it came from as its mean (to rounding and the blend between tiles)
+/// and holding generated detail.
+#[test]
+fn superres_enlarge_makes_the_picture_larger_and_keeps_its_pixels_as_patch_means() {
+    let dir = tempfile::tempdir().unwrap();
+    let (pic, out) = (dir.path().join("pic.png"), dir.path().join("out.png"));
+    write_png(&pic, 12, 8, |x, y| {
+        [(40 + x * 13) as u8, (60 + y * 17) as u8, 120]
+    });
+    let small = image::open(&pic).unwrap().to_rgb8();
+    let model = model_path('c'); // 16², so 24×16 is two tiles
+    let (ok, _, err) = cmpaint(&[
+        "edit",
+        "superres",
+        "--enlarge",
+        "--factor",
+        "2",
+        "--model",
+        s(&model),
+        "--image",
+        s(&pic),
+        "-o",
+        s(&out),
+    ]);
+    assert!(ok, "{err}");
+    assert!(
+        err.contains("enlarged 12×8 to 24×16 in 2 tiles of 16²"),
+        "{err}"
+    );
+    let big = image::open(&out).unwrap().to_rgb8();
+    assert_eq!(big.dimensions(), (24, 16));
+    let mut worst = 0f64;
+    for (x, y, p) in small.enumerate_pixels() {
+        for c in 0..3 {
+            let patch: Vec<f64> = (0..4)
+                .map(|i| big.get_pixel(2 * x + i % 2, 2 * y + i / 2).0[c] as f64)
+                .collect();
+            let mean = patch.iter().sum::<f64>() / 4.0;
+            worst = worst.max((mean - p.0[c] as f64).abs());
+        }
+    }
+    assert!(worst <= 0.5, "a patch mean moved by {worst} levels");
+    let (ok, _, err) = cmpaint(&[
+        "edit",
+        "colorize",
+        "--enlarge",
+        "--model",
+        s(&model),
+        "--image",
+        s(&pic),
+        "-o",
+        s(&out),
+    ]);
+    assert!(
+        !ok && err.contains("--enlarge is for superres only"),
+        "{err}"
+    );
+}

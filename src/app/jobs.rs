@@ -14,11 +14,16 @@ pub(super) enum Purpose {
     Strip(usize),
 }
 
-/// An Outpaint click filling the whole new edge: where the click put the frame, and the frames
-/// along the edge still to visit (nearest first).
-pub(super) struct Outpainting {
+/// One job run over several frames, one after another as each result lands (each an undo step): an
+/// Outpaint click filling the whole new edge, or an Upscale covering the enlarged canvas tile by tile.
+pub(super) struct FrameRun {
+    pub(super) operation: Operation,
+    /// Where the frame goes when the run ends.
     pub(super) first: Frame,
+    /// The frames still to visit, in order.
     pub(super) rest: Vec<Frame>,
+    /// An upscale's picture before it was enlarged: its pixels are the patch means at the end.
+    pub(super) means: Option<Rgb8>,
 }
 
 /// A submitted job the app is waiting for.
@@ -159,7 +164,7 @@ impl App {
                     self.error(message);
                 }
                 if self.pending.remove(&id).is_some() {
-                    self.outpainting = None;
+                    self.frame_run = None;
                     self.strip_failed();
                 }
             }
@@ -167,8 +172,8 @@ impl App {
                 self.stats.jobs_cancelled += 1;
                 match self.pending.remove(&id).map(|p| p.purpose) {
                     Some(Purpose::Strip(_)) => self.strip_failed(),
-                    // a cancelled outpaint frame (Esc) ends the run along the edge
-                    Some(Purpose::Apply) => self.outpainting = None,
+                    // a cancelled frame of a run (Esc) ends the run
+                    Some(Purpose::Apply) => self.frame_run = None,
                     _ => {}
                 }
             }
@@ -284,7 +289,7 @@ impl App {
                     self.info("the mask is hidden to show the result: H shows it");
                 }
                 self.apply_to_canvas(&first, recipe, placement.as_ref());
-                self.continue_outpainting();
+                self.continue_frame_run();
             }
             Purpose::Preview => {
                 self.stats.frames_shown += 1;
@@ -433,8 +438,14 @@ impl App {
             );
             return;
         }
+        // an upscale's tiles overlap: each blends into the last (its patch means are the same)
+        let upscaling = self
+            .frame_run
+            .as_ref()
+            .is_some_and(|r| r.operation == operation);
         let feather = match operation {
             Operation::SdEdit { .. } => self.framing.feather,
+            Operation::SuperRes { .. } if upscaling => self.framing.feather,
             _ => 0,
         };
         let Some(mut recipe) = self.plan(operation, seed, Steps::One) else {
@@ -495,35 +506,92 @@ impl App {
             return self.error("nothing is painted in the frame's band to continue from");
         };
         // this frame first, then the rest of the new edge, frame by frame as each result lands
-        self.outpainting = Some(Outpainting {
+        self.frame_run = Some(FrameRun {
+            operation: Operation::Inpaint,
             first: target,
             rest: target.along_edge(&self.doc, side),
+            means: None,
         });
         self.frame = target;
         let seed = self.next_seed();
         self.run_edit(Operation::Inpaint, seed, 1, false);
     }
 
-    /// After an outpaint frame's result: the next frame along the edge that still has empty pixels
-    /// (one undo step each); when none is left, the frame goes back where the click put it, so the
-    /// next click continues outward from there.
-    fn continue_outpainting(&mut self) {
-        let Some(run) = &mut self.outpainting else {
+    /// After a frame run's result: the next frame (for an outpaint, the next that still has empty
+    /// pixels); when none is left, the frame goes back to the run's `first`, so that the next
+    /// Outpaint click continues outward from where the last one put it.
+    fn continue_frame_run(&mut self) {
+        let Some(run) = &mut self.frame_run else {
             return;
         };
-        match run.rest.iter().position(|f| self.doc.has_empty_in(*f)) {
+        let outpaint = run.operation == Operation::Inpaint;
+        let doc = &self.doc;
+        match run
+            .rest
+            .iter()
+            .position(|f| !outpaint || doc.has_empty_in(*f))
+        {
             Some(i) => {
                 let f = run.rest[i];
                 run.rest.drain(..=i);
+                let operation = run.operation.clone();
                 self.frame = f;
                 let seed = self.next_seed();
-                self.run_edit(Operation::Inpaint, seed, 1, false);
+                self.run_edit(operation, seed, 1, false);
             }
             None => {
                 self.frame = run.first;
-                self.outpainting = None;
+                if let (Some(small), Operation::SuperRes { factor }) = (&run.means, &run.operation)
+                {
+                    // one more undo step: the blend between tiles moved some patch means
+                    let mut big = self.doc.composite();
+                    keep_patch_means(&mut big, small, *factor);
+                    self.doc.apply_result(&big, None);
+                }
+                self.frame_run = None;
             }
         }
+    }
+
+    /// Edit → Upscale ×F: the canvas becomes F times larger, every pixel an F×F patch whose mean it
+    /// keeps and whose detail is generated (super-resolution), model-sized tile after tile, each a
+    /// quarter over the last and blended into it. The in-place Super-resolve stays for a picture
+    /// that is already blurred.
+    pub fn upscale(&mut self) {
+        let f = self.edit.superres_factor;
+        let size = self.model_size();
+        let (w, h) = (self.doc.width * f, self.doc.height * f);
+        let refuse = |why: String| format!("Upscale ×{f}: {why}");
+        let problem = if w > MAX_SIDE || h > MAX_SIDE {
+            Some(format!(
+                "{w}×{h} is larger than the largest canvas, {MAX_SIDE}×{MAX_SIDE}"
+            ))
+        } else if w < size || h < size {
+            Some(format!("{w}×{h} is smaller than the model's {size}×{size}"))
+        } else if !size.is_multiple_of(f) {
+            Some(format!("the model's side {size} is not a multiple of {f}"))
+        } else if self.doc.has_empty() {
+            Some("the canvas has empty pixels: fill them (Outpaint) first".into())
+        } else {
+            None
+        };
+        if let Some(why) = problem {
+            return self.error(refuse(why));
+        }
+        let small = self.doc.composite();
+        self.doc.apply_result(&small.enlarged(f), None);
+        self.canvas.fit_pending = true;
+        let mut tiles = upscale_tiles(w, h, size, f);
+        let first = tiles.remove(0);
+        self.frame_run = Some(FrameRun {
+            operation: Operation::SuperRes { factor: f },
+            first: Frame::centred(w, h, size),
+            rest: tiles,
+            means: Some(small),
+        });
+        self.frame = first;
+        let seed = self.next_seed();
+        self.run_edit(Operation::SuperRes { factor: f }, seed, 1, false);
     }
 
     /// Extend canvas: `n` empty pixels on one side (one undo step); the frame stays on the picture.

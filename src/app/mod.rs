@@ -26,7 +26,7 @@ mod saving;
 
 use files::{Opening, PendingImport};
 pub use history::{HISTORY_BUDGET_BYTES, HistoryItem};
-use jobs::{Outpainting, Pending, Purpose, StripExport};
+use jobs::{FrameRun, Pending, Purpose, StripExport};
 pub use jobs::{Running, StepPreview};
 pub use saving::AUTOSAVE_SECONDS;
 use saving::Autosave;
@@ -34,11 +34,11 @@ use saving::Autosave;
 use crate::file_io::write_bytes;
 use crate::paint::brush::{BrushSettings, Tool};
 use crate::paint::document::{Document, MAX_SIDE, Side};
-use crate::paint::frame::{Frame, Paste, Placement, preview_over};
+use crate::paint::frame::{Frame, Paste, Placement, preview_over, upscale_tiles};
 use crate::paint::project::{self, HistoryEntry, Project};
 use crate::picture::{
-    MAX_EXPORT_SCALE, Resize, Rgb8, decode, dimensions, enlarge, to_model_size, to_rgb8,
-    write_animation, write_png, write_png_rgba,
+    MAX_EXPORT_SCALE, Resize, Rgb8, decode, dimensions, enlarge, keep_patch_means, to_model_size,
+    to_rgb8, write_animation, write_png, write_png_rgba,
 };
 use crate::recipe::{EmbeddedImage, Operation, Recipe, encode_png, read_recipe};
 use crate::worker::execute::{ModelInfo, Steps, network_calls, plan, recipe_steps};
@@ -236,8 +236,8 @@ pub struct App {
     model_job: Option<JobId>,
     /// An interpolation strip being rendered, frame by frame, for export.
     strip: Option<StripExport>,
-    /// An Outpaint click still filling its edge.
-    outpainting: Option<Outpainting>,
+    /// An Outpaint or Upscale still going from frame to frame.
+    frame_run: Option<FrameRun>,
     pending_import: Option<PendingImport>,
     /// The New canvas dialog, open with the size typed so far.
     pub new_canvas_size: Option<(usize, usize)>,
@@ -317,7 +317,7 @@ impl App {
             pending: HashMap::new(),
             model_job,
             strip: None,
-            outpainting: None,
+            frame_run: None,
             pending_import: None,
             new_canvas_size: None,
             opening: None,

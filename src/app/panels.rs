@@ -550,11 +550,21 @@ fn edit_section(app: &mut App, ui: &mut egui::Ui) {
                 });
             if ui
                 .button("Super-resolve")
-                .on_hover_text("Keep the mean of every F×F patch, generate the detail")
+                .on_hover_text("In place: keep the mean of every F×F patch, generate the detail")
                 .clicked()
             {
                 let factor = app.edit.superres_factor;
                 app.run_edit(Operation::SuperRes { factor }, seed, 1, false);
+            }
+            if ui
+                .button("Upscale")
+                .on_hover_text(
+                    "Enlarge the canvas F times: every pixel becomes an F×F patch with generated \
+                     detail, tile by tile",
+                )
+                .clicked()
+            {
+                app.upscale();
             }
         });
         ui.checkbox(

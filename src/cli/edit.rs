@@ -23,7 +23,8 @@ pub enum Task {
     Inpaint,
     /// Keep the picture's luminance, generate its colours.
     Colorize,
-    /// Keep the mean of every F×F patch (--factor), generate the detail.
+    /// Keep the mean of every F×F patch (--factor), generate the detail; with --enlarge, make the
+    /// picture F times larger first.
     Superres,
     /// Turn a painting into an image: noise it to a level (--strength), then sample.
     Sdedit,
@@ -83,6 +84,10 @@ pub struct EditArgs {
     /// Write one PNG per image (OUT_000.png, …) instead of a grid.
     #[arg(long)]
     pub separate: bool,
+    /// Superres: enlarge the picture F times (any size up to 4096² enlarged), tile by tile at the
+    /// model's size, instead of generating the detail in place.
+    #[arg(long)]
+    pub enlarge: bool,
     /// Outpaint: the border to grow and by how many pixels, e.g. left:64.
     #[arg(long)]
     pub extend: Option<super::outpaint::Extend>,
@@ -170,6 +175,11 @@ pub fn run(args: EditArgs) -> Result<()> {
         return super::outpaint::run(&args);
     } else if outpaint_flags {
         return wrong("--extend/--overlap/--frame", "outpaint");
+    }
+    match (args.task, args.enlarge) {
+        (Task::Superres, true) => return super::upscale::run(&args),
+        (_, true) => return wrong("--enlarge", "superres"),
+        _ => {}
     }
     match args.task {
         Task::Inpaint => {}

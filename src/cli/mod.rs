@@ -5,6 +5,7 @@ mod edit;
 mod generate;
 mod interpolate;
 mod outpaint;
+mod upscale;
 
 use crate::engine::cm::noise::{NoiseSource, ReplayNoise, SeededNoise};
 use crate::engine::cm::pf_ode::{Churn, Solver};

@@ -306,6 +306,21 @@ impl Document {
     }
 }
 
+/// The tiles an Upscale ×`factor` runs over a canvas of `width`×`height` (already enlarged): frames
+/// of the model's `size`, each a quarter over the last (the last flush with the border), all at
+/// multiples of `factor`, so each keeps exactly the patch means it covers. Row by row.
+pub fn upscale_tiles(width: usize, height: usize, size: usize, factor: usize) -> Vec<Frame> {
+    let stride = (size * 3 / 4 / factor * factor).max(factor);
+    let starts = |across: usize| {
+        let mut v: Vec<usize> = (0..across.saturating_sub(size)).step_by(stride).collect();
+        v.push(across.saturating_sub(size));
+        v
+    };
+    (starts(height).into_iter())
+        .flat_map(|y| starts(width).into_iter().map(move |x| Frame { x, y, size }))
+        .collect()
+}
+
 /// Where frames of `size` start to cover `across` pixels: every `size` pixels, the last flush with the
 /// far border (`size` ≤ `across`).
 pub fn band_starts(across: usize, size: usize) -> Vec<usize> {
