@@ -62,12 +62,13 @@ fn harness(dialogs: Scripted) -> Harness<'static, App> {
     h
 }
 
-/// Steps the UI until `done` holds (the worker runs meanwhile), failing after 60 s.
+/// Steps the UI until `done` holds (the worker runs meanwhile), failing after 300 s (an outpaint that
+/// fills a whole edge runs several 39-step inpaints: slow in a test build beside other tests).
 fn wait_until(h: &mut Harness<'static, App>, what: &str, done: impl Fn(&App) -> bool) {
     let start = Instant::now();
     while !done(h.state()) {
         assert!(
-            start.elapsed() < Duration::from_secs(60),
+            start.elapsed() < Duration::from_secs(300),
             "timed out waiting until {what}; messages: {:?}",
             h.state()
                 .messages
@@ -220,6 +221,12 @@ fn generate_with_a_sketch_turns_it_into_an_image_and_inpaint_keeps_unmasked_pixe
         recipe.input.is_some(),
         "the sketch is embedded in the recipe"
     );
+    assert!(
+        h.state().doc.has_sketch(),
+        "the sketch stays until a result is applied"
+    );
+    h.get_by_label("Apply to canvas").click();
+    h.run();
     assert!(
         !h.state().doc.has_sketch(),
         "applying the result clears the sketch"
@@ -1119,6 +1126,7 @@ fn sketch_to_image_in_a_scaled_frame_changes_only_the_frame() {
     h.state_mut().generate.batch = 1;
     h.state_mut().run_generate();
     wait_until(&mut h, "sketch to image", |a| !a.is_busy());
+    h.state_mut().apply_preview();
     let a = h.state();
     assert_eq!(
         a.history.last().unwrap().recipe.operation.label(),
@@ -1644,6 +1652,7 @@ fn history_rows_say_their_settings_and_which_is_on_the_canvas() {
     stroke_across_canvas(&mut h);
     h.state_mut().run_sketch(false);
     wait_until(&mut h, "sketch to image", |a| a.history.len() == 1);
+    h.state_mut().apply_preview();
     h.run();
     let strength = h.state().generate.strength;
     let row = format!("sketch to image · seed 0 · strength {strength:.2}");
@@ -1901,4 +1910,168 @@ fn upscale_enlarges_the_canvas_and_keeps_each_pixel_as_its_patch_mean() {
         small,
         "undo gives the small picture back"
     );
+}
+
+/// Generate from sketch keeps the sketch as its own layer: the result shows over it as the preview,
+/// another strength runs on the same sketch with no Ctrl+Z, holding S shows the sketch, Dismiss goes
+/// back to it, and only Apply puts a result on the canvas and clears the sketch (issue 28, item 7:
+/// generating consumed the sketch).
+#[test]
+fn generating_from_a_sketch_keeps_the_sketch_until_a_result_is_applied() {
+    let mut h = harness(Scripted::default());
+    h.state_mut().generate.batch = 1;
+    stroke_across_canvas(&mut h);
+    let painted = (h.state().doc.picture.clone(), h.state().doc.sketch.clone());
+    h.get_by_label("Generate from sketch").click();
+    wait_until(&mut h, "the first result", |a| {
+        a.history.len() == 1 && !a.is_busy()
+    });
+    h.run();
+    let doc = &h.state().doc;
+    assert_eq!(
+        (doc.picture.clone(), doc.sketch.clone()),
+        painted,
+        "nothing merged yet"
+    );
+    let overlay = h.state().stats.canvas_overlay.clone().unwrap_or_default();
+    assert!(
+        overlay.starts_with("preview · sketch to image"),
+        "{overlay}"
+    );
+    assert!(overlay.contains("hold S to see the sketch"), "{overlay}");
+    // holding S shows the sketch under the preview
+    h.event(Event::Key {
+        key: Key::S,
+        physical_key: None,
+        pressed: true,
+        repeat: false,
+        modifiers: Modifiers::NONE,
+    });
+    h.step();
+    assert_eq!(
+        h.state().stats.canvas_overlay,
+        None,
+        "the sketch, not the preview"
+    );
+    h.event(Event::Key {
+        key: Key::S,
+        physical_key: None,
+        pressed: false,
+        repeat: false,
+        modifiers: Modifiers::NONE,
+    });
+    h.step();
+    assert!(h.state().stats.canvas_overlay.is_some());
+    // another strength, on the same sketch
+    h.state_mut().generate.strength = 0.6;
+    h.get_by_label("Generate from sketch").click();
+    wait_until(&mut h, "the second result", |a| {
+        a.history.len() == 2 && !a.is_busy()
+    });
+    let a = h.state();
+    assert_eq!(
+        a.history[0].recipe.input, a.history[1].recipe.input,
+        "the same sketch"
+    );
+    assert_eq!(a.preview.as_ref().unwrap().recipe, a.history[1].recipe);
+    // Dismiss: back to the sketch; then Apply a result from History
+    h.get_by_label("Dismiss").click();
+    h.run();
+    assert!(h.state().preview.is_none() && h.state().doc.has_sketch());
+    h.state_mut().apply_history(0);
+    assert!(
+        !h.state().doc.has_sketch(),
+        "applying a result clears the sketch"
+    );
+    assert_eq!(
+        h.state().history.len(),
+        2,
+        "applying adds nothing to History"
+    );
+}
+
+/// Dialogs whose answers the test gives when it likes: a native dialog on its thread (`Some`), or
+/// one that could not open at all (`Err`).
+#[derive(Clone, Default)]
+struct Later(Arc<Mutex<Option<crossbeam_channel::Sender<cmpaint::app::dialogs::FileAnswer>>>>);
+
+impl Dialogs for Later {
+    fn open_image(&mut self) -> Option<PathBuf> {
+        None
+    }
+    fn open_model(&mut self, _folder: bool) -> Option<PathBuf> {
+        None
+    }
+    fn open_recipe(&mut self) -> Option<PathBuf> {
+        None
+    }
+    fn save_png(&mut self, _suggested: &str) -> Option<PathBuf> {
+        None
+    }
+    fn open_project(&mut self) -> Option<PathBuf> {
+        None
+    }
+    fn save_project(&mut self, _suggested: &str) -> Option<PathBuf> {
+        None
+    }
+    fn ask(
+        &mut self,
+        _request: cmpaint::app::dialogs::FileRequest,
+    ) -> crossbeam_channel::Receiver<cmpaint::app::dialogs::FileAnswer> {
+        let (send, answer) = crossbeam_channel::bounded(1);
+        *self.0.lock().unwrap() = Some(send);
+        answer
+    }
+}
+
+impl Later {
+    fn answer(&self, answer: cmpaint::app::dialogs::FileAnswer) {
+        self.0.lock().unwrap().take().unwrap().send(answer).unwrap();
+    }
+}
+
+/// A file dialog never blocks the UI: frames go on while it is open, and its answer is used when it
+/// comes (issue 28, bug 6: the modal dialog held one frame for 11 s). Where no dialog can open (no
+/// desktop portal, no zenity), the app asks for the path itself and says why (it did nothing).
+#[test]
+fn file_dialogs_never_block_and_a_path_field_stands_in_where_none_can_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let later = Later::default();
+    let worker = Worker::spawn(candle_core::Device::Cpu, || {});
+    let app = App::new(worker, None, false, Box::new(later.clone()));
+    let mut h = Harness::builder()
+        .with_size(Vec2::new(1280.0, 820.0))
+        .build_ui_state(|ui, app: &mut App| app.show(ui), app);
+    wait_until(&mut h, "the model loads", |a| a.model.is_some());
+    // the dialog is open on its thread: the app goes on meanwhile, a stroke paints
+    h.state_mut().export_png();
+    assert!(h.state().is_asking_for_a_file());
+    stroke_across_canvas(&mut h);
+    assert!(
+        h.state().doc.has_sketch(),
+        "painted while the dialog was open"
+    );
+    assert!(h.state().is_asking_for_a_file());
+    let first = dir.path().join("first.png");
+    later.answer(Ok(Some(first.clone())));
+    h.step();
+    assert!(first.exists(), "exported once the answer came");
+    assert!(!h.state().is_asking_for_a_file());
+    // no dialog could open: the path prompt, with the reason
+    h.state_mut().export_png();
+    later.answer(Err("no file dialog could open (no desktop portal)".into()));
+    h.run();
+    assert!(
+        h.query_by_label_contains("no file dialog could open")
+            .is_some()
+    );
+    let second = dir.path().join("second.png");
+    h.get_by_label("Path").click();
+    h.run();
+    h.get_by_label("Path").type_text(second.to_str().unwrap());
+    h.run();
+    h.get_by_label("OK").click();
+    h.run();
+    assert!(second.exists(), "exported to the typed path");
+    assert!(h.state().path_prompt.is_none());
 }

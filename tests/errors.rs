@@ -4,7 +4,7 @@ mod common;
 
 use candle_core::{DType, Device, Tensor};
 use cmpaint::engine::model::load::{Checkpoint, save_project};
-use common::{cmpaint, cmpaint_with_env, fixture, model_path, parity, s, write_noise};
+use common::{cmpaint, cmpaint_with_env, fixture, flat_png, model_path, parity, s, write_noise};
 use std::path::Path;
 
 /// Runs cmpaint, expects failure with exactly one `error:` line containing `needle`.
@@ -280,16 +280,7 @@ fn bf16_on_a_cpu_without_it_is_refused_with_the_reason() {
 fn cli_arguments_as_a_painter_types_them() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out.png");
-    let picture = dir.path().join("p.png");
-    cmpaint::picture::write_png(
-        &picture,
-        &cmpaint::picture::Rgb8 {
-            width: 32,
-            height: 32,
-            pixels: vec![90; 32 * 32 * 3],
-        },
-    )
-    .unwrap();
+    let picture = flat_png(dir.path(), "p.png", 32, 90);
     let sdedit = |extra: &[&str]| {
         let mut args = vec!["edit", "sdedit", "--image", s(&picture), "-o", s(&out)];
         args.extend(extra);

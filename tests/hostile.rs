@@ -7,7 +7,7 @@ mod common;
 use candle_core::{DType, Device, Tensor};
 use cmpaint::engine::model::load::{Checkpoint, save_project};
 use cmpaint::engine::model::spec::ModelConfig;
-use common::{model_path, s, write_noise};
+use common::{flat_png, model_path, s, write_noise};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -67,16 +67,7 @@ fn d1_batches_and_noise_files_that_do_not_fit_are_refused_before_they_run() {
     // the refusal says what does fit
     let (_, err) = run(&["generate", "--batch", "100000", "-o", s(&out)], &limit);
     assert!(err.contains("a batch of at most"), "{err}");
-    let picture = dir.path().join("p.png");
-    cmpaint::picture::write_png(
-        &picture,
-        &cmpaint::picture::Rgb8 {
-            width: 32,
-            height: 32,
-            pixels: vec![128; 32 * 32 * 3],
-        },
-    )
-    .unwrap();
+    let picture = flat_png(dir.path(), "p.png", 32, 128);
     refused(
         &[
             "edit",
@@ -120,16 +111,7 @@ fn d2_devices_fifos_and_folders_are_refused_without_reading_or_blocking() {
     let fifo = dir.path().join("fifo");
     let c = std::ffi::CString::new(s(&fifo)).unwrap();
     assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
-    let picture = dir.path().join("p.png");
-    cmpaint::picture::write_png(
-        &picture,
-        &cmpaint::picture::Rgb8 {
-            width: 32,
-            height: 32,
-            pixels: vec![128; 32 * 32 * 3],
-        },
-    )
-    .unwrap();
+    let picture = flat_png(dir.path(), "p.png", 32, 128);
     let picture = s(&picture).to_string();
     for (flag, file, needle) in [
         ("--image", "/dev/zero", "/dev/zero: a device, not a file"),
@@ -372,16 +354,7 @@ fn outputs_get_the_usual_permissions() {
 fn minor_arguments_out_of_range_are_errors_not_silent_clamps() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("x.png");
-    let picture = dir.path().join("p.png");
-    cmpaint::picture::write_png(
-        &picture,
-        &cmpaint::picture::Rgb8 {
-            width: 32,
-            height: 32,
-            pixels: vec![200; 32 * 32 * 3],
-        },
-    )
-    .unwrap();
+    let picture = flat_png(dir.path(), "p.png", 32, 200);
     let p = s(&picture);
     for (args, needle) in [
         (

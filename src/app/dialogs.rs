@@ -1,7 +1,57 @@
-//! File dialogs behind a trait, so the app asks the same way in production (rfd: the desktop portal
-//! or GTK) and in tests (scripted answers, no window ever opens).
+//! File dialogs behind a trait, so the app asks the same way in production (rfd: the desktop portal,
+//! else zenity) and in tests (scripted answers, no window ever opens).
+//!
+//! The app asks without waiting ([`Dialogs::ask`]): the native dialogs run on a thread of their own,
+//! so a dialog that takes seconds to open never freezes a frame, and the answer arrives on a
+//! channel. Where no dialog can open at all (no desktop portal and no zenity: a plain X11 session,
+//! many tiling window managers), the answer says so and the app asks for the path itself.
 
+use crossbeam_channel::Receiver;
 use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// What a file is asked for: the answer's destination.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileRequest {
+    /// File → Open image (at its own size, or brought to the model's).
+    OpenImage {
+        at_model_size: bool,
+    },
+    /// Model → Open file… (`folder` false) or Open folder… (a diffusers model).
+    OpenModel {
+        folder: bool,
+    },
+    OpenRecipe,
+    ExportPng,
+    ExportStrip,
+    OpenProject,
+    /// File → Save project (as); `then_close`: the window closes once it is saved.
+    SaveProject {
+        then_close: bool,
+    },
+}
+
+impl FileRequest {
+    /// The dialog's title, also the in-app path prompt's.
+    pub fn title(self) -> &'static str {
+        match self {
+            FileRequest::OpenImage { .. } => "Open image",
+            FileRequest::OpenModel { folder: false } => "Open model weights",
+            FileRequest::OpenModel { folder: true } => "Open a diffusers model folder",
+            FileRequest::OpenRecipe => "Open a recipe (a PNG exported by cmpaint)",
+            FileRequest::ExportPng => "Export PNG",
+            FileRequest::ExportStrip => "Export strip (.gif or animated .png)",
+            FileRequest::OpenProject => "Open project",
+            FileRequest::SaveProject { .. } => "Save project",
+        }
+    }
+}
+
+/// A path, None when the user cancelled, or why no dialog could open (the app then asks itself).
+pub type FileAnswer = Result<Option<PathBuf>, String>;
+
+/// A native dialog that answers "nothing" faster than this never opened: nobody cancels that fast.
+const NO_DIALOG_WITHIN: Duration = Duration::from_millis(300);
 
 pub trait Dialogs {
     /// A PNG or JPEG to load into the canvas.
@@ -20,6 +70,27 @@ pub trait Dialogs {
     fn open_project(&mut self) -> Option<PathBuf>;
     /// Where to save the project.
     fn save_project(&mut self, suggested: &str) -> Option<PathBuf>;
+
+    /// The answer to `request`, waiting for it.
+    fn answer(&mut self, request: FileRequest) -> Option<PathBuf> {
+        match request {
+            FileRequest::OpenImage { .. } => self.open_image(),
+            FileRequest::OpenModel { folder } => self.open_model(folder),
+            FileRequest::OpenRecipe => self.open_recipe(),
+            FileRequest::ExportPng => self.save_png("cmpaint.png"),
+            FileRequest::ExportStrip => self.save_animation("interpolation.gif"),
+            FileRequest::OpenProject => self.open_project(),
+            FileRequest::SaveProject { .. } => self.save_project("painting.cmpaint"),
+        }
+    }
+
+    /// Asks without waiting: the answer arrives on the channel (here at once; the native dialogs
+    /// answer from a thread of their own).
+    fn ask(&mut self, request: FileRequest) -> Receiver<FileAnswer> {
+        let (send, answer) = crossbeam_channel::bounded(1);
+        let _ = send.send(Ok(self.answer(request)));
+        answer
+    }
 }
 
 /// Dialogs that are always cancelled: for benchmarks and headless runs that open no file.
@@ -46,8 +117,31 @@ impl Dialogs for NoDialogs {
     }
 }
 
-/// Native dialogs through rfd.
+/// Native dialogs through rfd, each on a thread of its own.
 pub struct NativeDialogs;
+
+impl NativeDialogs {
+    fn ask_native(&mut self, request: FileRequest) -> Receiver<FileAnswer> {
+        let (send, answer) = crossbeam_channel::bounded(1);
+        std::thread::Builder::new()
+            .name("file dialog".into())
+            .spawn(move || {
+                let started = Instant::now();
+                let picked = NativeDialogs.answer(request);
+                let answer = match picked {
+                    None if started.elapsed() < NO_DIALOG_WITHIN => Err(
+                        "no file dialog could open (no desktop portal, and no zenity to fall back \
+                         on): type the path here"
+                            .into(),
+                    ),
+                    picked => Ok(picked),
+                };
+                let _ = send.send(answer);
+            })
+            .expect("a thread for the dialog");
+        answer
+    }
+}
 
 impl Dialogs for NativeDialogs {
     fn open_image(&mut self) -> Option<PathBuf> {
@@ -105,5 +199,9 @@ impl Dialogs for NativeDialogs {
             .set_file_name(suggested)
             .add_filter("cmpaint project", &["cmpaint"])
             .save_file()
+    }
+
+    fn ask(&mut self, request: FileRequest) -> Receiver<FileAnswer> {
+        self.ask_native(request)
     }
 }

@@ -20,9 +20,11 @@ pub(super) struct Opening {
 impl App {
     /// Exports the canvas as a PNG; while the canvas is exactly a result, its recipe goes in too.
     pub fn export_png(&mut self) {
-        let Some(path) = self.dialogs.save_png("cmpaint.png") else {
-            return;
-        };
+        self.ask_file(FileRequest::ExportPng);
+    }
+
+    /// Export PNG to `path` (the dialog's answer).
+    pub fn export_png_to(&mut self, path: PathBuf) {
         let recipe =
             (self.doc.recipe.clone()).filter(|_| !self.doc.has_sketch() && !self.doc.has_empty());
         // a whole enlargement keeps the pixels crisp; the recipe still describes the picture itself
@@ -60,9 +62,11 @@ impl App {
     /// Reads the recipe from an exported PNG and runs it again (loading its model first if another
     /// one is loaded and its file is known).
     pub fn open_recipe(&mut self) {
-        let Some(path) = self.dialogs.open_recipe() else {
-            return;
-        };
+        self.ask_file(FileRequest::OpenRecipe);
+    }
+
+    /// Open recipe from `path` (the dialog's answer).
+    pub fn open_recipe_from(&mut self, path: PathBuf) {
         let recipe = match crate::file_io::read(&path, crate::file_io::limit::PICTURE) {
             Ok(bytes) => read_recipe(&bytes).map_err(|e| format!("{}: {e}", path.display())),
             Err(e) => Err(e.to_string()),
@@ -102,9 +106,9 @@ impl App {
     /// File → Open image: the document becomes the picture, at the picture's own size (one undo
     /// step), up to `MAX_SIDE` on a side.
     pub fn open_image(&mut self) {
-        if let Some(path) = self.dialogs.open_image() {
-            self.open_image_file(path);
-        }
+        self.ask_file(FileRequest::OpenImage {
+            at_model_size: false,
+        });
     }
 
     /// Opens the picture at `path` as Open image does.
@@ -123,9 +127,13 @@ impl App {
     /// File → Open image at model size: the whole picture brought to the model's size, fitted or
     /// cropped as the user chooses (asked only when the sizes differ).
     pub fn open_image_at_model_size(&mut self) {
-        let Some(path) = self.dialogs.open_image() else {
-            return;
-        };
+        self.ask_file(FileRequest::OpenImage {
+            at_model_size: true,
+        });
+    }
+
+    /// Open image at model size from `path` (the dialog's answer).
+    pub fn open_image_at_model_size_from(&mut self, path: PathBuf) {
         let size = self.model_size();
         match dimensions(&path) {
             Ok((w, h)) if (w as usize, h as usize) == (size, size) => {

@@ -82,6 +82,19 @@ impl HistoryItem {
         }
     }
 
+    /// The same result (same id, so that History knows it) without its thumbnail: what the preview
+    /// shows of a sketch → image result that is already in History.
+    pub(super) fn same_result(&self) -> Self {
+        Self {
+            id: self.id,
+            image: self.image.clone(),
+            recipe: self.recipe.clone(),
+            cost: self.cost.clone(),
+            placement: self.placement.clone(),
+            texture: None,
+        }
+    }
+
     /// The result's pixels (read from disk when they were moved there).
     pub fn image(&self) -> Result<Rgb8, String> {
         self.image.load()
@@ -180,6 +193,14 @@ impl App {
 
     pub fn apply_history(&mut self, i: usize) {
         let Some(r) = self.history.get(i) else { return };
+        // a sketch → image preview was of the sketch this result replaces
+        if self
+            .preview
+            .as_ref()
+            .is_some_and(|p| matches!(p.recipe.operation, Operation::SdEdit { .. }))
+        {
+            self.preview = None;
+        }
         let (recipe, placement) = (r.recipe.clone(), r.placement.clone());
         match r.image() {
             Ok(img) => self.apply_to_canvas(&img, recipe, placement.as_ref()),
@@ -195,12 +216,16 @@ impl App {
         }
     }
 
+    /// The preview onto the canvas (a sketch → image result there clears the sketch it was made
+    /// from); into History too, unless it is there already.
     pub fn apply_preview(&mut self) {
         if let Some(p) = self.preview.take() {
             if let Ok(img) = p.image() {
                 self.apply_to_canvas(&img, p.recipe.clone(), p.placement.as_ref());
             }
-            self.history.push(p);
+            if !self.history.iter().any(|r| r.id == p.id) {
+                self.history.push(p);
+            }
         }
     }
 

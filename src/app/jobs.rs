@@ -10,6 +10,9 @@ pub(super) enum Purpose {
     Apply,
     /// Show as the preview (slider frame, live sketch).
     Preview,
+    /// Sketch → image: every result into History, the first shown over the sketch as the preview;
+    /// the sketch stays its own layer until a result is applied (or it is cleared).
+    Sketch,
     /// Frame `i` of an exported strip.
     Strip(usize),
 }
@@ -266,20 +269,30 @@ impl App {
     ) {
         let placement = job.placement.clone();
         match job.purpose {
-            Purpose::Apply => {
+            Purpose::Apply | Purpose::Sketch => {
                 let n = images.len();
                 let Some((first, recipe)) = images.first().cloned() else {
                     return;
                 };
                 self.info(format!(
-                    "{}: {n} image{} in {seconds:.2} s ({cost})",
+                    "{}: {n} image{} in {seconds:.2} s ({cost}){}",
                     recipe.operation.label(),
-                    if n == 1 { "" } else { "s" }
+                    if n == 1 { "" } else { "s" },
+                    if job.purpose == Purpose::Sketch {
+                        " over the sketch, which stays: Apply to canvas keeps it, Dismiss goes back"
+                    } else {
+                        ""
+                    }
                 ));
+                let newest = self.history.len();
                 for (img, r) in images {
                     let mut item = HistoryItem::new(img, r, placement.clone());
                     item.cost = Some(cost.clone());
                     self.history.push(item);
+                }
+                if job.purpose == Purpose::Sketch {
+                    self.preview = Some(self.history[newest].same_result());
+                    return;
                 }
                 // a painted mask would hide the inpainted result: it goes until H or the mask brush
                 // (an outpaint's mask is the empty area, never drawn)
@@ -465,10 +478,10 @@ impl App {
             }
             Err(e) => return self.error(e.to_string()),
         }
-        let purpose = if live {
-            Purpose::Preview
-        } else {
-            Purpose::Apply
+        let purpose = match recipe.operation {
+            _ if live => Purpose::Preview,
+            Operation::SdEdit { .. } => Purpose::Sketch,
+            _ => Purpose::Apply,
         };
         let placement = self.placement(frame, input.paste);
         self.submit(recipe, batch, live, purpose, Some(placement));
@@ -631,10 +644,12 @@ impl App {
 
     /// Renders `strip_frames` frames from seed A to seed B and writes them as an animated PNG.
     pub fn export_strip(&mut self) {
+        self.ask_file(FileRequest::ExportStrip);
+    }
+
+    /// Export strip to `path` (the dialog's answer): every frame rendered, then written.
+    pub fn export_strip_to(&mut self, path: PathBuf) {
         let s = self.interpolate.clone();
-        let Some(path) = self.dialogs.save_animation("interpolation.gif") else {
-            return;
-        };
         let k = s.strip_frames.max(2);
         let mut recipes = Vec::new();
         for i in 0..k {

@@ -44,7 +44,7 @@ use crate::recipe::{EmbeddedImage, Operation, Recipe, encode_png, read_recipe};
 use crate::worker::execute::{ModelInfo, Steps, network_calls, plan, recipe_steps};
 use crate::worker::{CandleBackend, Job, JobId, Precision, Reply, Worker, is_loadable};
 use canvas::{Canvas, CanvasEvent, Compare, FrameEdit};
-use dialogs::Dialogs;
+use dialogs::{Dialogs, FileAnswer, FileRequest};
 use eframe::egui;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -165,6 +165,14 @@ pub struct InterpolateSettings {
     pub strip_frames: usize,
 }
 
+/// The in-app stand-in for a file dialog that could not open: what the path is for, the path typed
+/// so far, and why no dialog opened.
+pub struct PathPrompt {
+    pub request: FileRequest,
+    pub text: String,
+    pub why: String,
+}
+
 pub struct Message {
     pub text: String,
     pub error: bool,
@@ -243,6 +251,10 @@ pub struct App {
     pub new_canvas_size: Option<(usize, usize)>,
     opening: Option<Opening>,
     dialogs: Box<dyn Dialogs>,
+    /// A file dialog open (on its own thread), and what its answer is for.
+    asking: Option<(FileRequest, crossbeam_channel::Receiver<FileAnswer>)>,
+    /// No dialog could open: the app asks for the path itself.
+    pub path_prompt: Option<PathPrompt>,
     /// The project file the document was last saved to or opened from.
     pub project_path: Option<PathBuf>,
     /// Document revision and history length when the project was last saved (None: never).
@@ -322,6 +334,8 @@ impl App {
             new_canvas_size: None,
             opening: None,
             dialogs,
+            asking: None,
+            path_prompt: None,
             project_path: None,
             saved_state: None,
             autosave: None,
@@ -334,6 +348,70 @@ impl App {
 
     pub fn is_busy(&self) -> bool {
         !self.pending.is_empty() || self.model_job.is_some() || self.opening.is_some()
+    }
+
+    /// Asks for a file without waiting: the answer comes back in `poll_file_answer` (at once from
+    /// scripted dialogs, from the dialog's thread from native ones) and goes where `request` says.
+    pub fn ask_file(&mut self, request: FileRequest) {
+        if self.asking.is_some() {
+            return self.info("a file dialog is already open");
+        }
+        let answer = self.dialogs.ask(request);
+        self.asking = Some((request, answer));
+        self.poll_file_answer();
+    }
+
+    fn poll_file_answer(&mut self) {
+        use crossbeam_channel::TryRecvError;
+        let Some((request, answer)) = &self.asking else {
+            return;
+        };
+        let request = *request;
+        let answer = match answer.try_recv() {
+            Err(TryRecvError::Empty) => return,
+            Ok(answer) => answer,
+            Err(TryRecvError::Disconnected) => Err("the file dialog stopped unexpectedly".into()),
+        };
+        self.asking = None;
+        match answer {
+            Ok(Some(path)) => self.file_chosen(request, path),
+            Ok(None) => {}
+            Err(why) => {
+                self.path_prompt = Some(PathPrompt {
+                    request,
+                    text: String::new(),
+                    why,
+                })
+            }
+        }
+    }
+
+    /// Where each file asked for goes.
+    pub fn file_chosen(&mut self, request: FileRequest, path: PathBuf) {
+        match request {
+            FileRequest::OpenImage {
+                at_model_size: false,
+            } => self.open_image_file(path),
+            FileRequest::OpenImage {
+                at_model_size: true,
+            } => self.open_image_at_model_size_from(path),
+            FileRequest::OpenModel { .. } => self.load_model(Some(path)),
+            FileRequest::OpenRecipe => self.open_recipe_from(path),
+            FileRequest::ExportPng => self.export_png_to(path),
+            FileRequest::ExportStrip => self.export_strip_to(path),
+            FileRequest::OpenProject => self.open_project_from(path),
+            FileRequest::SaveProject { then_close } => {
+                self.save_project_to(path);
+                if then_close && !self.is_dirty() {
+                    self.close_confirmed = true;
+                }
+            }
+        }
+    }
+
+    /// Whether a file dialog is open (its thread still waiting for the user).
+    pub fn is_asking_for_a_file(&self) -> bool {
+        self.asking.is_some()
     }
 
     pub fn info(&mut self, text: impl Into<String>) {
@@ -380,7 +458,11 @@ impl App {
     pub fn close_after(&mut self, save: bool) {
         self.confirm_close = false;
         if save {
-            self.save_project(false);
+            match self.project_path.clone() {
+                Some(path) => self.save_project_to(path),
+                // the window closes once the file dialog's answer is saved
+                None => return self.ask_file(FileRequest::SaveProject { then_close: true }),
+            }
             if self.is_dirty() {
                 return;
             }
@@ -404,6 +486,7 @@ impl App {
         if !self.canvas.is_stroking() {
             self.poll_worker();
             self.poll_opening();
+            self.poll_file_answer();
         }
         self.autosave_tick(false);
         // once per frame: new results and thumbnails made as rows scroll into view both count
@@ -418,6 +501,7 @@ impl App {
         panels::new_canvas_dialog(self, ui.ctx());
         panels::restore_dialog(self, ui.ctx());
         panels::close_dialog(self, ui.ctx());
+        panels::path_prompt(self, ui.ctx());
         // closing with changes not saved in a project asks first (Krita and GIMP do)
         let ctx = ui.ctx();
         if self.close_confirmed && !self.close_sent {
@@ -466,6 +550,9 @@ impl App {
                 // preview (a slider frame, a live result) in the frame it was made for. Not while
                 // Compare is held or a stroke is being painted (the painter sees their own canvas).
                 let shown = self.compare.is_none() && !self.canvas.is_stroking();
+                // holding S looks under a preview, at the sketch it was made from
+                let peek = ui.input(|i| i.key_down(egui::Key::S) && i.modifiers.is_none())
+                    && !ui.ctx().egui_wants_keyboard_input();
                 let uv = egui::Rect::from_min_max(egui::Pos2::ZERO, egui::Pos2::new(1.0, 1.0));
                 let mut overlay = None;
                 if let Some(p) = self.step_preview.as_mut().filter(|_| shown) {
@@ -477,7 +564,7 @@ impl App {
                     ui.painter_at(ui.max_rect())
                         .image(texture, rect, uv, egui::Color32::WHITE);
                     overlay = Some(format!("preview · step {}/{}", p.done, p.total));
-                } else if let Some(p) = self.preview.as_mut().filter(|_| shown) {
+                } else if let Some(p) = self.preview.as_mut().filter(|_| shown && !peek) {
                     let frame = p.placement.as_ref().and_then(|pl| pl.frame_in(&self.doc));
                     let rect = match frame {
                         Some(f) => self.canvas.frame_rect(&self.doc, f),
@@ -486,9 +573,15 @@ impl App {
                     let texture = p.texture(ui.ctx()).id();
                     ui.painter_at(ui.max_rect())
                         .image(texture, rect, uv, egui::Color32::WHITE);
+                    let sketch = matches!(p.recipe.operation, Operation::SdEdit { .. });
                     overlay = Some(format!(
-                        "preview · {} · Apply or Dismiss at the foot of the side panel",
-                        p.recipe.operation.label()
+                        "preview · {} · Apply or Dismiss at the foot of the side panel{}",
+                        p.recipe.operation.label(),
+                        if sketch {
+                            " · hold S to see the sketch"
+                        } else {
+                            ""
+                        }
                     ));
                 }
                 if let Some(r) = self.compare.and_then(|i| self.history.get(i)) {

@@ -2,6 +2,7 @@
 //! status bar. Each reads and writes the app's plain state and calls its actions; none touches a
 //! tensor.
 
+use super::dialogs::FileRequest;
 use super::{App, MAX_BATCH, SeedMode};
 use crate::labels::{class_names, search};
 use crate::paint::brush::{MAX_SIZE, MIN_SIZE, Tool};
@@ -326,15 +327,11 @@ fn model_section(app: &mut App, ui: &mut egui::Ui) {
         }
     }
     ui.horizontal(|ui| {
-        if ui.button("Open file…").clicked()
-            && let Some(p) = app.dialogs.open_model(false)
-        {
-            app.load_model(Some(p));
+        if ui.button("Open file…").clicked() {
+            app.ask_file(FileRequest::OpenModel { folder: false });
         }
-        if ui.button("Open folder…").clicked()
-            && let Some(p) = app.dialogs.open_model(true)
-        {
-            app.load_model(Some(p));
+        if ui.button("Open folder…").clicked() {
+            app.ask_file(FileRequest::OpenModel { folder: true });
         }
         if ui
             .button("Built in")
@@ -777,6 +774,47 @@ pub fn import_dialog(app: &mut App, ctx: &egui::Context) {
 }
 
 /// At start, when an autosave was found: restore it or start fresh.
+/// Where no file dialog could open: the path typed in, with the reason.
+pub fn path_prompt(app: &mut App, ctx: &egui::Context) {
+    let Some(prompt) = &mut app.path_prompt else {
+        return;
+    };
+    let mut choice = None;
+    egui::Modal::new(egui::Id::unique("path prompt")).show(ctx, |ui| {
+        ui.heading(prompt.request.title());
+        ui.label(&prompt.why);
+        let label = ui.label("Path");
+        let field = ui
+            .add(
+                egui::TextEdit::singleline(&mut prompt.text)
+                    .hint_text("/path/to/file")
+                    .desired_width(420.0),
+            )
+            .labelled_by(label.id);
+        if prompt.text.is_empty() && !field.has_focus() {
+            field.request_focus();
+        }
+        let entered = field.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter));
+        ui.horizontal(|ui| {
+            if ui.button("OK").clicked() || entered {
+                choice = Some(true);
+            }
+            if ui.button("Cancel").clicked() {
+                choice = Some(false);
+            }
+        });
+    });
+    match choice {
+        Some(true) if !prompt.text.trim().is_empty() => {
+            let (request, path) = (prompt.request, std::path::PathBuf::from(prompt.text.trim()));
+            app.path_prompt = None;
+            app.file_chosen(request, path);
+        }
+        Some(_) => app.path_prompt = None,
+        None => {}
+    }
+}
+
 /// Asked when the window closes with changes not saved in a project.
 pub fn close_dialog(app: &mut App, ctx: &egui::Context) {
     if !app.confirm_close {

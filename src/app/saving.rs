@@ -228,13 +228,14 @@ impl App {
 
     /// File → Save Project (As…): writes the document, results and model to a `.cmpaint` file.
     pub fn save_project(&mut self, ask: bool) {
-        let path = match (&self.project_path, ask) {
-            (Some(p), false) => p.clone(),
-            _ => match self.dialogs.save_project("painting.cmpaint") {
-                Some(p) => p,
-                None => return,
-            },
-        };
+        match (&self.project_path, ask) {
+            (Some(p), false) => self.save_project_to(p.clone()),
+            _ => self.ask_file(FileRequest::SaveProject { then_close: false }),
+        }
+    }
+
+    /// Writes the project to `path` (the dialog's answer, or the project's own file).
+    pub fn save_project_to(&mut self, path: PathBuf) {
         let written = self
             .capture()
             .and_then(|p| write_bytes(&path, &p.to_bytes()).map_err(|e| e.to_string()));
@@ -251,9 +252,11 @@ impl App {
     }
 
     pub fn open_project(&mut self) {
-        let Some(path) = self.dialogs.open_project() else {
-            return;
-        };
+        self.ask_file(FileRequest::OpenProject);
+    }
+
+    /// Opens the project at `path` (the dialog's answer).
+    pub fn open_project_from(&mut self, path: PathBuf) {
         let opened = Project::read(&path)
             .map_err(|e| e.to_string())
             .and_then(|p| self.restore(&p));

@@ -2,6 +2,7 @@
 //! engine the app uses. anyhow lives here only.
 
 mod edit;
+mod frames;
 mod generate;
 mod interpolate;
 mod outpaint;

@@ -3,12 +3,9 @@
 //! picture, inpaint what is empty (Algorithm 4), paste back — until the new area is filled.
 
 use super::edit::EditArgs;
-use super::{Unlabelled, check_memory, class_labels, load, report_cost, write_output};
-use crate::engine::cm::noise::SeededNoise;
-use crate::engine::cm::pf_ode::{network_calls, pf_ode_sigmas_from};
-use crate::engine::image::{mask_to_tensor, picture_to_tensor, tensor_to_rgb8};
-use crate::engine::model::spec::Parameterization;
-use crate::engine::pipeline::{EDIT_STEPS, EditRequest, EditTask, default_edit_ts, edit};
+use super::frames::{FrameEditor, FrameTask};
+use super::{check_memory, load, report_cost, write_output};
+use crate::engine::image::picture_to_tensor;
 use crate::paint::document::{Document, Side};
 use crate::paint::frame::{Frame, band_starts};
 use crate::picture::{decode, to_rgb8};
@@ -49,7 +46,6 @@ pub fn run(args: &EditArgs) -> Result<()> {
     let m = load(&args.model, &args.run)?;
     let cfg = &m.config;
     let size = cfg.unet.image_size;
-    let ode = args.ode.options(cfg)?;
     let mut doc = Document::from_picture(&to_rgb8(&decode(&args.image)?));
     doc.extend(extend.side, extend.pixels)
         .map_err(anyhow::Error::msg)?;
@@ -71,20 +67,8 @@ pub fn run(args: &EditArgs) -> Result<()> {
     if !(0.0..1.0).contains(&overlap) {
         bail!("--overlap {overlap}: the part of the frame kept over the picture is in [0, 1)");
     }
-    let edm = cfg.sampling.parameterization == Parameterization::Edm;
-    let ts = if edm {
-        vec![0]
-    } else {
-        default_edit_ts(&EditTask::Colorize)
-    };
-    let steps = if edm { cfg.sampling.steps } else { EDIT_STEPS };
-    let calls_per_frame = match &ode {
-        Some(o) => network_calls(o.solver, &pf_ode_sigmas_from(0, steps, &cfg.sampling)),
-        None => ts.len().saturating_sub(1),
-    };
-    let labels = class_labels(&args.run, cfg, 1, Unlabelled::AppDefault)?;
+    let mut editor = FrameEditor::new(&m, args)?;
     let started = std::time::Instant::now();
-    let mut frames = 0;
     for start in band_starts(across, frame_size) {
         let mut frame = match extend.side {
             Side::Left | Side::Right => Frame {
@@ -99,29 +83,11 @@ pub fn run(args: &EditArgs) -> Result<()> {
             },
         };
         while let Some(next) = frame.outpaint(&doc, extend.side, overlap) {
-            let input = doc.frame_input(next, size, true, 0);
-            let mask = input.mask.as_ref().expect("an inpainting input has a mask");
-            let task = EditTask::Inpaint {
-                regenerate: mask_to_tensor(size, size, mask, &m.device)?,
-            };
-            let req = EditRequest {
-                images: &picture_to_tensor(&input.image, &m.device)?,
-                task: &task,
-                class_labels: labels.as_deref(),
-                ts: &ts,
-                steps,
-                ode,
-            };
-            let mut noise = SeededNoise::new(args.run.seed.wrapping_add(frames as u64), 1);
-            let x = edit(&m.unet, &cfg.sampling, &req, &mut noise, &mut |_| {
-                std::ops::ControlFlow::Continue(())
-            })?
-            .context("the edit was cancelled")?;
-            doc.paste(next, &tensor_to_rgb8(&x.get(0)?)?, &input.paste, None);
+            editor.run(&mut doc, next, FrameTask::Inpaint, 0)?;
             frame = next;
-            frames += 1;
         }
     }
+    let frames = editor.frames;
     eprintln!(
         "outpainted {} px {} in {frames} frame{} of {frame_size}² ({})",
         extend.pixels,
@@ -133,7 +99,7 @@ pub fn run(args: &EditArgs) -> Result<()> {
             format!("scaled to {size}²")
         }
     );
-    report_cost(frames * calls_per_frame, started);
+    report_cost(frames * editor.calls_per_frame, started);
     let picture = picture_to_tensor(&doc.composite(), &m.device)?;
     write_output(&args.run, &picture, false)
 }

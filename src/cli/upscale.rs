@@ -5,16 +5,13 @@
 //! unequally).
 
 use super::edit::EditArgs;
-use super::{Unlabelled, check_memory, class_labels, load, report_cost, write_output};
-use crate::engine::cm::noise::SeededNoise;
-use crate::engine::cm::pf_ode::{network_calls, pf_ode_sigmas_from};
-use crate::engine::image::{picture_to_tensor, tensor_to_rgb8};
-use crate::engine::model::spec::Parameterization;
-use crate::engine::pipeline::{EDIT_STEPS, EditRequest, EditTask, default_edit_ts, edit};
+use super::frames::{FrameEditor, FrameTask};
+use super::{check_memory, load, report_cost, write_output};
+use crate::engine::image::picture_to_tensor;
 use crate::paint::document::{Document, MAX_SIDE};
 use crate::paint::frame::upscale_tiles;
 use crate::picture::{decode, keep_patch_means, to_rgb8};
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 
 /// How many pixels each tile blends into the one before it (the app's default Blend edge).
 const TILE_FEATHER: usize = 4;
@@ -41,38 +38,12 @@ pub fn run(args: &EditArgs) -> Result<()> {
         );
     }
     check_memory(cfg, 1, size)?;
-    let ode = args.ode.options(cfg)?;
-    let edm = cfg.sampling.parameterization == Parameterization::Edm;
-    let task = EditTask::SuperRes { factor };
-    let (ts, steps) = if edm {
-        (vec![0], cfg.sampling.steps)
-    } else {
-        (default_edit_ts(&task), EDIT_STEPS)
-    };
-    let calls_per_tile = match &ode {
-        Some(o) => network_calls(o.solver, &pf_ode_sigmas_from(0, steps, &cfg.sampling)),
-        None => ts.len().saturating_sub(1),
-    };
-    let labels = class_labels(&args.run, cfg, 1, Unlabelled::AppDefault)?;
+    let mut editor = FrameEditor::new(&m, args)?;
     let mut doc = Document::from_picture(&picture.enlarged(factor));
     let tiles = upscale_tiles(w, h, size, factor);
     let started = std::time::Instant::now();
-    for (i, &tile) in tiles.iter().enumerate() {
-        let input = doc.frame_input(tile, size, false, TILE_FEATHER);
-        let req = EditRequest {
-            images: &picture_to_tensor(&input.image, &m.device)?,
-            task: &task,
-            class_labels: labels.as_deref(),
-            ts: &ts,
-            steps,
-            ode,
-        };
-        let mut noise = SeededNoise::new(args.run.seed.wrapping_add(i as u64), 1);
-        let x = edit(&m.unet, &cfg.sampling, &req, &mut noise, &mut |_| {
-            std::ops::ControlFlow::Continue(())
-        })?
-        .context("the edit was cancelled")?;
-        doc.paste(tile, &tensor_to_rgb8(&x.get(0)?)?, &input.paste, None);
+    for &tile in &tiles {
+        editor.run(&mut doc, tile, FrameTask::SuperRes { factor }, TILE_FEATHER)?;
     }
     let mut enlarged = doc.composite();
     keep_patch_means(&mut enlarged, &picture, factor);
@@ -83,6 +54,6 @@ pub fn run(args: &EditArgs) -> Result<()> {
         tiles.len(),
         if tiles.len() == 1 { "" } else { "s" }
     );
-    report_cost(tiles.len() * calls_per_tile, started);
+    report_cost(tiles.len() * editor.calls_per_frame, started);
     write_output(&args.run, &picture_to_tensor(&enlarged, &m.device)?, false)
 }

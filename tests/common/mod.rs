@@ -80,3 +80,18 @@ pub fn read_image(path: &std::path::Path) -> Tensor {
 pub fn s(p: &std::path::Path) -> &str {
     p.to_str().unwrap()
 }
+
+/// A flat grey picture, `side`×`side`, written as `dir/name` (PNG).
+pub fn flat_png(dir: &std::path::Path, name: &str, side: usize, grey: u8) -> std::path::PathBuf {
+    let path = dir.join(name);
+    cmpaint::picture::write_png(
+        &path,
+        &cmpaint::picture::Rgb8 {
+            width: side,
+            height: side,
+            pixels: vec![grey; side * side * 3],
+        },
+    )
+    .unwrap();
+    path
+}
