@@ -25,8 +25,8 @@ variants dropped), country and subdivision flags dropped, straight alpha composi
 64×64 and 32×32 (the 64 averaged 2×2). Held out: the emoji whose code point hashes (SHA-256) into the
 lowest `--holdout` share, in every style at once, so no held-out emoji is trained in another style.
 Writes an .npz (images64 uint8 [N,64,64,3], images32 [N,32,32,3], category int16, style int16,
-held_out bool, code str) and a .json beside it with the counts, the styles, the sources and the
-SHA-256 of the .npz.
+held_out bool, code str) and a .json beside it with the counts, the styles, the sources and a
+SHA-256 of the arrays (name, then bytes, in name order).
 """
 import argparse
 import hashlib
@@ -144,15 +144,20 @@ def main():
     category = np.array([emoji[k]['category'] for k, _, _ in pictures], dtype=np.int16)
     style = np.array([STYLES.index(s) for _, s, _ in pictures], dtype=np.int16)
     os.makedirs(os.path.dirname(args.out) or '.', exist_ok=True)
-    np.savez_compressed(args.out, images64=images64, images32=images32, category=category, style=style,
-                        held_out=held_out, code=np.array([emoji[k]['unified'] for k, _, _ in pictures]))
-    digest = hashlib.sha256(open(args.out, 'rb').read()).hexdigest()
+    arrays = {'images64': images64, 'images32': images32, 'category': category, 'style': style,
+              'held_out': held_out, 'code': np.array([emoji[k]['unified'] for k, _, _ in pictures])}
+    np.savez_compressed(args.out, **arrays)
+    # of the arrays, not the file: a zip records the time it was written
+    sha = hashlib.sha256()
+    for name in sorted(arrays):
+        sha.update(name.encode() + np.ascontiguousarray(arrays[name]).tobytes())
+    digest = sha.hexdigest()
     counts = {s: {'train': int(((style == i) & ~held_out).sum()), 'held_out': int(((style == i) & held_out).sum())}
               for i, s in enumerate(STYLES)}
     info = {'N': len(pictures), 'train': int((~held_out).sum()), 'held_out': int(held_out.sum()),
             'emoji': len(codes), 'styles': STYLES, 'categories': CATEGORIES, 'per_style': counts,
             'per_category_train': {c: int(((category == i) & ~held_out).sum()) for i, c in enumerate(CATEGORIES)},
-            'packages': digests, 'npz_sha256': digest, 'holdout': args.holdout}
+            'packages': digests, 'arrays_sha256': digest, 'holdout': args.holdout}
     json.dump(info, open(args.out.replace('.npz', '.json'), 'w'), indent=1)
     print(json.dumps(info, indent=1))
 
