@@ -120,29 +120,6 @@ impl Dialogs for NoDialogs {
 /// Native dialogs through rfd, each on a thread of its own.
 pub struct NativeDialogs;
 
-impl NativeDialogs {
-    fn ask_native(&mut self, request: FileRequest) -> Receiver<FileAnswer> {
-        let (send, answer) = crossbeam_channel::bounded(1);
-        std::thread::Builder::new()
-            .name("file dialog".into())
-            .spawn(move || {
-                let started = Instant::now();
-                let picked = NativeDialogs.answer(request);
-                let answer = match picked {
-                    None if started.elapsed() < NO_DIALOG_WITHIN => Err(
-                        "no file dialog could open (no desktop portal, and no zenity to fall back \
-                         on): type the path here"
-                            .into(),
-                    ),
-                    picked => Ok(picked),
-                };
-                let _ = send.send(answer);
-            })
-            .expect("a thread for the dialog");
-        answer
-    }
-}
-
 impl Dialogs for NativeDialogs {
     fn open_image(&mut self) -> Option<PathBuf> {
         rfd::FileDialog::new()
@@ -202,6 +179,23 @@ impl Dialogs for NativeDialogs {
     }
 
     fn ask(&mut self, request: FileRequest) -> Receiver<FileAnswer> {
-        self.ask_native(request)
+        let (send, answer) = crossbeam_channel::bounded(1);
+        std::thread::Builder::new()
+            .name("file dialog".into())
+            .spawn(move || {
+                let started = Instant::now();
+                let picked = NativeDialogs.answer(request);
+                let answer = match picked {
+                    None if started.elapsed() < NO_DIALOG_WITHIN => Err(
+                        "no file dialog could open (no desktop portal, and no zenity to fall back \
+                         on): type the path here"
+                            .into(),
+                    ),
+                    picked => Ok(picked),
+                };
+                let _ = send.send(answer);
+            })
+            .expect("a thread for the dialog");
+        answer
     }
 }
