@@ -23,7 +23,7 @@ import torch.nn.functional as F
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from train import load_data  # noqa: E402
+from cm_model import load_data  # noqa: E402
 
 DATA = os.path.join(HERE, "..", "..", "shared", "data", "emoji64.npz")
 OUT = os.path.join(HERE, "runs", "judge32.pt")

@@ -27,7 +27,7 @@ from safetensors.torch import load_file
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from train import load_data  # noqa: E402
+from cm_model import load_data  # noqa: E402
 
 ROOT = os.path.join(HERE, "..")
 

@@ -36,7 +36,7 @@ sys.path.insert(0, HERE)
 from classifier import DATA, load_judge  # noqa: E402
 from cm_model import consistency_fn, diffusers_config, edm_denoiser, heun_sample, karras_sigma, save_grid  # noqa: E402
 from evaluate import frechet  # noqa: E402
-from train import load_data  # noqa: E402
+from cm_model import load_data  # noqa: E402
 
 ROOT = os.path.join(HERE, "..")
 

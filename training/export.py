@@ -12,10 +12,9 @@ import os
 import sys
 
 import torch
-from diffusers import UNet2DModel
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from cm_model import MILESTONE_COUNTERS, diffusers_config, export, parameter_count  # noqa: E402
+from cm_model import MILESTONE_COUNTERS, export, make_unet, parameter_count  # noqa: E402
 
 ckpt, out = sys.argv[1], sys.argv[2]
 opt = lambda name: sys.argv[sys.argv.index(name) + 1] if name in sys.argv else None  # noqa: E731
@@ -26,7 +25,7 @@ if opt("--sketch-strength"):
     ck["config"]["sampling"]["sketch_strength"] = float(opt("--sketch-strength"))
 if opt("--ts"):
     ck["config"]["sampling"]["ts"] = [int(t) for t in opt("--ts").split(",")]
-unet = UNet2DModel(**diffusers_config(ck["config"]))
+unet = make_unet(ck["config"])
 unet.load_state_dict(ck[which])
 s = ck["state"]
 progress = {k: s[k] for k in MILESTONE_COUNTERS if k in s}

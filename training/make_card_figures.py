@@ -15,7 +15,7 @@ from PIL import Image
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from train import load_data  # noqa: E402
+from cm_model import load_data  # noqa: E402
 
 ROOT = os.path.join(HERE, "..")
 BIN = os.path.join(ROOT, "target", "release", "cmpaint")

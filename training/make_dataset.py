@@ -20,12 +20,13 @@ give the code points of.
 Blobmoji: the npm package the issue names (@svgmoji/blob 3.2.0) holds only JavaScript, no artwork, and
 no other npm package carries it, so it is left out (say so in NOTICE/model card when shipping).
 
-Rules, as for the first dataset (shared/data/emoji64.json): one picture per base emoji (skin-tone
-variants dropped), country and subdivision flags dropped, straight alpha composited onto white;
+Rules, as for the first dataset (shared/data/emoji64.json) but with skin tones: one picture per emoji and
+each of its five single skin tones (`tone` 1 … 5; the two-person tone mixes dropped; the trainer lets an
+emoji's tones share its weight), country and subdivision flags dropped, straight alpha composited onto white;
 64×64 and 32×32 (the 64 averaged 2×2). Held out: the emoji whose code point hashes (SHA-256) into the
 lowest `--holdout` share, in every style at once, so no held-out emoji is trained in another style.
 Writes an .npz (images64 uint8 [N,64,64,3], images32 [N,32,32,3], category int16, style int16,
-held_out bool, code str) and a .json beside it with the counts, the styles, the sources and a
+held_out bool, code str — the base emoji's, tone int16) and a .json beside it with the counts, the styles, the sources and a
 SHA-256 of the arrays (name, then bytes, in name order).
 """
 import argparse
@@ -44,6 +45,8 @@ from PIL import Image
 CATEGORIES = ['Activities', 'Animals & Nature', 'Component', 'Flags', 'Food & Drink', 'Objects',
               'People & Body', 'Smileys & Emotion', 'Symbols', 'Travel & Places']
 STYLES = ['noto', 'twemoji', 'openmoji', 'fluent', 'fluent-flat']
+TONES = ['1F3FB', '1F3FC', '1F3FD', '1F3FE', '1F3FF']  # light … dark: tone 1 … 5, 0 = none
+FLUENT_TONES = ['-default', '-light', '-medium-light', '-medium', '-medium-dark', '-dark']
 PACKAGES = {
     'emoji-datasource@16.0.0': None,
     'emoji-datasource-google@16.0.0': 'fb5fd131b362aab7a55542d2a147a79708cce0a8b1c1bbacd470172708b5c438',
@@ -73,6 +76,17 @@ def key(code):
 def cldr(name):
     """A CLDR name as Fluent's file names spell it."""
     return re.sub(r'[^a-z0-9]+', '-', name.lower()).strip('-')
+
+
+def fluent_name(name, by_name):
+    """(code key, tone) of a Fluent file name, or None: an emoji with skin tones comes as name-default
+    (the yellow one) and name-light … name-dark; a plain name (traffic-light) is tried first."""
+    if name in by_name:
+        return by_name[name], 0
+    for tone, suffix in enumerate(FLUENT_TONES):
+        if name.endswith(suffix) and name[:-len(suffix)] in by_name:
+            return by_name[name[:-len(suffix)]], tone
+    return None
 
 
 def on_white(img, side):
@@ -106,8 +120,10 @@ def main():
     for e in meta:
         if e['subcategory'] in ('country-flag', 'subdivision-flag'):
             continue
+        # single skin tones only (the two-person mixes would outnumber everything else)
+        tones = {t: v for t, v in (e.get('skin_variations') or {}).items() if t in TONES}
         emoji[key(e['unified'])] = {'category': CATEGORIES.index(e['category']), 'image': e['image'],
-                                    'unified': e['unified']}
+                                    'unified': e['unified'], 'tones': tones}
     # OpenMoji's annotations give Fluent's names their code points
     om = json.load(tars['openmoji@17.0.0'].extractfile('package/data/openmoji.json'))
     by_name = {cldr(o['annotation']): key(o['hexcode']) for o in om if not o['skintone']}
@@ -117,35 +133,41 @@ def main():
         folder = 'google' if style == 'noto' else 'twitter'
         names = set(tars[spec].getnames())
         for k, e in emoji.items():
-            path = f'package/img/{folder}/64/{e["image"]}'
-            if path in names:
-                pictures.append((k, style, on_white(Image.open(tars[spec].extractfile(path)), 64)))
+            for tone, image in [(0, e['image'])] + [(TONES.index(t) + 1, v['image']) for t, v in e['tones'].items()]:
+                path = f'package/img/{folder}/64/{image}'
+                if path in names:
+                    pictures.append((k, tone, style, on_white(Image.open(tars[spec].extractfile(path)), 64)))
     omt = tars['openmoji@17.0.0']
     om_names = set(omt.getnames())
     for o in om:
-        k = key(o['hexcode'])
+        single = o['skintone_combination'] == 'single'
+        k = key(o['skintone_base_hexcode'] if single else o['hexcode'])
         path = f'package/color/svg/{o["hexcode"]}.svg'
-        if o['skintone'] or k not in emoji or path not in om_names:
+        if (o['skintone'] and not single) or k not in emoji or path not in om_names:
             continue
-        pictures.append((k, 'openmoji', svg_at(omt.extractfile(path).read(), 64)))
+        tone = int(o['skintone'] or 0) if single else 0
+        pictures.append((k, tone, 'openmoji', svg_at(omt.extractfile(path).read(), 64)))
     ft = tars['fluentui-emoji@1.3.0']
     for member in ft.getmembers():
         m = re.match(r'package/icons/(modern|flat)/(.+)\.svg$', member.name)
-        if not m or m.group(2) not in by_name or by_name[m.group(2)] not in emoji:
+        found = m and fluent_name(m.group(2), by_name)
+        if not found or found[0] not in emoji:
             continue
         style = 'fluent' if m.group(1) == 'modern' else 'fluent-flat'
-        pictures.append((by_name[m.group(2)], style, svg_at(ft.extractfile(member).read(), 64)))
+        pictures.append((found[0], found[1], style, svg_at(ft.extractfile(member).read(), 64)))
 
-    codes = sorted({k for k, _, _ in pictures})
+    codes = sorted({k for k, _, _, _ in pictures})
     rank = {k: int(hashlib.sha256(k.encode()).hexdigest()[:8], 16) / 2**32 for k in codes}
-    images64 = np.stack([p[2] for p in pictures])
+    images64 = np.stack([p[3] for p in pictures])
     images32 = images64.reshape(-1, 32, 2, 32, 2, 3).mean(axis=(2, 4)).round().astype(np.uint8)
-    held_out = np.array([rank[k] < args.holdout for k, _, _ in pictures])
-    category = np.array([emoji[k]['category'] for k, _, _ in pictures], dtype=np.int16)
-    style = np.array([STYLES.index(s) for _, s, _ in pictures], dtype=np.int16)
+    # held out by the base emoji: its skin tones go with it
+    held_out = np.array([rank[k] < args.holdout for k, _, _, _ in pictures])
+    category = np.array([emoji[k]['category'] for k, _, _, _ in pictures], dtype=np.int16)
+    style = np.array([STYLES.index(s) for _, _, s, _ in pictures], dtype=np.int16)
     os.makedirs(os.path.dirname(args.out) or '.', exist_ok=True)
     arrays = {'images64': images64, 'images32': images32, 'category': category, 'style': style,
-              'held_out': held_out, 'code': np.array([emoji[k]['unified'] for k, _, _ in pictures])}
+              'held_out': held_out, 'code': np.array([emoji[k]['unified'] for k, _, _, _ in pictures]),
+              'tone': np.array([t for _, t, _, _ in pictures], dtype=np.int16)}
     np.savez_compressed(args.out, **arrays)
     # of the arrays, not the file: a zip records the time it was written
     sha = hashlib.sha256()
@@ -157,6 +179,7 @@ def main():
     info = {'N': len(pictures), 'train': int((~held_out).sum()), 'held_out': int(held_out.sum()),
             'emoji': len(codes), 'styles': STYLES, 'categories': CATEGORIES, 'per_style': counts,
             'per_category_train': {c: int(((category == i) & ~held_out).sum()) for i, c in enumerate(CATEGORIES)},
+            'with_skin_tone': int((arrays['tone'] > 0).sum()),
             'packages': digests, 'arrays_sha256': digest, 'holdout': args.holdout}
     json.dump(info, open(args.out.replace('.npz', '.json'), 'w'), indent=1)
     print(json.dumps(info, indent=1))

@@ -20,49 +20,12 @@ import os
 import sys
 import time
 
-import numpy as np
 import torch
-import torch.nn.functional as F
 from diffusers import UNet2DModel
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from cm_model import consistency_fn, diffusers_config, parameter_count  # noqa: E402
-
-HELD_OUT = 64  # fixed evaluation split: the first 64 of a seed-0 permutation
-
-
-ARCHS = {
-    # 1.3 M parameters: what 2 CPU cores train at ~40 images/s.
-    "cpu32": dict(res=32, model_channels=32, channel_mult=[1, 2, 2], num_res_blocks=1, attention_ds=[]),
-    # 25 M parameters, the project's GPU probe: base 64, mults 1,2,3,4, 2 blocks, attention at 16² and 8².
-    "gpu64": dict(res=64, model_channels=64, channel_mult=[1, 2, 3, 4], num_res_blocks=2, attention_ds=[4, 8]),
-}
-
-
-def model_config(arch, classes):
-    a = ARCHS[arch]
-    return {
-        "name": f"cmpaint-emoji{a['res']}",
-        "unet": {"image_size": a["res"], "in_channels": 3, "out_channels": 3,
-                 "model_channels": a["model_channels"], "channel_mult": a["channel_mult"],
-                 "num_res_blocks": a["num_res_blocks"], "attention_ds": a["attention_ds"],
-                 "num_head_channels": 64, "use_scale_shift_norm": True, "resblock_updown": True,
-                 "num_classes": classes},
-        # ECT's default middle point σ = 0.821 is index 24 (σ = 0.823) of the N = 40 grid.
-        "sampling": {"sigma_min": 0.002, "sigma_max": 80.0, "sigma_data": 0.5, "rho": 7.0, "steps": 40,
-                     "ts": [0, 24, 39]},
-    }
-
-
-def load_data(path, res):
-    """Emoji as [N, 3, res, res] in [−1, 1] (area-downsampled), categories, and the train/held-out split."""
-    d = np.load(path)
-    x = torch.from_numpy(d["images"]).permute(0, 3, 1, 2).float() / 127.5 - 1
-    if res != x.shape[-1]:
-        x = F.adaptive_avg_pool2d(x, res) if x.shape[-1] % res == 0 else F.interpolate(x, size=res, mode="area")
-    perm = np.random.default_rng(0).permutation(len(x))
-    return x, torch.from_numpy(d["category"].astype(np.int64)), perm[HELD_OUT:], perm[:HELD_OUT]
-
+from cm_model import (ARCHS, CT_SAMPLING, consistency_fn, diffusers_config, load_data, model_config,  # noqa: E402
+                      parameter_count, save_checkpoint)
 
 def r_of_t(t, stage, q=2.0, k=8.0, b=1.0):
     """ECT's r(t): stage 0 is plain denoising (r = 0); stage s ≥ 1 has (t − r)/t = q^(−s)(1 + k·sigmoid(−b·t))."""
@@ -106,11 +69,11 @@ def main():
     if teacher:
         config = dict(teacher["config"], name="cmpaint-emoji32")
         config["sampling"] = dict(config["sampling"], parameterization="consistency")
-    res = config["unet"]["image_size"] if config else ARCHS[a.arch]["res"]
+    res = config["unet"]["image_size"] if config else ARCHS[a.arch].get("res", 32)
     x_all, cat_all, train_idx, _ = load_data(a.data, res)
     x_train, c_train = x_all[train_idx].to(dev), cat_all[train_idx].to(dev)
     classes = int(cat_all.max()) + 1
-    config = config or model_config(a.arch, classes)
+    config = config or model_config(a.arch, classes, f"cmpaint-emoji{res}", CT_SAMPLING)
     unet = UNet2DModel(**diffusers_config(config)).to(dev)
     ema = UNet2DModel(**diffusers_config(config)).to(dev).eval().requires_grad_(False)
     if teacher:
@@ -204,10 +167,7 @@ def save(path, unet, ema, opt, state, start, config):
     """Writes the checkpoint atomically; returns the state as saved (seconds up to now)."""
     state = dict(state)
     state["seconds"] = state["seconds"] + time.time() - start
-    tmp = path + ".tmp"
-    torch.save({"model": unet.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(),
-                "state": state, "config": config}, tmp)
-    os.replace(tmp, path)
+    save_checkpoint(path, unet, ema, opt, state, config)
     return state
 
 

@@ -27,7 +27,7 @@ from diffusers import UNet2DModel
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from cm_model import consistency_fn, diffusers_config, edm_denoiser, karras_sigma, parameter_count, save_grid  # noqa: E402
-from train import load_data  # noqa: E402
+from cm_model import load_data  # noqa: E402
 
 
 @torch.no_grad()

@@ -26,43 +26,18 @@ import sys
 import time
 
 import torch
-import torch.nn.functional as F
-from diffusers import UNet2DModel
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from cm_model import (MILESTONE_COUNTERS, diffusers_config, edm_denoiser, heun_sample, karras_sigma,  # noqa: E402
-                      parameter_count, save_grid)
-from train import load_data  # noqa: E402
-
-ARCHS = {
-    # the shipped consistency model's network (1.32 M parameters) and the CPU probe's
-    "cpu32": dict(model_channels=32, channel_mult=[1, 2, 2], num_res_blocks=1, attention_ds=[], head=64),
-    # deeper: two blocks per level, self-attention at 8²
-    "c32x2": dict(model_channels=32, channel_mult=[1, 2, 2], num_res_blocks=2, attention_ds=[4], head=64),
-    # wider at 8², self-attention there (3 heads); near the 12 MB f16 budget for two models
-    "c32w": dict(model_channels=32, channel_mult=[1, 2, 3], num_res_blocks=1, attention_ds=[4], head=32),
-}
-
-
-def model_config(arch, classes):
-    a = ARCHS[arch]
-    return {
-        "name": "cmpaint-emoji32-teacher",
-        "unet": {"image_size": 32, "in_channels": 3, "out_channels": 3,
-                 "model_channels": a["model_channels"], "channel_mult": a["channel_mult"],
-                 "num_res_blocks": a["num_res_blocks"], "attention_ds": a["attention_ds"],
-                 "num_head_channels": a["head"], "use_scale_shift_norm": True, "resblock_updown": True,
-                 "num_classes": classes},
-        "sampling": {"sigma_min": 0.002, "sigma_max": 80.0, "sigma_data": 0.5, "rho": 7.0, "steps": 18,
-                     "ts": None, "parameterization": "edm"},
-    }
-
+from cm_model import (ARCHS, EDM_SAMPLING, MILESTONE_COUNTERS, edm_denoiser, heun_sample, karras_sigma,  # noqa: E402
+                      load_dataset, load_joint_state_dict, make_unet, model_config, parameter_count,
+                      save_checkpoint, save_grid)
 
 @torch.no_grad()
-def sample_grid(ema, classes, path, seeds=8, steps=18):
-    """Heun samples, one row per category, written as a PNG grid."""
+def sample_grid(ema, classes, path, styles=1, seeds=8, steps=18):
+    """Heun samples, one row per category (its styles in turn along the row), written as a PNG grid."""
     g = torch.Generator().manual_seed(1234)
-    labels = torch.arange(classes).repeat_interleave(seeds)
+    cols = seeds if styles == 1 else 2 * styles
+    labels = torch.arange(classes).repeat_interleave(cols) * styles + torch.arange(cols).repeat(classes) % styles
     x = torch.randn(len(labels), 3, 32, 32, generator=g) * 80.0
     sigmas = [karras_sigma(i, steps) for i in range(steps)] + [0.0]
     x = heun_sample(lambda x, s: edm_denoiser(ema, x, s, labels).clamp(-1, 1), x, sigmas)
@@ -71,7 +46,9 @@ def sample_grid(ema, classes, path, seeds=8, steps=18):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--data", default=os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "emoji64.npz"))
+    ap.add_argument("--data", default=os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "emoji64.npz"),
+                    help="emoji64.npz (the first set) or make_dataset.py's emoji5.npz (five styles: the network "
+                         "is then conditioned on category and style)")
     ap.add_argument("--out", required=True)
     ap.add_argument("--arch", choices=sorted(ARCHS), default="c32x2")  # the shipped teacher's
     ap.add_argument("--batch", type=int, default=32)
@@ -80,7 +57,7 @@ def main():
                     help="anneal the lr (cosine) from --lr to --lr-min between START and START + IMAGES images "
                          "seen; stored in the checkpoint, so every later resume follows it")
     ap.add_argument("--lr-min", type=float, default=2e-5)
-    ap.add_argument("--dropout", type=float, default=0.1, help="3,234 training images: guard against memorising")
+    ap.add_argument("--dropout", type=float, default=0.1, help="a few thousand training images: guard against memorising")
     ap.add_argument("--ema-halflife", type=float, default=50_000, help="EMA half-life in images (EDM-style ramp)")
     ap.add_argument("--cpu-minutes", type=float, default=30, help="budget of this invocation, CPU time per thread")
     ap.add_argument("--sample-every", type=float, default=30, help="CPU-minutes between sample grids")
@@ -98,14 +75,16 @@ def main():
     log_path = os.path.join(a.out, "train.log")
 
     ck = torch.load(ckpt_path, map_location="cpu", weights_only=False) if os.path.exists(ckpt_path) else None
-    x_all, cat_all, train_idx, _ = load_data(a.data, 32)
-    x_train, c_train = x_all[train_idx], cat_all[train_idx]
-    classes = int(cat_all.max()) + 1
-    config = ck["config"] if ck else model_config(a.arch, classes)
-    dcfg = dict(diffusers_config(config), dropout=a.dropout)
+    data = load_dataset(a.data, 32)
+    x_train, weight = data.x[data.train], data.weight
+    classes = int(data.category.max()) + 1
+    styles = len(data.styles or [None])
+    labels_train = (data.category * styles + data.style)[data.train]
+    config = ck["config"] if ck else model_config(a.arch, classes, "cmpaint-emoji32-teacher", EDM_SAMPLING,
+                                                  data.styles)
     torch.manual_seed(a.seed)
-    unet = UNet2DModel(**dcfg)
-    ema = UNet2DModel(**dcfg).eval().requires_grad_(False)
+    unet = make_unet(config, dropout=a.dropout)
+    ema = make_unet(config, dropout=a.dropout).eval().requires_grad_(False)
     ema.load_state_dict(unet.state_dict())
     opt = torch.optim.Adam(unet.parameters(), lr=a.lr)
     state = {"images": 0, "steps": 0, "seconds": 0.0, "cpu_seconds": 0.0, "log": [], "last_grid_cpu": 0.0}
@@ -119,21 +98,21 @@ def main():
         # a lost checkpoint: the milestone's EMA weights for both copies, a fresh optimiser, and the
         # counters the milestone recorded (so the log and the EMA ramp go on)
         from safetensors import safe_open
-        from cm_model import from_openai
+        from cm_model import diffusers_config, from_openai
         with safe_open(a.init_from, "pt") as f:
             config = json.loads(f.metadata()["cmpaint.config"])
             meta = json.loads(f.metadata().get("cmpaint.training", "{}"))
             weights = {k: f.get_tensor(k).float() for k in f.keys()}
-        dcfg = dict(diffusers_config(config), dropout=a.dropout)
-        unet, ema = UNet2DModel(**dcfg), UNet2DModel(**dcfg).eval().requires_grad_(False)
+        unet, ema = make_unet(config, dropout=a.dropout), make_unet(config, dropout=a.dropout)
+        ema.eval().requires_grad_(False)
         sd = from_openai(weights, diffusers_config(config))
-        unet.load_state_dict(sd)
-        ema.load_state_dict(sd)
+        load_joint_state_dict(unet, sd)
+        load_joint_state_dict(ema, sd)
         opt = torch.optim.Adam(unet.parameters(), lr=a.lr)
         state.update({k: meta[k] for k in MILESTONE_COUNTERS if k in meta})
         print(f"started from milestone {a.init_from} ({state['images']:,} images)", flush=True)
     print(f"{config['name']} ({a.arch if not ck else 'from checkpoint'}): {parameter_count(unet):,} parameters, "
-          f"{len(x_train)} training images, {classes} classes, {a.threads} threads", flush=True)
+          f"{len(x_train)} training images, {classes} classes × {styles} styles, {a.threads} threads", flush=True)
 
     if a.lr_decay:
         state["lr_decay"] = {"start": a.lr_decay[0], "images": a.lr_decay[1], "from": a.lr, "to": a.lr_min}
@@ -149,7 +128,7 @@ def main():
     budget_end = base_cpu + a.cpu_minutes * 60
     last_log, last_save, loss_sum, loss_n, log_cpu = time.time(), time.time(), 0.0, 0, cpu_done()
     while cpu_done() < budget_end:
-        idx = torch.randint(0, len(x_train), (a.batch,), generator=gen)
+        idx = torch.multinomial(weight, a.batch, replacement=True, generator=gen)
         x = x_train[idx]
         flip = torch.rand(a.batch, generator=gen) < 0.5
         x = torch.where(flip[:, None, None, None], x.flip(-1), x)
@@ -157,7 +136,7 @@ def main():
         noisy = x + sigma[:, None, None, None] * torch.randn(x.shape, generator=gen)
         weight = (sigma**2 + sd**2) / (sigma * sd) ** 2
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            denoised = edm_denoiser(unet, noisy, sigma, c_train[idx])
+            denoised = edm_denoiser(unet, noisy, sigma, labels_train[idx])
         loss = (weight * ((denoised.float() - x) ** 2).mean((1, 2, 3))).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -187,14 +166,14 @@ def main():
             last_log, loss_sum, loss_n, log_cpu = now, 0.0, 0, cpu
             if cpu - state["last_grid_cpu"] >= a.sample_every * 60:
                 state["last_grid_cpu"] = cpu
-                sample_grid(ema, classes, os.path.join(a.out, f"heun18_{state['images'] // 1000:06d}k.png"))
+                sample_grid(ema, classes, os.path.join(a.out, f"heun18_{state['images'] // 1000:06d}k.png"), styles)
         if now - last_save > 300:
-            save(ckpt_path, unet, ema, opt, dict(state, cpu_seconds=cpu_done(), seconds=wall_done()), config)
+            save_checkpoint(ckpt_path, unet, ema, opt, dict(state, cpu_seconds=cpu_done(), seconds=wall_done()), config)
             last_save = now
     cpu = cpu_done()
-    save(ckpt_path, unet, ema, opt, dict(state, cpu_seconds=cpu, seconds=wall_done()), config)
+    save_checkpoint(ckpt_path, unet, ema, opt, dict(state, cpu_seconds=cpu, seconds=wall_done()), config)
     print(f"saved {ckpt_path}: {state['images']:,} images, {cpu / 60:.1f} CPU-min", flush=True)
-    sample_grid(ema, classes, os.path.join(a.out, f"heun18_{state['images'] // 1000:06d}k.png"))
+    sample_grid(ema, classes, os.path.join(a.out, f"heun18_{state['images'] // 1000:06d}k.png"), styles)
 
 
 def learning_rate(images, lr, decay):
@@ -214,14 +193,6 @@ def cpu_has_bf16():
     except (OSError, StopIteration):
         return False
     return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
-def save(path, unet, ema, opt, state, config):
-    """Writes the checkpoint atomically (temp file + rename): a kill never leaves half a checkpoint."""
-    tmp = path + ".tmp"
-    torch.save({"model": unet.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(),
-                "state": state, "config": config}, tmp)
-    os.replace(tmp, path)
 
 
 if __name__ == "__main__":
