@@ -1,8 +1,9 @@
 //! cmpaint: an image editor built around Consistency Models (Song, Dhariwal, Chen, Sutskever 2023).
 //!
 //! Layers: `app` (egui; feature `app`, on by default) → `paint` (document, strokes, project files) and
-//! `worker` (thread, owns the model) → `engine` (tensors in, tensors out);
-//! `cli` → `worker::execute` / `engine`. `recipe` is the plain-data description of one result;
+//! `worker` (thread, owns the model) → `job` (a recipe planned and run) → `engine` (tensors in,
+//! tensors out); `cli` → `job` (and `engine` for `info`, `convert` and its file formats). `recipe`
+//! is the plain-data description of one result;
 //! `picture` (pixels: decode, resize, PNG/GIF), `file_io` (bounded reads of a user's files, atomic
 //! writes) and `labels` (class names) are leaves every layer may use.
 #[cfg(feature = "app")]
@@ -10,6 +11,7 @@ pub mod app;
 pub mod cli;
 pub mod engine;
 pub mod file_io;
+pub mod job;
 pub mod labels;
 pub mod paint;
 pub mod picture;

@@ -10,6 +10,8 @@ use sha2::{Digest, Sha256};
 use std::path::Path;
 
 pub const RECIPE_KEYWORD: &str = "cmpaint-recipe";
+/// The keyword of a grid's recipes ([`GridRecipe`]), written by the CLI.
+pub const GRID_KEYWORD: &str = "cmpaint-grid";
 /// Bumped when a field changes meaning; older recipes are refused with a message, never misread.
 pub const RECIPE_VERSION: u32 = 1;
 /// A recipe is a few hundred bytes plus its embedded pictures; refuse anything absurd before parsing.
@@ -28,10 +30,69 @@ pub struct Recipe {
     pub steps: usize,
     /// Time indices on the grid; None = one step from σ_max.
     pub ts: Option<Vec<usize>>,
+    /// An EDM teacher's solver and churn, where not deterministic Heun (the CLI's `--sampler`, `--s-*`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sampler: Option<Sampler>,
     /// The picture an edit started from.
     pub input: Option<EmbeddedImage>,
     /// The inpainting mask (white = regenerate), as a grey picture.
     pub mask: Option<EmbeddedImage>,
+    /// Files the run read that the recipe names rather than holds: a replayed noise file (`--noise`),
+    /// a tensor image an edit started from. A re-run finds each at its path and checks its hash.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub files: Vec<FileRef>,
+}
+
+/// An EDM teacher's sampler: Heun or Euler, and Karras et al.'s churn (S_churn 0: deterministic).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Sampler {
+    pub euler: bool,
+    pub s_churn: f64,
+    pub s_tmin: f64,
+    /// None: no upper bound (∞, which JSON cannot hold).
+    pub s_tmax: Option<f64>,
+    pub s_noise: f64,
+}
+
+impl Default for Sampler {
+    /// Deterministic Heun, and the reference's churn settings when churn is turned on.
+    fn default() -> Self {
+        Self {
+            euler: false,
+            s_churn: 0.0,
+            s_tmin: 0.0,
+            s_tmax: None,
+            s_noise: 1.0,
+        }
+    }
+}
+
+impl Sampler {
+    pub fn is_euler(&self) -> bool {
+        self.euler
+    }
+
+    /// Whether it draws noise at every step.
+    pub fn churns(&self) -> bool {
+        self.s_churn > 0.0
+    }
+}
+
+/// A file a recipe names: what it was for, where it was, and the SHA-256 of its bytes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileRef {
+    pub role: FileRole,
+    pub path: String,
+    pub sha256: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FileRole {
+    /// Replayed noise draws.
+    Noise,
+    /// The picture an edit started from, as a tensor image.
+    Image,
 }
 
 impl Recipe {
@@ -275,14 +336,31 @@ pub fn sha256_file(path: &Path) -> std::io::Result<String> {
 
 /// An RGB picture as PNG bytes, with its recipe when it has one.
 pub fn encode_png(img: &Rgb8, recipe: Option<&Recipe>) -> Result<Vec<u8>, RecipeError> {
+    let chunk = recipe.map(|r| (RECIPE_KEYWORD, serde_json::to_string(r)));
+    encode_with_chunk(img, chunk)
+}
+
+/// An RGB picture as PNG bytes with the recipes of its cells: a single result at scale 1 as a plain
+/// recipe (what the app's *Open recipe* reads too), a grid or an enlarged picture as a [`GridRecipe`].
+pub fn encode_png_grid(img: &Rgb8, grid: Option<&GridRecipe>) -> Result<Vec<u8>, RecipeError> {
+    match grid {
+        Some(g) if g.cells.len() == 1 && g.scale == 1 => encode_png(img, Some(&g.recipe)),
+        Some(g) => encode_with_chunk(img, Some((GRID_KEYWORD, serde_json::to_string(g)))),
+        None => encode_png(img, None),
+    }
+}
+
+fn encode_with_chunk(
+    img: &Rgb8,
+    chunk: Option<(&str, serde_json::Result<String>)>,
+) -> Result<Vec<u8>, RecipeError> {
     let mut bytes = Vec::new();
     let mut enc = png::Encoder::new(&mut bytes, img.width as u32, img.height as u32);
     enc.set_color(png::ColorType::Rgb);
     enc.set_depth(png::BitDepth::Eight);
-    if let Some(recipe) = recipe {
-        let json =
-            serde_json::to_string(recipe).map_err(|e| RecipeError::Invalid(e.to_string()))?;
-        enc.add_itxt_chunk(RECIPE_KEYWORD.to_string(), json)
+    if let Some((keyword, json)) = chunk {
+        let json = json.map_err(|e| RecipeError::Invalid(e.to_string()))?;
+        enc.add_itxt_chunk(keyword.to_string(), json)
             .map_err(RecipeError::png)?;
     }
     let mut w = enc.write_header().map_err(RecipeError::png)?;
@@ -293,22 +371,46 @@ pub fn encode_png(img: &Rgb8, recipe: Option<&Recipe>) -> Result<Vec<u8>, Recipe
 
 /// The recipe inside PNG bytes.
 pub fn read_recipe(png_bytes: &[u8]) -> Result<Recipe, RecipeError> {
+    let text = text_chunk(png_bytes, RECIPE_KEYWORD)?.ok_or(RecipeError::Missing)?;
+    parse_versioned(&text, |v| v.get("version"))
+}
+
+/// The recipes inside PNG bytes: a grid's, or a single result's as a grid of one cell.
+pub fn read_grid(png_bytes: &[u8]) -> Result<GridRecipe, RecipeError> {
+    match text_chunk(png_bytes, GRID_KEYWORD)? {
+        Some(text) => parse_versioned(&text, |v| v.get("recipe")?.get("version")),
+        None => Ok(GridRecipe::new(&[read_recipe(png_bytes)?], 1)),
+    }
+}
+
+/// The text of the iTXt chunk `keyword`, if the PNG has one.
+fn text_chunk(png_bytes: &[u8], keyword: &str) -> Result<Option<String>, RecipeError> {
     let decoder = png::Decoder::new(std::io::Cursor::new(png_bytes));
     let reader = decoder.read_info().map_err(RecipeError::png)?;
-    let info = reader.info();
-    let chunk = info
+    let Some(chunk) = reader
+        .info()
         .utf8_text
         .iter()
-        .find(|c| c.keyword == RECIPE_KEYWORD)
-        .ok_or(RecipeError::Missing)?;
+        .find(|c| c.keyword == keyword)
+    else {
+        return Ok(None);
+    };
     let mut chunk = chunk.clone();
     chunk
         .decompress_text_with_limit(MAX_RECIPE_BYTES)
         .map_err(RecipeError::png)?;
-    let text = chunk.get_text().map_err(RecipeError::png)?;
+    Ok(Some(chunk.get_text().map_err(RecipeError::png)?))
+}
+
+/// JSON whose recipe version (found by `version`) is this cmpaint's: an older or newer one is
+/// refused with a message, never misread.
+fn parse_versioned<T: serde::de::DeserializeOwned>(
+    text: &str,
+    version: impl Fn(&serde_json::Value) -> Option<&serde_json::Value>,
+) -> Result<T, RecipeError> {
     let value: serde_json::Value =
-        serde_json::from_str(&text).map_err(|e| RecipeError::Invalid(e.to_string()))?;
-    match value.get("version").and_then(|v| v.as_u64()) {
+        serde_json::from_str(text).map_err(|e| RecipeError::Invalid(e.to_string()))?;
+    match version(&value).and_then(|v| v.as_u64()) {
         Some(v) if v == RECIPE_VERSION as u64 => {}
         Some(v) => {
             return Err(RecipeError::Invalid(format!(
@@ -318,6 +420,60 @@ pub fn read_recipe(png_bytes: &[u8]) -> Result<Recipe, RecipeError> {
         None => return Err(RecipeError::Invalid("no version field".into())),
     }
     serde_json::from_value(value).map_err(|e| RecipeError::Invalid(e.to_string()))
+}
+
+/// The recipes of a picture the CLI wrote: a grid of cells (one image: a grid of one), row-major as
+/// `picture::grid` lays them out, each enlarged `scale` times. The cells of one run differ only in
+/// their seed and class (see `job::per_image`), so the first cell's recipe and each cell's seed and
+/// class say them all.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GridRecipe {
+    pub recipe: Recipe,
+    pub cells: Vec<Cell>,
+    pub scale: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Cell {
+    pub seed: u64,
+    pub class: Option<u32>,
+}
+
+impl GridRecipe {
+    /// `recipes`: one per cell, non-empty, as a batch run gives them.
+    pub fn new(recipes: &[Recipe], scale: usize) -> Self {
+        Self {
+            recipe: recipes[0].clone(),
+            cells: recipes
+                .iter()
+                .map(|r| Cell {
+                    seed: r.seed,
+                    class: r.class,
+                })
+                .collect(),
+            scale,
+        }
+    }
+
+    /// Every cell's own recipe (an interpolation's second seed moves with the first).
+    pub fn recipes(&self) -> Vec<Recipe> {
+        self.cells
+            .iter()
+            .map(|c| {
+                let mut r = self.recipe.clone();
+                let shift = c.seed.wrapping_sub(r.seed);
+                r.seed = c.seed;
+                r.class = c.class;
+                if let Operation::Interpolate { seed_b, alpha } = r.operation {
+                    r.operation = Operation::Interpolate {
+                        seed_b: seed_b.wrapping_add(shift),
+                        alpha,
+                    };
+                }
+                r
+            })
+            .collect()
+    }
 }
 
 /// Decodes an 8-bit PNG to (width, height, colour type, pixels), refusing huge images before
@@ -367,8 +523,10 @@ mod tests {
             class: Some(3),
             steps: 40,
             ts: Some(vec![0, 39]),
+            sampler: None,
             input: Some(EmbeddedImage::from_rgb(&img).unwrap()),
             mask: Some(EmbeddedImage::from_mask(2, 1, &[0.0, 1.0]).unwrap()),
+            files: Vec::new(),
         }
     }
 

@@ -659,18 +659,19 @@ impl cmpaint::worker::Backend for Stepwise {
     fn load(
         &mut self,
         _path: Option<&std::path::Path>,
-    ) -> Result<cmpaint::worker::execute::ModelInfo, String> {
-        Ok(cmpaint::worker::execute::ModelInfo {
+    ) -> Result<cmpaint::worker::ModelInfo, String> {
+        Ok(cmpaint::worker::ModelInfo {
             name: "stepwise".into(),
             file: None,
             sha256: "00".into(),
             image_size: 32,
             num_classes: None,
-            steps: self.steps,
-            ts: None,
             parameters: 0,
-            parameterization: cmpaint::engine::model::spec::Parameterization::Edm,
-            sketch_strength: 0.5,
+            sampling: cmpaint::engine::model::spec::SamplingConfig {
+                parameterization: cmpaint::engine::model::spec::Parameterization::Edm,
+                sketch_strength: Some(0.5),
+                ..cmpaint::engine::model::spec::SamplingConfig::with_grid(self.steps, None)
+            },
         })
     }
 
@@ -809,7 +810,7 @@ fn the_built_in_teacher_generates_with_heun_beside_the_student() {
     });
     let cost = h.state().history.last().unwrap().cost.clone().unwrap();
     let calls: usize = cost.split(' ').next().unwrap().parse().unwrap();
-    let steps = h.state().model.as_ref().unwrap().steps;
+    let steps = h.state().model.as_ref().unwrap().sampling.steps;
     assert_eq!(calls, 2 * steps - 1, "{cost}");
     assert!(h.state().step_preview.is_none());
 }
@@ -1506,7 +1507,7 @@ fn a_rerun_teacher_recipe_reports_the_teachers_cost_and_restores_keep_it() {
     wait_until(&mut h, "the teacher loads", |a| {
         a.model.as_ref().is_some_and(|m| m.name.contains("teacher"))
     });
-    let calls = 2 * h.state().model.as_ref().unwrap().steps - 1;
+    let calls = 2 * h.state().model.as_ref().unwrap().sampling.steps - 1;
     h.get_by_label("Generate images").click();
     wait_until(&mut h, "the teacher's image", |a| a.history.len() == 1);
     script.push(out.clone());
@@ -1594,7 +1595,7 @@ fn switching_models_keeps_the_users_sketch_strength_and_says_so() {
     assert_eq!(h.state().generate.strength, 0.55);
     let said = &h.state().messages.last().unwrap().text;
     assert!(said.contains("sketch strength 0.55 kept"), "{said}");
-    h.state_mut().generate.strength = h.state().model.as_ref().unwrap().sketch_strength;
+    h.state_mut().generate.strength = h.state().model.as_ref().unwrap().sketch_strength();
     h.get_by_label("Built in").click();
     wait_until(&mut h, "the student loads", |a| {
         a.model
@@ -1799,18 +1800,18 @@ impl cmpaint::worker::Backend for Detailing {
     fn load(
         &mut self,
         _path: Option<&std::path::Path>,
-    ) -> Result<cmpaint::worker::execute::ModelInfo, String> {
-        Ok(cmpaint::worker::execute::ModelInfo {
+    ) -> Result<cmpaint::worker::ModelInfo, String> {
+        Ok(cmpaint::worker::ModelInfo {
             name: "detailing".into(),
             file: None,
             sha256: "00".into(),
             image_size: 32,
             num_classes: None,
-            steps: 40,
-            ts: None,
             parameters: 0,
-            parameterization: cmpaint::engine::model::spec::Parameterization::Consistency,
-            sketch_strength: 0.5,
+            sampling: cmpaint::engine::model::spec::SamplingConfig {
+                sketch_strength: Some(0.5),
+                ..cmpaint::engine::model::spec::SamplingConfig::with_grid(40, None)
+            },
         })
     }
 

@@ -4,7 +4,7 @@
 use cmpaint::engine::cm::sample::{OnStep, Step};
 use cmpaint::picture::Rgb8;
 use cmpaint::recipe::{ModelRef, Operation, RECIPE_VERSION, Recipe};
-use cmpaint::worker::execute::ModelInfo;
+use cmpaint::worker::ModelInfo;
 use cmpaint::worker::{Backend, Job, JobId, Reply, Worker};
 use crossbeam_channel::{Receiver, Sender, bounded, unbounded};
 use std::collections::HashMap;
@@ -59,11 +59,11 @@ fn info() -> ModelInfo {
         sha256: "00".into(),
         image_size: 1,
         num_classes: None,
-        steps: 40,
-        ts: None,
         parameters: 0,
-        parameterization: Default::default(),
-        sketch_strength: 0.59,
+        sampling: cmpaint::engine::model::spec::SamplingConfig {
+            sketch_strength: Some(0.59),
+            ..cmpaint::engine::model::spec::SamplingConfig::with_grid(40, None)
+        },
     }
 }
 
@@ -83,8 +83,10 @@ fn recipe(seed: u64) -> Box<Recipe> {
         class: None,
         steps: 40,
         ts: None,
+        sampler: None,
         input: None,
         mask: None,
+        files: Vec::new(),
     })
 }
 
@@ -284,7 +286,7 @@ fn cancel_pressed_over_and_over_mid_run_never_deadlocks() {
 
 #[test]
 fn a_batch_that_cannot_fit_in_memory_is_refused_before_allocating() {
-    use cmpaint::worker::execute::{Steps, plan};
+    use cmpaint::worker::{Steps, plan};
     let mut worker = Worker::spawn(candle_core::Device::Cpu, || {});
     worker.submit(Job::LoadModel(None));
     let info = match worker.recv_timeout(Duration::from_secs(60)).unwrap() {

@@ -229,23 +229,24 @@ impl App {
         self.class = info
             .num_classes
             .map(|_| crate::labels::default_class(&names));
-        if self.generate.steps == Steps::Tuned && info.ts.is_none() {
+        if self.generate.steps == Steps::Tuned && info.sampling.ts.is_none() {
             self.generate.steps = Steps::One;
         }
         // Each model comes with the sketch strength its sketch test chose (else the paper's); a
         // strength the user set (other than the last model's own) is kept. Either way it is said.
-        let previous = self.model.as_ref().map(|m| m.sketch_strength);
+        let previous = self.model.as_ref().map(|m| m.sketch_strength());
         let strength = &mut self.generate.strength;
         let strength_note = if previous.is_some_and(|p| p != *strength) {
             format!(
                 "; sketch strength {:.2} kept (this model's own is {:.2})",
-                *strength, info.sketch_strength
+                *strength,
+                info.sketch_strength()
             )
         } else {
-            *strength = info.sketch_strength;
+            *strength = info.sketch_strength();
             format!(
                 "; sketch strength {:.2}, this model's own",
-                info.sketch_strength
+                info.sketch_strength()
             )
         };
         self.info(format!(
@@ -372,7 +373,7 @@ impl App {
     fn parameterization(&self) -> crate::worker::Parameterization {
         self.model
             .as_ref()
-            .map(|m| m.parameterization)
+            .map(|m| m.parameterization())
             .unwrap_or_default()
     }
 

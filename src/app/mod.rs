@@ -41,8 +41,8 @@ use crate::picture::{
     to_rgb8, write_animation, write_png, write_png_rgba,
 };
 use crate::recipe::{EmbeddedImage, Operation, Recipe, encode_png, read_recipe};
-use crate::worker::execute::{ModelInfo, Steps, network_calls, plan, recipe_steps};
 use crate::worker::{CandleBackend, Job, JobId, Precision, Reply, Worker, is_loadable};
+use crate::worker::{ModelInfo, Steps, network_calls, plan, recipe_steps};
 use canvas::{Canvas, CanvasEvent, Compare, FrameEdit};
 use dialogs::{Dialogs, FileAnswer, FileRequest};
 use eframe::egui;

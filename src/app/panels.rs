@@ -9,7 +9,7 @@ use crate::paint::brush::{MAX_SIZE, MIN_SIZE, Tool};
 use crate::paint::document::{MAX_SIDE, Side};
 use crate::picture::Resize;
 use crate::recipe::Operation;
-use crate::worker::execute::Steps;
+use crate::worker::Steps;
 use crate::worker::{Parameterization, TEACHER_SPEC};
 use eframe::egui::{self, Color32, RichText, Vec2};
 
@@ -309,12 +309,12 @@ fn model_section(app: &mut App, ui: &mut egui::Ui) {
                     None => "unconditional".into(),
                 }
             ));
-            ui.label(match m.parameterization {
+            ui.label(match m.parameterization() {
                 Parameterization::Consistency => "consistency model: 1 network call".to_string(),
                 Parameterization::Edm => format!(
                     "EDM teacher: Heun, {} steps = {} network calls",
-                    m.steps,
-                    2 * m.steps - 1
+                    m.sampling.steps,
+                    2 * m.sampling.steps - 1
                 ),
             });
             ui.weak(match &m.file {
@@ -455,11 +455,11 @@ fn frame_section(app: &mut App, ui: &mut egui::Ui) {
 }
 
 fn generate_section(app: &mut App, ui: &mut egui::Ui) {
-    let has_ts = app.model.as_ref().is_some_and(|m| m.ts.is_some());
+    let has_ts = app.model.as_ref().is_some_and(|m| m.sampling.ts.is_some());
     let is_teacher = app
         .model
         .as_ref()
-        .is_some_and(|m| m.parameterization == Parameterization::Edm);
+        .is_some_and(|m| m.parameterization() == Parameterization::Edm);
     let g = &mut app.generate;
     ui.horizontal(|ui| {
         let l = ui.label("Seed");

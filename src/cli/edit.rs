@@ -2,16 +2,17 @@
 
 use super::{
     ModelArgs, OdeArgs, RunArgs, Unlabelled, check_memory, checked_steps, class_labels, load,
-    noise_source, on_step, picture_output, progress, report_cost, write_output,
+    noise_file, noise_source, on_step, picture_output, progress, report_cost, write_output,
 };
-use crate::engine::cm::edit::estimate_sigma;
-use crate::engine::cm::pf_ode::{network_calls, pf_ode_sigmas_from};
-use crate::engine::image::{mask_to_tensor, picture_to_tensor, read_tensor_image};
-use crate::engine::model::spec::Parameterization;
-use crate::engine::pipeline::{
-    EDIT_STEPS, EditRequest, EditTask, default_edit_ts, denoise, edit, sdedit_ts, strength_to_index,
+use crate::job::io::{
+    estimate_sigma, mask_to_tensor, picture_to_tensor, read_tensor_image, tensor_to_rgb8,
+};
+use crate::job::{
+    self, EDIT_STEPS, Explicit, Parameterization, RunOptions, Steps, denoise, network_calls,
+    noise_draws, per_image, plan_with, recipe_steps, strength_to_index,
 };
 use crate::picture::{Resize, decode, to_model_size, to_rgb8};
+use crate::recipe::{EmbeddedImage, FileRef, FileRole, Operation, sha256_file};
 use anyhow::{Context, Result, bail};
 use candle_core::{Device, Tensor};
 use clap::{Args, ValueEnum};
@@ -197,7 +198,6 @@ pub fn run(args: EditArgs) -> Result<()> {
     }
     let m = load(&args.model, &args.run)?;
     let cfg = &m.config;
-    let ode = args.ode.options(cfg)?;
     let size = cfg.unet.image_size;
     let factor = (args.task == Task::Superres).then(|| args.factor.unwrap_or((size / 32).max(2)));
     let downsampling = 1 << (cfg.unet.channel_mult.len() - 1);
@@ -239,31 +239,89 @@ pub fn run(args: EditArgs) -> Result<()> {
             }
         };
         let x = denoise(&m.unet, &cfg.sampling, &images, sigma, labels.as_deref())?;
-        return write_output(&args.run, &x, args.separate);
+        return write_output(&args.run, &x, args.separate, &[]);
     }
 
-    let task = match args.task {
-        Task::Inpaint => EditTask::Inpaint {
-            regenerate: read_mask(&args, size, h, w, &m.device)?,
-        },
-        Task::Colorize => EditTask::Colorize,
-        Task::Superres => EditTask::SuperRes {
-            factor: factor.expect("set for superres"),
-        },
-        Task::Sdedit => EditTask::SdEdit,
-        Task::Denoise | Task::Outpaint => unreachable!("handled above"),
+    let mask = match args.task {
+        Task::Inpaint => Some(read_mask(&args, size, h, w, &m.device)?),
+        _ => None,
     };
     let edm = cfg.sampling.parameterization == Parameterization::Edm;
     let steps =
         checked_steps(args.steps)?.unwrap_or(if edm { cfg.sampling.steps } else { EDIT_STEPS });
-    if let Some(i) = args.strength_index
-        && i + 2 > steps
-    {
-        bail!(
-            "--strength-index {i}: the {steps}-point grid starts an edit at index 0…{} (N − 2)",
-            steps - 2
-        );
+    check_ts_agree(&args, steps)?;
+    // the strength given, else the one --strength-index or --ts starts at, else the model's own
+    let start = args
+        .strength_index
+        .or(args.ts.as_ref().and_then(|t| t.first().copied()));
+    let strength = args.strength.unwrap_or(match start {
+        Some(i) => 1.0 - i.min(steps - 1) as f64 / (steps - 1) as f64,
+        None => cfg.sampling.default_sketch_strength(),
+    });
+    let operation = match args.task {
+        Task::Inpaint => Operation::Inpaint,
+        Task::Colorize => Operation::Colorize,
+        Task::Superres => Operation::SuperRes {
+            factor: factor.expect("set for superres"),
+        },
+        Task::Sdedit => Operation::SdEdit { strength },
+        Task::Denoise | Task::Outpaint => unreachable!("handled above"),
+    };
+    let explicit = Explicit {
+        steps: args.steps,
+        ts: args.ts.clone(),
+        start: args.strength_index,
+        sampler: args.ode.sampler(cfg)?,
+    };
+    let mut recipe = plan_with(
+        &m.info,
+        operation,
+        args.run.seed,
+        None,
+        Steps::One,
+        &explicit,
+    )?;
+    let p = cfg.sampling.parameterization;
+    let (noise, _) = noise_source(&args.run, [batch, 3, h, w], None, noise_draws(&recipe, p))?;
+    recipe.files.extend(noise_file(&args.run)?);
+    let bar = progress(
+        recipe_steps(&recipe, p),
+        args.task.to_possible_value().expect("named").get_name(),
+    );
+    // the picture is embedded in the recipe (a PNG), or named by its hash (a tensor image, whose
+    // values a PNG would round)
+    if is_tensor_file(&args.image) {
+        recipe.files.push(FileRef {
+            role: FileRole::Image,
+            path: args.image.display().to_string(),
+            sha256: sha256_file(&args.image)?,
+        });
+    } else {
+        recipe.input = Some(EmbeddedImage::from_rgb(&tensor_to_rgb8(&images.get(0)?)?)?);
     }
+    if let Some(mask) = &mask {
+        let (_, _, mh, mw) = mask.dims4()?;
+        let values = mask.flatten_all()?.to_vec1::<f32>()?;
+        recipe.mask = Some(EmbeddedImage::from_mask(mw, mh, &values)?);
+    }
+    let opts = RunOptions {
+        labels: labels.clone(),
+        noise,
+        images: Some(images),
+        mask,
+        ..RunOptions::batch(batch)
+    };
+    let started = std::time::Instant::now();
+    let x = job::run(&m.model, &m.device, &recipe, opts, &mut on_step(&bar))?
+        .context("the edit was cancelled")?;
+    bar.finish_and_clear();
+    report_cost(network_calls(&recipe, p), started);
+    let recipes = per_image(&recipe, batch, labels.as_deref());
+    write_output(&args.run, &x, args.separate, &recipes)
+}
+
+/// --ts and a start (--strength or --strength-index) must agree on the first index.
+fn check_ts_agree(args: &EditArgs, steps: usize) -> Result<()> {
     let start = match (args.strength_index, args.strength) {
         (Some(i), _) => Some(i),
         (None, Some(s)) => Some(strength_to_index(s, steps)?),
@@ -281,64 +339,5 @@ pub fn run(args: EditArgs) -> Result<()> {
             .map_or("nothing".into(), |t| format!("index {t}"));
         bail!("{given} contradicts --ts, which starts at {first}: give one, or make them agree");
     }
-    let ts = match (&args.ts, args.strength_index, args.strength) {
-        (Some(ts), _, _) => ts.clone(),
-        (None, _, _) if edm => {
-            let default_start = match args.task {
-                Task::Sdedit => strength_to_index(cfg.sampling.default_sketch_strength(), steps)?,
-                _ => 0,
-            };
-            vec![start.unwrap_or(default_start)]
-        }
-        (None, Some(i), _) => sdedit_ts(i, steps, &cfg.sampling),
-        (None, None, Some(s)) => sdedit_ts(strength_to_index(s, steps)?, steps, &cfg.sampling),
-        (None, None, None)
-            if args.task == Task::Sdedit
-                && (args.steps.is_some() || cfg.sampling.sketch_strength.is_some()) =>
-        {
-            let s = cfg.sampling.default_sketch_strength();
-            sdedit_ts(strength_to_index(s, steps)?, steps, &cfg.sampling)
-        }
-        (None, None, None) if args.steps.is_some() => (0..steps).collect(),
-        (None, None, None) => default_edit_ts(&task),
-    };
-    // draws: the initial one, then one per step (Algorithm 4, or an EDM teacher with churn)
-    let (draws, bar_steps, calls) = match &ode {
-        Some(o) => {
-            let sigmas = pf_ode_sigmas_from(ts[0].min(steps - 1), steps, &cfg.sampling);
-            let n = sigmas.len() - 1;
-            let draws = 1 + if o.churn.draws() { n } else { 0 };
-            (draws, n, network_calls(o.solver, &sigmas))
-        }
-        None => (
-            ts.len(),
-            ts.len().saturating_sub(1),
-            ts.len().saturating_sub(1),
-        ),
-    };
-    let (mut noise, _) = noise_source(&args.run, [batch, 3, h, w], None, draws)?;
-    let bar = progress(
-        bar_steps,
-        args.task.to_possible_value().expect("named").get_name(),
-    );
-    let req = EditRequest {
-        images: &images,
-        task: &task,
-        class_labels: labels.as_deref(),
-        ts: &ts,
-        steps,
-        ode,
-    };
-    let started = std::time::Instant::now();
-    let x = edit(
-        &m.unet,
-        &cfg.sampling,
-        &req,
-        noise.as_mut(),
-        &mut on_step(&bar),
-    )?
-    .context("the edit was cancelled")?;
-    bar.finish_and_clear();
-    report_cost(calls, started);
-    write_output(&args.run, &x, args.separate)
+    Ok(())
 }

@@ -4,23 +4,17 @@
 
 use super::edit::EditArgs;
 use super::{Loaded, Unlabelled, class_labels};
-use crate::engine::cm::noise::SeededNoise;
-use crate::engine::cm::pf_ode::{network_calls, pf_ode_sigmas_from};
-use crate::engine::image::{mask_to_tensor, picture_to_tensor, tensor_to_rgb8};
-use crate::engine::model::spec::Parameterization;
-use crate::engine::pipeline::{
-    EDIT_STEPS, EditRequest, EditTask, OdeOptions, default_edit_ts, edit,
-};
+use crate::job::io::{mask_to_tensor, picture_to_tensor, tensor_to_rgb8};
+use crate::job::{self, Explicit, RunOptions, Steps, network_calls, plan_with};
 use crate::paint::document::Document;
 use crate::paint::frame::Frame;
+use crate::recipe::{Operation, Recipe, Sampler};
 use anyhow::{Context, Result};
 
 pub(super) struct FrameEditor<'a> {
     model: &'a Loaded,
     labels: Option<Vec<u32>>,
-    ts: Vec<usize>,
-    steps: usize,
-    ode: Option<OdeOptions>,
+    sampler: Option<Sampler>,
     seed: u64,
     /// Frames run so far.
     pub frames: usize,
@@ -39,27 +33,40 @@ pub(super) enum FrameTask {
 impl<'a> FrameEditor<'a> {
     pub fn new(model: &'a Loaded, args: &EditArgs) -> Result<Self> {
         let cfg = &model.config;
-        let ode = args.ode.options(cfg)?;
-        let edm = cfg.sampling.parameterization == Parameterization::Edm;
-        let (ts, steps) = if edm {
-            (vec![0], cfg.sampling.steps)
-        } else {
-            (default_edit_ts(&EditTask::Colorize), EDIT_STEPS)
-        };
-        let calls_per_frame = match &ode {
-            Some(o) => network_calls(o.solver, &pf_ode_sigmas_from(0, steps, &cfg.sampling)),
-            None => ts.len().saturating_sub(1),
-        };
-        Ok(Self {
+        let labels = class_labels(&args.run, cfg, 1, Unlabelled::AppDefault)?;
+        let mut editor = Self {
             model,
-            labels: class_labels(&args.run, cfg, 1, Unlabelled::AppDefault)?,
-            ts,
-            steps,
-            ode,
+            labels,
+            sampler: args.ode.sampler(cfg)?,
             seed: args.run.seed,
             frames: 0,
-            calls_per_frame,
-        })
+            calls_per_frame: 0,
+        };
+        let recipe = editor.plan(FrameTask::Inpaint)?;
+        editor.calls_per_frame = network_calls(&recipe, cfg.sampling.parameterization);
+        Ok(editor)
+    }
+
+    /// The recipe of the next frame: the model's editing grid, this frame's seed.
+    fn plan(&self, task: FrameTask) -> Result<Recipe> {
+        let operation = match task {
+            FrameTask::Inpaint => Operation::Inpaint,
+            FrameTask::SuperRes { factor } => Operation::SuperRes { factor },
+        };
+        let explicit = Explicit {
+            sampler: self.sampler.clone(),
+            ..Explicit::default()
+        };
+        let seed = self.seed.wrapping_add(self.frames as u64);
+        let class = self.labels.as_ref().map(|l| l[0]);
+        Ok(plan_with(
+            &self.model.info,
+            operation,
+            seed,
+            class,
+            Steps::One,
+            &explicit,
+        )?)
     }
 
     /// Runs `task` on `frame` of `doc` (its blend edge `feather` pixels) and pastes the result back.
@@ -72,30 +79,24 @@ impl<'a> FrameEditor<'a> {
     ) -> Result<()> {
         let m = self.model;
         let size = m.config.unet.image_size;
-        let inpaint = matches!(task, FrameTask::Inpaint);
-        let input = doc.frame_input(frame, size, inpaint, feather);
-        let task = match task {
+        let input = doc.frame_input(frame, size, matches!(task, FrameTask::Inpaint), feather);
+        let mask = match task {
             FrameTask::Inpaint => {
                 let mask = input
                     .mask
                     .as_ref()
                     .context("an inpainting input has a mask")?;
-                EditTask::Inpaint {
-                    regenerate: mask_to_tensor(size, size, mask, &m.device)?,
-                }
+                Some(mask_to_tensor(size, size, mask, &m.device)?)
             }
-            FrameTask::SuperRes { factor } => EditTask::SuperRes { factor },
+            FrameTask::SuperRes { .. } => None,
         };
-        let req = EditRequest {
-            images: &picture_to_tensor(&input.image, &m.device)?,
-            task: &task,
-            class_labels: self.labels.as_deref(),
-            ts: &self.ts,
-            steps: self.steps,
-            ode: self.ode,
+        let recipe = self.plan(task)?;
+        let opts = RunOptions {
+            images: Some(picture_to_tensor(&input.image, &m.device)?),
+            mask,
+            ..RunOptions::batch(1)
         };
-        let mut noise = SeededNoise::new(self.seed.wrapping_add(self.frames as u64), 1);
-        let x = edit(&m.unet, &m.config.sampling, &req, &mut noise, &mut |_| {
+        let x = job::run(&m.model, &m.device, &recipe, opts, &mut |_| {
             std::ops::ControlFlow::Continue(())
         })?
         .context("the edit was cancelled")?;

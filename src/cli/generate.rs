@@ -2,11 +2,13 @@
 
 use super::{
     ModelArgs, OdeArgs, RunArgs, Unlabelled, check_memory, checked_steps, class_labels, load,
-    noise_source, on_step, picture_output, progress, report_cost, write_output,
+    noise_file, noise_source, on_step, picture_output, progress, report_cost, write_output,
 };
-use crate::engine::cm::pf_ode::{network_calls, pf_ode_sigmas};
-use crate::engine::model::spec::{ModelConfig, Parameterization};
-use crate::engine::pipeline::{GenerateRequest, generate};
+use crate::job::{
+    self, Explicit, RunOptions, Steps, network_calls, noise_draws, per_image, plan_with,
+    recipe_steps,
+};
+use crate::recipe::Operation;
 use anyhow::{Context, Result, bail};
 use clap::Args;
 
@@ -36,44 +38,30 @@ pub struct GenerateArgs {
     pub separate: bool,
 }
 
-/// The ts list to sample with: explicit, the model's tuned list, or None for one step.
-fn resolve_ts(args: &GenerateArgs, cfg: &ModelConfig) -> Result<(Option<Vec<usize>>, usize)> {
-    let steps = checked_steps(args.steps)?.unwrap_or(cfg.sampling.steps);
-    if cfg.sampling.parameterization == Parameterization::Edm {
-        if args.ts.is_some() || args.multistep {
-            bail!(
-                "{} is an EDM teacher: it integrates over all N grid points; give --steps N, not --ts or --multistep",
-                cfg.name
-            );
-        }
-        return Ok((None, steps));
-    }
-    if args.steps.is_some() && args.ts.is_none() {
-        bail!("--steps sets the grid of --ts for a consistency model: give --ts too");
-    }
-    if let Some(ts) = &args.ts {
-        return Ok((Some(ts.clone()), steps));
-    }
-    if args.multistep {
-        let ts = cfg.sampling.ts.clone().with_context(|| {
-            format!(
-                "{} has no tuned multistep list: give --ts (e.g. 0,{},{})",
-                cfg.name,
-                steps / 2,
-                steps - 1
-            )
-        })?;
-        return Ok((Some(ts), steps));
-    }
-    Ok((None, steps))
-}
-
 pub fn run(args: GenerateArgs) -> Result<()> {
     picture_output(&args.run)?;
     let m = load(&args.model, &args.run)?;
     let cfg = &m.config;
-    let (ts, steps) = resolve_ts(&args, cfg)?;
-    let ode = args.ode.options(cfg)?;
+    checked_steps(args.steps)?;
+    let explicit = Explicit {
+        steps: args.steps,
+        ts: args.ts.clone(),
+        start: None,
+        sampler: args.ode.sampler(cfg)?,
+    };
+    let steps = if args.multistep {
+        Steps::Tuned
+    } else {
+        Steps::One
+    };
+    let mut recipe = plan_with(
+        &m.info,
+        Operation::Generate,
+        args.run.seed,
+        None,
+        steps,
+        &explicit,
+    )?;
     let batch = args.batch.unwrap_or(1);
     if batch == 0 {
         bail!("--batch must be at least 1");
@@ -81,24 +69,13 @@ pub fn run(args: GenerateArgs) -> Result<()> {
     let size = cfg.unet.image_size;
     // the batch asked for, before its generators exist; then what a noise file asks for
     check_memory(cfg, batch, size)?;
-    // draws: the initial one, then one per step (CM multistep, or an EDM teacher with churn)
-    let (draws, bar_steps, calls) = match &ode {
-        Some(o) => {
-            let sigmas = pf_ode_sigmas(steps, &cfg.sampling);
-            let per_step = if o.churn.draws() { steps } else { 0 };
-            (1 + per_step, steps, network_calls(o.solver, &sigmas))
-        }
-        None => {
-            let n = ts.as_ref().map_or(1, |t| t.len().saturating_sub(1));
-            (1 + ts.as_ref().map_or(0, |_| n), n, n)
-        }
-    };
+    let p = cfg.sampling.parameterization;
     let factor = 1 << (cfg.unet.channel_mult.len() - 1);
-    let (mut noise, shape) = noise_source(
+    let (noise, shape) = noise_source(
         &args.run,
         [batch, cfg.unet.in_channels, size, size],
         Some(factor),
-        draws,
+        noise_draws(&recipe, p),
     )?;
     if let Some(b) = args.batch
         && b != shape[0]
@@ -110,25 +87,19 @@ pub fn run(args: GenerateArgs) -> Result<()> {
     }
     check_memory(cfg, shape[0], shape[2].max(shape[3]))?;
     let labels = class_labels(&args.run, cfg, shape[0], Unlabelled::FromSeed)?;
-    let bar = progress(bar_steps, "sampling");
-    let req = GenerateRequest {
-        shape,
-        class_labels: labels.as_deref(),
-        ts: ts.as_deref(),
-        steps,
-        ode,
+    recipe.files.extend(noise_file(&args.run)?);
+    let bar = progress(recipe_steps(&recipe, p), "sampling");
+    let opts = RunOptions {
+        labels: labels.clone(),
+        noise,
+        size: Some((shape[2], shape[3])),
+        ..RunOptions::batch(shape[0])
     };
     let started = std::time::Instant::now();
-    let x = generate(
-        &m.unet,
-        &cfg.sampling,
-        &req,
-        noise.as_mut(),
-        &m.device,
-        &mut on_step(&bar),
-    )?
-    .context("sampling was cancelled")?;
+    let x = job::run(&m.model, &m.device, &recipe, opts, &mut on_step(&bar))?
+        .context("sampling was cancelled")?;
     bar.finish_and_clear();
-    report_cost(calls, started);
-    write_output(&args.run, &x, args.separate)
+    report_cost(network_calls(&recipe, p), started);
+    let recipes = per_image(&recipe, shape[0], labels.as_deref());
+    write_output(&args.run, &x, args.separate, &recipes)
 }

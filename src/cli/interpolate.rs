@@ -1,15 +1,14 @@
 //! `cmpaint interpolate`: one-step images between two noise seeds, as single frames or an animation.
 
 use super::{
-    ModelArgs, OutputKind, RunArgs, Unlabelled, check_memory, class_labels, load, noise_source,
-    output_kind, write_output,
+    ModelArgs, OutputKind, RunArgs, Unlabelled, check_memory, class_labels, load, noise_file,
+    noise_source, output_kind, write_output,
 };
-use crate::engine::cm::noise::{NoiseSource, SeededNoise};
-use crate::engine::image::tensor_to_rgb8;
-use crate::engine::pipeline::interpolate;
+use crate::job::io::tensor_to_rgb8;
+use crate::job::{self, RunOptions, Steps, per_image, plan};
 use crate::picture::{grid, is_gif, write_animation};
-use anyhow::{Result, bail};
-use candle_core::Tensor;
+use crate::recipe::Operation;
+use anyhow::{Context, Result, bail};
 use clap::Args;
 
 #[derive(Args, Debug)]
@@ -69,21 +68,12 @@ pub fn run(args: InterpolateArgs) -> Result<()> {
     let shape = [batch, cfg.unet.in_channels, size, size];
     let factor = 1 << (cfg.unet.channel_mult.len() - 1);
     // The noise file holds z_a then z_b; seeds draw each from its own generator.
-    let (z_a, z_b) = match &args.run.noise {
-        Some(_) => {
-            let (mut noise, shape) = noise_source(&args.run, shape, Some(factor), 2)?;
-            (noise.next(&shape)?, noise.next(&shape)?)
-        }
-        None => (
-            SeededNoise::new(args.seed_a, batch).next(&shape)?,
-            SeededNoise::new(args.seed_b, batch).next(&shape)?,
-        ),
-    };
-    let batch = z_a.dim(0)?;
+    let (noise, shape) = noise_source(&args.run, shape, Some(factor), 2)?;
+    let batch = shape[0];
     check_memory(
         cfg,
         batch.saturating_mul(args.frames.unwrap_or(1)),
-        z_a.dim(2)?.max(z_a.dim(3)?),
+        shape[2].max(shape[3]),
     )?;
     let labels = class_labels(&args.run, cfg, batch, Unlabelled::FromSeed)?;
     let alphas: Vec<f64> = match (args.alpha, args.frames) {
@@ -91,17 +81,30 @@ pub fn run(args: InterpolateArgs) -> Result<()> {
         (None, Some(k)) if k >= 2 => (0..k).map(|i| i as f64 / (k - 1) as f64).collect(),
         (None, _) => bail!("--frames needs at least 2 frames"),
     };
-    let (z_a, z_b) = (z_a.to_device(&m.device)?, z_b.to_device(&m.device)?);
-    let frames = interpolate(
-        &m.unet,
-        &cfg.sampling,
-        &z_a,
-        &z_b,
-        &alphas,
-        labels.as_deref(),
-    )?;
+    let operation = Operation::Interpolate {
+        seed_b: args.seed_b,
+        alpha: alphas[0],
+    };
+    let mut recipe = plan(&m.info, operation, args.seed_a, None, Steps::One)?;
+    recipe.files.extend(noise_file(&args.run)?);
+    let opts = RunOptions {
+        labels: labels.clone(),
+        noise,
+        size: Some((shape[2], shape[3])),
+        alphas: Some(alphas),
+        ..RunOptions::batch(batch)
+    };
+    let x = job::run(&m.model, &m.device, &recipe, opts, &mut |_| {
+        std::ops::ControlFlow::Continue(())
+    })?
+    .context("interpolation was cancelled")?;
+    let frames = x.chunk(x.dim(0)? / batch, 0)?;
+    if args.frames.is_none() {
+        let recipes = per_image(&recipe, batch, labels.as_deref());
+        return write_output(&args.run, &x, false, &recipes);
+    }
     if args.frames.is_none() || output_kind(&args.run.output)? == OutputKind::Tensor {
-        return write_output(&args.run, &Tensor::cat(&frames, 0)?, false);
+        return write_output(&args.run, &x, false, &[]);
     }
     let images = frames
         .iter()

@@ -4,23 +4,21 @@
 mod edit;
 mod frames;
 mod generate;
+mod info;
 mod interpolate;
 mod outpaint;
+mod rerun;
 mod upscale;
 
-use crate::engine::cm::noise::{NoiseSource, ReplayNoise, SeededNoise};
-use crate::engine::cm::pf_ode::{Churn, Solver};
-use crate::engine::cm::sample::Step;
-use crate::engine::image::{tensor_to_rgb8, write_tensor_image};
-use crate::engine::model::load::{
-    Checkpoint, ConfigSource, ParameterizationSource, activation_bytes, read_config_file,
-    save_project,
+use crate::file_io::write_bytes;
+use crate::job::io::{NoiseSource, ReplayNoise, tensor_to_rgb8, write_tensor_image};
+use crate::job::{LoadedModel, ModelSource, load_model};
+use crate::job::{
+    MAX_STEPS, ModelConfig, Parameterization, Precision, Step, check_run_memory, preset, presets,
+    read_config_file, select_device,
 };
-use crate::engine::model::spec::{ModelConfig, Parameterization, preset, presets};
-use crate::engine::model::unet::UNet;
-use crate::engine::pipeline::OdeOptions;
-use crate::engine::{Precision, select_device};
-use crate::picture::{grid, write_png};
+use crate::picture::{Rgb8, grid};
+use crate::recipe::{FileRef, FileRole, GridRecipe, Recipe, Sampler, encode_png_grid, sha256_file};
 use anyhow::{Result, bail};
 use candle_core::{Device, Tensor};
 use clap::{Args, Parser, Subcommand};
@@ -52,8 +50,11 @@ pub enum Command {
     Edit(edit::EditArgs),
     /// Images between two noise seeds (spherical interpolation, one step each).
     Interpolate(interpolate::InterpolateArgs),
-    /// Print a model's inferred configuration, parameter count and memory need.
-    Info(ModelArgs),
+    /// Print a model's inferred configuration, parameter count and memory need; or, given a
+    /// picture, the recipe inside it.
+    Info(info::InfoArgs),
+    /// Make a picture again from the recipe inside it (any PNG the app or the CLI wrote).
+    Rerun(rerun::RerunArgs),
     /// Write a model in the project's safetensors format (config in the metadata).
     Convert(ConvertArgs),
     /// List the presets for the released checkpoints.
@@ -119,46 +120,43 @@ pub enum SamplerArg {
 }
 
 impl OdeArgs {
-    /// The options for an EDM teacher, None for a consistency model (refused when any was given).
-    fn options(&self, cfg: &ModelConfig) -> Result<Option<OdeOptions>> {
+    /// An EDM teacher's sampler as the recipe records it (None: deterministic Heun, the default);
+    /// refused for a consistency model when any option was given.
+    fn sampler(&self, cfg: &ModelConfig) -> Result<Option<Sampler>> {
         let given = self.sampler.is_some()
             || self.s_churn.is_some()
             || self.s_tmin.is_some()
             || self.s_tmax.is_some()
             || self.s_noise.is_some();
-        if cfg.sampling.parameterization == Parameterization::Consistency {
-            if given {
-                bail!(
-                    "{} is a consistency model: --sampler and --s-* are for EDM teachers (see --parameterization)",
-                    cfg.name
-                );
-            }
+        if !given {
             return Ok(None);
         }
-        let d = Churn::default();
-        let churn = Churn {
+        if cfg.sampling.parameterization == Parameterization::Consistency {
+            bail!(
+                "{} is a consistency model: --sampler and --s-* are for EDM teachers (see --parameterization)",
+                cfg.name
+            );
+        }
+        let d = Sampler::default();
+        let sampler = Sampler {
+            euler: self.sampler == Some(SamplerArg::Euler),
             s_churn: self.s_churn.unwrap_or(d.s_churn),
             s_tmin: self.s_tmin.unwrap_or(d.s_tmin),
-            s_tmax: self.s_tmax.unwrap_or(d.s_tmax),
+            // ∞ (churn at every σ) is no upper bound
+            s_tmax: self.s_tmax.or(d.s_tmax).filter(|t| *t != f64::INFINITY),
             s_noise: self.s_noise.unwrap_or(d.s_noise),
         };
         let finite = |v: f64| v.is_finite() && v >= 0.0;
-        if !finite(churn.s_churn) || !finite(churn.s_noise) || !finite(churn.s_tmin) {
+        if !finite(sampler.s_churn) || !finite(sampler.s_noise) || !finite(sampler.s_tmin) {
             bail!("--s-churn, --s-noise and --s-tmin must be finite numbers, 0 or more");
         }
-        // S_tmax may be infinite (churn at every σ), never NaN, never below S_tmin
-        if churn.s_tmax.is_nan() || churn.s_tmax < churn.s_tmin {
-            bail!(
-                "--s-tmax {} must be at least --s-tmin {}",
-                churn.s_tmax,
-                churn.s_tmin
-            );
+        // S_tmax may be infinite, never NaN, never below S_tmin
+        if let Some(t) = self.s_tmax
+            && (t.is_nan() || t < sampler.s_tmin)
+        {
+            bail!("--s-tmax {t} must be at least --s-tmin {}", sampler.s_tmin);
         }
-        let solver = match self.sampler.unwrap_or(SamplerArg::Heun) {
-            SamplerArg::Heun => Solver::Heun,
-            SamplerArg::Euler => Solver::Euler,
-        };
-        Ok(Some(OdeOptions { solver, churn }))
+        Ok(Some(sampler))
     }
 }
 
@@ -191,6 +189,21 @@ pub struct RunArgs {
     /// at ×8. Tensor outputs keep the model's size.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=16))]
     pub scale: u8,
+}
+
+impl RunArgs {
+    /// The options of a run that only writes `output` (at `scale`): what `rerun` writes with.
+    fn for_output(output: &Path, scale: usize, device: &str) -> Self {
+        Self {
+            class: None,
+            seed: 0,
+            noise: None,
+            device: device.to_string(),
+            precision: Precision::F32,
+            output: output.to_path_buf(),
+            scale: scale.clamp(1, 16) as u8,
+        }
+    }
 }
 
 #[derive(Args, Debug)]
@@ -235,8 +248,9 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Generate(args) => generate::run(args),
         Command::Edit(args) => edit::run(args),
         Command::Interpolate(args) => interpolate::run(args),
-        Command::Info(args) => run_info(args),
-        Command::Convert(args) => run_convert(args),
+        Command::Info(args) => info::run_info(args),
+        Command::Rerun(args) => rerun::run(args),
+        Command::Convert(args) => info::run_convert(args),
         Command::Presets => {
             for p in presets() {
                 let ts = p
@@ -255,7 +269,8 @@ pub fn run(cli: Cli) -> Result<()> {
     }
 }
 
-fn open_checkpoint(args: &ModelArgs) -> Result<Checkpoint> {
+/// Where `--model`, `--config` and `--parameterization` say the model comes from.
+fn model_source(args: &ModelArgs) -> Result<ModelSource> {
     let config = match &args.config {
         None => None,
         Some(c) => Some(match preset(c) {
@@ -263,24 +278,24 @@ fn open_checkpoint(args: &ModelArgs) -> Result<Checkpoint> {
             None => (read_config_file(Path::new(c))?, PathBuf::from(c)),
         }),
     };
-    let mut ck = match &args.model {
-        Some(path) => Checkpoint::open_any(path, config)?,
-        None => Checkpoint::embedded_default(config)?,
-    };
-    if let Some(p) = args.parameterization {
-        ck.config.sampling.parameterization = p.into();
-        ck.parameterization_source = ParameterizationSource::Override;
-    }
-    Ok(ck)
+    Ok(ModelSource {
+        file: args.model.clone(),
+        config,
+        parameterization: args.parameterization.map(Into::into),
+    })
 }
 
-/// A model loaded for sampling.
+/// A model loaded for sampling, and its device.
 struct Loaded {
-    config: ModelConfig,
-    unet: UNet,
+    model: LoadedModel,
     device: Device,
-    /// The image size is a guess (a bare checkpoint of no known preset): inputs may set it.
-    size_guessed: bool,
+}
+
+impl std::ops::Deref for Loaded {
+    type Target = LoadedModel;
+    fn deref(&self) -> &LoadedModel {
+        &self.model
+    }
 }
 
 /// Checks the output path first (so a typo costs no model load), then opens and loads the model.
@@ -291,14 +306,14 @@ fn load(model: &ModelArgs, run: &RunArgs) -> Result<Loaded> {
         "device: {}",
         if device.is_cuda() { "cuda:0" } else { "cpu" }
     );
-    let ck = open_checkpoint(model)?;
-    let unet = ck.load_with(&device, run.precision)?;
-    Ok(Loaded {
-        size_guessed: ck.config_source == ConfigSource::Inferred,
-        config: ck.config,
-        unet,
-        device,
-    })
+    let model = load_model(&model_source(model)?, &device, run.precision)?;
+    Ok(Loaded { model, device })
+}
+
+/// A model on the device `--device` names (f32), as `rerun` loads the recipe's.
+fn load_model_for(source: &ModelSource, device: &str) -> Result<(LoadedModel, Device)> {
+    let device = select_device(device)?;
+    Ok((load_model(source, &device, Precision::F32)?, device))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -343,8 +358,9 @@ fn picture_output(run: &RunArgs) -> Result<OutputKind> {
 }
 
 /// Writes `[B, 3, H, W]` in [−1, 1] to `run.output`: a tensor image, one PNG grid, or numbered PNGs
-/// (`separate`), PNGs enlarged by `--scale`.
-fn write_output(run: &RunArgs, x: &Tensor, separate: bool) -> Result<()> {
+/// (`separate`), PNGs enlarged by `--scale`. Each PNG carries the recipes of its images (`recipes`,
+/// one per image; a grid holds those of its cells), so `cmpaint rerun` makes it again.
+fn write_output(run: &RunArgs, x: &Tensor, separate: bool, recipes: &[Recipe]) -> Result<()> {
     let batch = x.dim(0)?;
     let path = &run.output;
     let kind = picture_output(run)?;
@@ -360,14 +376,33 @@ fn write_output(run: &RunArgs, x: &Tensor, separate: bool) -> Result<()> {
         let stem = path.with_extension("");
         for (i, img) in images.iter().enumerate() {
             let path = PathBuf::from(format!("{}_{i:03}.png", stem.display()));
-            write_png(&path, img)?;
+            write_png_with_recipes(&path, img, &recipes[i..=i], run.scale)?;
             eprintln!("wrote {}", path.display());
         }
     } else {
-        write_png(path, &grid(&images))?;
+        write_png_with_recipes(path, &grid(&images), recipes, run.scale)?;
         eprintln!("wrote {}", path.display());
     }
     Ok(())
+}
+
+/// A PNG with its images' recipes (none where the run had none to give).
+fn write_png_with_recipes(path: &Path, img: &Rgb8, recipes: &[Recipe], scale: u8) -> Result<()> {
+    let grid = (!recipes.is_empty()).then(|| GridRecipe::new(recipes, scale as usize));
+    let bytes = encode_png_grid(img, grid.as_ref())?;
+    write_bytes(path, &bytes).map_err(|e| anyhow::anyhow!("cannot write PNG: {e}"))
+}
+
+/// The replayed noise file a recipe names (`--noise`), with its hash.
+fn noise_file(run: &RunArgs) -> Result<Option<FileRef>> {
+    let Some(path) = &run.noise else {
+        return Ok(None);
+    };
+    Ok(Some(FileRef {
+        role: FileRole::Noise,
+        path: path.display().to_string(),
+        sha256: sha256_file(path)?,
+    }))
 }
 
 /// What a class-conditional model's labels are when `--class` is not given.
@@ -442,7 +477,6 @@ fn class_labels(
 
 /// `--steps N` checked against the grid's bounds (the samplers index N − 1 and divide by it).
 fn checked_steps(steps: Option<usize>) -> Result<Option<usize>> {
-    use crate::engine::model::spec::MAX_STEPS;
     match steps {
         Some(n) if !(2..=MAX_STEPS).contains(&n) => {
             bail!("--steps {n}: the grid needs 2…{MAX_STEPS} points")
@@ -454,9 +488,7 @@ fn checked_steps(steps: Option<usize>) -> Result<Option<usize>> {
 /// Refuses, before any tensor of the run exists, a batch whose activations would not fit in free
 /// memory (the app's worker checks the same).
 fn check_memory(cfg: &ModelConfig, batch: usize, side: usize) -> Result<()> {
-    Ok(crate::engine::model::load::check_run_memory(
-        &cfg.unet, batch, side,
-    )?)
+    Ok(check_run_memory(&cfg.unet, batch, side)?)
 }
 
 /// A progress bar over network calls, drawn on stderr (hidden when it is not a terminal).
@@ -485,67 +517,20 @@ fn report_cost(calls: usize, started: std::time::Instant) {
     );
 }
 
-fn mib(bytes: usize) -> String {
-    format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
-}
+/// Draws replayed from a `--noise` file.
+type Replay = Box<dyn NoiseSource>;
 
-fn run_info(args: ModelArgs) -> Result<()> {
-    let ck = open_checkpoint(&args)?;
-    let c = &ck.config;
-    println!("model:        {}", ck.path.display());
-    println!("format:       {}", ck.format);
-    println!("config from:  {}", ck.config_source);
-    println!("name:         {}", c.name);
-    println!(
-        "parameterization: {} ({}){}",
-        c.sampling.parameterization,
-        ck.parameterization_source,
-        match c.sampling.parameterization {
-            Parameterization::Consistency => "; samples in 1 step, or a few with --ts",
-            Parameterization::Edm => "; an EDM teacher: Heun over N steps (2N−1 network calls)",
-        }
-    );
-    println!("{}", serde_json::to_string_pretty(c)?);
-    println!("parameters:   {}", c.unet.parameter_count());
-    println!("file tensors: {}", mib(ck.stored_bytes));
-    println!(
-        "memory (f32): weights {}, activations ≈ {} per image at {}²",
-        mib(ck.f32_bytes()),
-        mib(activation_bytes(&c.unet, 1)),
-        c.unet.image_size
-    );
-    Ok(())
-}
-
-fn run_convert(args: ConvertArgs) -> Result<()> {
-    let ck = open_checkpoint(&args.model)?;
-    let mut tensors = ck.load_tensors(&Device::Cpu)?;
-    if args.f16 {
-        for t in tensors.values_mut() {
-            *t = t.to_dtype(candle_core::DType::F16)?;
-        }
-    }
-    save_project(&args.output, &ck.config, &tensors)?;
-    eprintln!(
-        "wrote {} ({}, {} tensors)",
-        args.output.display(),
-        ck.config.name,
-        tensors.len()
-    );
-    Ok(())
-}
-
-/// The noise a run draws from: the replay file (checked to hold `draws` draws of a usable shape) or
-/// the seed. `shape` is the draw shape the run wants; with a replay file the batch and, when
+/// The replayed noise a run draws from (checked to hold `draws` draws of a usable shape), None for
+/// the seed's. `shape` is the draw shape the run wants; with a replay file the batch and, when
 /// `free_size` is set, the image size come from the file instead.
 fn noise_source(
     run: &RunArgs,
     shape: [usize; 4],
     free_size: Option<usize>,
     draws: usize,
-) -> Result<(Box<dyn NoiseSource>, [usize; 4])> {
+) -> Result<(Option<Replay>, [usize; 4])> {
     let Some(path) = &run.noise else {
-        return Ok((Box::new(SeededNoise::new(run.seed, shape[0])), shape));
+        return Ok((None, shape));
     };
     let replay = ReplayNoise::load(path)?;
     let s = replay.draw_shape().to_vec();
@@ -575,5 +560,5 @@ fn noise_source(
             replay.len()
         );
     }
-    Ok((Box::new(replay), [s[0], s[1], s[2], s[3]]))
+    Ok((Some(Box::new(replay)), [s[0], s[1], s[2], s[3]]))
 }

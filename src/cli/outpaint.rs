@@ -5,7 +5,7 @@
 use super::edit::EditArgs;
 use super::frames::{FrameEditor, FrameTask};
 use super::{check_memory, load, report_cost, write_output};
-use crate::engine::image::picture_to_tensor;
+use crate::job::io::picture_to_tensor;
 use crate::paint::document::{Document, Side};
 use crate::paint::frame::{Frame, band_starts};
 use crate::picture::{decode, to_rgb8};
@@ -101,5 +101,5 @@ pub fn run(args: &EditArgs) -> Result<()> {
     );
     report_cost(frames * editor.calls_per_frame, started);
     let picture = picture_to_tensor(&doc.composite(), &m.device)?;
-    write_output(&args.run, &picture, false)
+    write_output(&args.run, &picture, false, &[])
 }

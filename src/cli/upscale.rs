@@ -7,7 +7,7 @@
 use super::edit::EditArgs;
 use super::frames::{FrameEditor, FrameTask};
 use super::{check_memory, load, report_cost, write_output};
-use crate::engine::image::picture_to_tensor;
+use crate::job::io::picture_to_tensor;
 use crate::paint::document::{Document, MAX_SIDE};
 use crate::paint::frame::upscale_tiles;
 use crate::picture::{decode, keep_patch_means, to_rgb8};
@@ -55,5 +55,10 @@ pub fn run(args: &EditArgs) -> Result<()> {
         if tiles.len() == 1 { "" } else { "s" }
     );
     report_cost(tiles.len() * editor.calls_per_frame, started);
-    write_output(&args.run, &picture_to_tensor(&enlarged, &m.device)?, false)
+    write_output(
+        &args.run,
+        &picture_to_tensor(&enlarged, &m.device)?,
+        false,
+        &[],
+    )
 }

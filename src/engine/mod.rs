@@ -5,10 +5,14 @@
 //! | UNet architecture (cm_reference §f)       | `model/{config,blocks,unet}.rs` |
 //! | weight formats and names (§f.5)           | `model/load.rs`      |
 //! | presets per released checkpoint (§c.2)    | `model/spec.rs`      |
-//! | parameterization, c_noise (§a)            | `cm/param.rs`        |
+//! | sampling config, parameterization kinds   | `cm/sampling.rs`     |
+//! | scalings c_skip/c_out/c_in, c_noise (§a)  | `cm/param.rs`        |
 //! | Karras grid, ts lists (§b)                | `cm/schedule.rs`     |
 //! | one-step and Algorithm 1 (§c.1, §c.2)     | `cm/sample.rs`       |
+//! | EDM's Heun/Euler PF-ODE sampler (§c.5)    | `cm/pf_ode.rs`       |
+//! | Algorithm 4 editing, slerp (§d)           | `cm/edit.rs`         |
 //! | seeded and replayed noise                 | `cm/noise.rs`        |
+//! | tasks wired to a model's schedule         | `pipeline.rs`        |
 //! | pictures ⇄ tensors (pixels: `crate::picture`) | `image.rs`       |
 //! | fast CPU convolution, GroupNorm+SiLU      | `kernels/`, `model/layers.rs` |
 pub mod cm;

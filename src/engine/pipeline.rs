@@ -127,8 +127,6 @@ pub enum EditTask {
 /// The paper's editing grid (Appendix D): N = 40, every index 0…39 (39 network calls); SDEdit starts
 /// at index 16 and evaluates at 16 and 20 (σ = 5.38, 2.24).
 pub const EDIT_STEPS: usize = 40;
-/// The paper's SDEdit start as a strength: index 16 of N = 40.
-pub const PAPER_SKETCH_STRENGTH: f64 = 0.59;
 pub const SDEDIT_START: usize = 16;
 
 /// Default `ts` of a task on the N = 40 grid, as the reference runs it.

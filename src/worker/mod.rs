@@ -11,15 +11,14 @@
 //! - **Isolation**: a job that fails or panics becomes [`Reply::Failed`] and the worker carries on with
 //!   the model it had; a model that fails to load leaves the previous one in place.
 
-pub mod execute;
-
 use crate::engine::cm::sample::{OnStep, Step};
 use crate::engine::image::tensor_to_rgb8;
+use crate::job::{LoadedModel, ModelSource, load_model, run_recipe};
+pub use crate::job::{ModelInfo, Steps, network_calls, plan, recipe_steps};
 use crate::picture::Rgb8;
 use crate::recipe::Recipe;
 use candle_core::Device;
 use crossbeam_channel::{Receiver, Sender, unbounded};
-use execute::{LoadedModel, ModelInfo, load_model, run_recipe};
 use std::collections::VecDeque;
 use std::ops::ControlFlow;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -33,13 +32,13 @@ pub type JobId = u64;
 
 // What the app needs to know of the engine, handed on here so that the app never imports it.
 pub use crate::engine::model::default_model::TEACHER_SPEC;
+pub use crate::engine::model::spec::PAPER_SKETCH_STRENGTH;
 pub use crate::engine::model::spec::Parameterization;
-pub use crate::engine::pipeline::PAPER_SKETCH_STRENGTH;
 pub use crate::engine::{Precision, select_device};
 
 /// A model path that can be loaded: a file or folder that exists, or a built-in model's name.
 pub fn is_loadable(path: &std::path::Path) -> bool {
-    path.exists() || crate::engine::model::default_model::named(path).is_some()
+    path.exists() || crate::job::is_builtin_name(path)
 }
 
 /// The least time between two step previews of a job: the UI needs no more, and converting an
@@ -229,7 +228,8 @@ impl CandleBackend {
 
 impl Backend for CandleBackend {
     fn load(&mut self, path: Option<&std::path::Path>) -> Result<ModelInfo, String> {
-        let loaded = load_model(path, &self.device, self.precision).map_err(|e| e.to_string())?;
+        let loaded = load_model(&ModelSource::file(path), &self.device, self.precision)
+            .map_err(|e| e.to_string())?;
         let info = loaded.info.clone();
         self.model = Some(loaded);
         Ok(info)

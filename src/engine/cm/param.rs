@@ -2,7 +2,7 @@
 //! c_skip(σ)·x + c_out(σ)·F(c_in(σ)·x, c_noise(σ)): the consistency function f(x, σ) of CD/CT models,
 //! and the denoiser D(x, σ) of EDM teachers.
 
-use crate::engine::model::spec::Parameterization;
+use super::sampling::Parameterization;
 use candle_core::{Result, Tensor};
 
 /// Scalings of the boundary-condition parameterization used by every CD/CT checkpoint.

@@ -6,8 +6,8 @@
 use super::noise::NoiseSource;
 use super::param::{Denoiser, Network};
 use super::sample::{OnStep, Step};
+use super::sampling::SamplingConfig;
 use super::schedule::karras_sigma;
-use crate::engine::model::spec::SamplingConfig;
 use candle_core::{Result, Tensor};
 use serde::{Deserialize, Serialize};
 

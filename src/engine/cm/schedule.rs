@@ -1,7 +1,7 @@
 //! The Karras/EDM noise grid (cm_reference §b). Index 0 is the largest noise level, as in the
 //! reference's `ts` lists. Plain `f64` data: samplers take σ lists, they never build them.
 
-use crate::engine::model::spec::SamplingConfig;
+use super::sampling::SamplingConfig;
 
 /// σ_i = (σmax^(1/ρ) + i/(N−1)·(σmin^(1/ρ) − σmax^(1/ρ)))^ρ, computed in f64 like the reference's
 /// multistep sampler (so σ_0 is exactly σmax).

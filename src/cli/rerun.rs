@@ -1,0 +1,202 @@
+//! `cmpaint rerun PICTURE.png`: makes a picture again from the recipe inside it — any PNG the app
+//! exported or the CLI wrote — with the recipe's model (its hash checked) and the files it names.
+
+use super::{ModelArgs, load_model_for, write_output};
+use crate::file_io::{self, limit};
+use crate::job::io::{ReplayNoise, read_tensor_image, tensor_to_rgb8};
+use crate::job::{self, LoadedModel, ModelSource, RunOptions};
+use crate::picture::{decode, grid, to_rgb8};
+use crate::recipe::{FileRef, FileRole, GridRecipe, Operation, Recipe, read_grid, sha256_file};
+use anyhow::{Context, Result, bail};
+use candle_core::{Device, Tensor};
+use clap::Args;
+use std::path::{Path, PathBuf};
+
+#[derive(Args, Debug)]
+pub struct RerunArgs {
+    /// A PNG that carries a cmpaint recipe.
+    pub picture: PathBuf,
+    /// Where the model is now, if not where the recipe says (its hash must still match).
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Output (.png or .safetensors). Default: PICTURE-rerun.png beside the picture.
+    #[arg(short, long)]
+    pub output: Option<PathBuf>,
+    /// cpu, cuda or auto.
+    #[arg(long, default_value = "auto")]
+    pub device: String,
+}
+
+/// The recipes of a PNG, read within the picture size limit.
+pub(super) fn read_recipes(path: &Path) -> Result<GridRecipe> {
+    let bytes = file_io::read(path, limit::PICTURE)?;
+    read_grid(&bytes).with_context(|| format!("{}", path.display()))
+}
+
+pub fn run(args: RerunArgs) -> Result<()> {
+    let grid_recipe = read_recipes(&args.picture)?;
+    let recipes = grid_recipe.recipes();
+    let first = &grid_recipe.recipe;
+    let output = args.output.clone().unwrap_or_else(|| {
+        let stem = args.picture.with_extension("");
+        PathBuf::from(format!("{}-rerun.png", stem.display()))
+    });
+    let (model, device) = load_recipe_model(first, &args)?;
+    let batch = recipes.len();
+    // a grid's cells are one batch run: consecutive seeds from the first
+    let one_run = recipes
+        .iter()
+        .enumerate()
+        .all(|(i, r)| r.seed == first.seed.wrapping_add(i as u64));
+    if !one_run {
+        bail!("the cells' seeds are not one batch run's; this picture was not written by cmpaint");
+    }
+    let mut opts = RunOptions {
+        labels: first
+            .class
+            .map(|_| recipes.iter().filter_map(|r| r.class).collect()),
+        ..RunOptions::batch(batch)
+    };
+    for file in &first.files {
+        check_hash(file)?;
+        match file.role {
+            FileRole::Noise => {
+                let noise = ReplayNoise::load(Path::new(&file.path))?;
+                let s = noise.draw_shape().to_vec();
+                opts.size = Some((s[2], s[3]));
+                opts.noise = Some(Box::new(noise));
+            }
+            FileRole::Image => {
+                opts.images = Some(tensor_input(first, &file.path, &model, &device)?);
+            }
+        }
+    }
+    let x = job::run(&model, &device, first, opts, &mut |_| {
+        std::ops::ControlFlow::Continue(())
+    })?
+    .context("the run was cancelled")?;
+    let run = super::RunArgs::for_output(&output, grid_recipe.scale, &args.device);
+    write_output(&run, &x, false, &recipes)?;
+    report_sameness(&args.picture, &output, &x, grid_recipe.scale)
+}
+
+/// The recipe's model: `--model` if given, else the file the recipe names (the built-in one when it
+/// names none); refused when its hash is not the recipe's.
+fn load_recipe_model(recipe: &Recipe, args: &RerunArgs) -> Result<(LoadedModel, Device)> {
+    let file = args
+        .model
+        .model
+        .clone()
+        .or_else(|| recipe.model.file.as_ref().map(PathBuf::from));
+    if let Some(f) = &file
+        && args.model.model.is_none()
+        && !f.exists()
+        && !job::is_builtin_name(f)
+    {
+        bail!(
+            "the recipe's model {} ({}) is not at {}: give --model PATH where it is now",
+            recipe.model.name,
+            short(&recipe.model.sha256),
+            f.display()
+        );
+    }
+    let source = ModelSource {
+        file,
+        ..super::model_source(&args.model)?
+    };
+    let (model, device) = load_model_for(&source, &args.device)?;
+    if model.info.sha256 != recipe.model.sha256 {
+        bail!(
+            "{} is not the recipe's model: its SHA-256 is {}, the recipe's {} ({}) is {}",
+            source
+                .file
+                .as_ref()
+                .map_or("the built-in model".into(), |f| f.display().to_string()),
+            short(&model.info.sha256),
+            recipe.model.name,
+            recipe.model.file.as_deref().unwrap_or("built in"),
+            short(&recipe.model.sha256)
+        );
+    }
+    Ok((model, device))
+}
+
+fn short(sha: &str) -> String {
+    format!("{}…", &sha[..sha.len().min(12)])
+}
+
+/// A file the recipe names must be there, with the same bytes.
+fn check_hash(file: &FileRef) -> Result<()> {
+    let what = match file.role {
+        FileRole::Noise => "noise file",
+        FileRole::Image => "input picture",
+    };
+    let path = Path::new(&file.path);
+    if !path.exists() {
+        bail!(
+            "the recipe's {what} {} (SHA-256 {}) is missing",
+            file.path,
+            short(&file.sha256)
+        );
+    }
+    let sha = sha256_file(path)?;
+    if sha != file.sha256 {
+        bail!(
+            "the recipe's {what} {} has changed: SHA-256 {}, the recipe's {}",
+            file.path,
+            short(&sha),
+            short(&file.sha256)
+        );
+    }
+    Ok(())
+}
+
+/// A tensor image an edit started from, brought to the model's size as `edit` brought it (a
+/// low-resolution super-resolution input is repeated F×F).
+fn tensor_input(
+    recipe: &Recipe,
+    path: &str,
+    model: &LoadedModel,
+    device: &Device,
+) -> Result<Tensor> {
+    let x = read_tensor_image(Path::new(path), device)?;
+    let (_, _, h, w) = x.dims4()?;
+    let size = model.config.unet.image_size;
+    Ok(match recipe.operation {
+        Operation::SuperRes { factor } if (h * factor, w * factor) == (size, size) => {
+            x.upsample_nearest2d(size, size)?
+        }
+        _ => x,
+    })
+}
+
+/// Says whether the new picture has the original's pixels.
+fn report_sameness(original: &Path, output: &Path, x: &Tensor, scale: usize) -> Result<()> {
+    let before = to_rgb8(&decode(original)?);
+    let cells = (0..x.dim(0)?)
+        .map(|i| Ok(tensor_to_rgb8(&x.get(i)?)?.enlarged(scale)))
+        .collect::<Result<Vec<_>>>()?;
+    let after = grid(&cells);
+    if (before.width, before.height) != (after.width, after.height) {
+        eprintln!(
+            "{}: {}×{}, the original {}×{}",
+            output.display(),
+            after.width,
+            after.height,
+            before.width,
+            before.height
+        );
+        return Ok(());
+    }
+    let differ = before
+        .pixels
+        .chunks(3)
+        .zip(after.pixels.chunks(3))
+        .filter(|(a, b)| a != b)
+        .count();
+    match differ {
+        0 => eprintln!("the same pixels as {}", original.display()),
+        n => eprintln!("{n} pixels differ from {}", original.display()),
+    }
+    Ok(())
+}

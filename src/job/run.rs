@@ -1,0 +1,276 @@
+//! Running: a planned recipe through the engine, with progress, step previews and cancel. The
+//! worker thread (for the app) and the CLI both run recipes here.
+
+use super::model::LoadedModel;
+use crate::engine::cm::noise::{NoiseSource, SeededNoise};
+use crate::engine::cm::pf_ode::{Churn, OdeOptions, Solver};
+use crate::engine::cm::sample::{OnStep, Step};
+use crate::engine::image::{rgb8_to_tensor, tensor_to_rgb8};
+use crate::engine::pipeline::{
+    EditRequest, EditTask, GenerateRequest, edit, generate, interpolate,
+};
+use crate::engine::{EngineError, Result};
+use crate::picture::Rgb8;
+use crate::recipe::{Operation, Recipe, Sampler};
+use candle_core::{Device, Tensor};
+
+/// How one run of a recipe is carried out, beyond what the recipe itself says.
+pub struct RunOptions {
+    /// Images in the batch; image i draws its noise from seed + i.
+    pub batch: usize,
+    /// One class label per image; None: the recipe's class for every image.
+    pub labels: Option<Vec<u32>>,
+    /// Replayed draws in the run's order (interpolation: z_a, then z_b); None: seeded noise.
+    pub noise: Option<Box<dyn NoiseSource>>,
+    /// An edit's picture `[B, 3, H, W]` in [−1, 1], where the caller holds it as a tensor (a tensor
+    /// image, a frame of a larger picture); None: the recipe's embedded picture.
+    pub images: Option<Tensor>,
+    /// An inpainting mask `[1, 1, H, W]` in [0, 1] to go with `images`; None: the recipe's.
+    pub mask: Option<Tensor>,
+    /// Generation: the draw's height and width where they are not the model's (a replayed noise
+    /// file of a network whose size the checkpoint does not say).
+    pub size: Option<(usize, usize)>,
+    /// Interpolation: every α here instead of the recipe's one; the frames come concatenated.
+    pub alphas: Option<Vec<f64>>,
+}
+
+impl RunOptions {
+    pub fn batch(batch: usize) -> Self {
+        Self {
+            batch,
+            labels: None,
+            noise: None,
+            images: None,
+            mask: None,
+            size: None,
+            alphas: None,
+        }
+    }
+}
+
+fn invalid<T>(message: String) -> Result<T> {
+    Err(EngineError::InvalidInput(message))
+}
+
+/// The engine's PF-ODE options for a recipe's sampler (None: deterministic Heun).
+pub fn ode_options(sampler: Option<&Sampler>) -> Option<OdeOptions> {
+    sampler.map(|s| OdeOptions {
+        solver: if s.euler { Solver::Euler } else { Solver::Heun },
+        churn: Churn {
+            s_churn: s.s_churn,
+            s_tmin: s.s_tmin,
+            s_tmax: s.s_tmax.unwrap_or(f64::INFINITY),
+            s_noise: s.s_noise,
+        },
+    })
+}
+
+/// Runs `recipe` on `model`: `[B, 3, H, W]`, unclamped (edits keep their kept pixels exactly).
+/// None when `on_step` cancelled it.
+pub fn run(
+    model: &LoadedModel,
+    device: &Device,
+    recipe: &Recipe,
+    opts: RunOptions,
+    on_step: OnStep,
+) -> Result<Option<Tensor>> {
+    let batch = opts.batch;
+    if batch == 0 {
+        return invalid("a batch of 0 images".into());
+    }
+    let cfg = &model.config;
+    let labels = class_labels(model, recipe, &opts)?;
+    let ode = ode_options(recipe.sampler.as_ref());
+    let (h, w) = opts
+        .size
+        .unwrap_or((cfg.unet.image_size, cfg.unet.image_size));
+    let shape = [batch, cfg.unet.in_channels, h, w];
+    let replay = opts.noise.is_some();
+    let mut noise: Box<dyn NoiseSource> = match opts.noise {
+        Some(n) => n,
+        None => Box::new(SeededNoise::new(recipe.seed, batch)),
+    };
+    match &recipe.operation {
+        Operation::Generate => {
+            let req = GenerateRequest {
+                shape,
+                class_labels: labels.as_deref(),
+                ts: recipe.ts.as_deref(),
+                steps: recipe.steps,
+                ode,
+            };
+            generate(
+                &model.unet,
+                &cfg.sampling,
+                &req,
+                noise.as_mut(),
+                device,
+                on_step,
+            )
+        }
+        Operation::Interpolate { seed_b, alpha } => {
+            let z_a = noise.next(&shape)?;
+            let shape: Vec<usize> = z_a.dims().to_vec();
+            // a replay holds z_b after z_a; seeds draw each from its own generator
+            let z_b = match replay {
+                true => noise.next(&shape)?,
+                false => SeededNoise::new(*seed_b, batch).next(&shape)?,
+            };
+            let alphas = opts.alphas.unwrap_or_else(|| vec![*alpha]);
+            let frames = interpolate(
+                &model.unet,
+                &cfg.sampling,
+                &z_a.to_device(device)?,
+                &z_b.to_device(device)?,
+                &alphas,
+                labels.as_deref(),
+            )?;
+            let _ = on_step(Step::progress(1, 1));
+            Ok(Some(Tensor::cat(&frames, 0)?))
+        }
+        op => {
+            let images = match opts.images {
+                Some(x) => x,
+                None => embedded_picture(recipe, cfg.unet.image_size, batch, device)?,
+            };
+            let task = edit_task(op, recipe, opts.mask, device)?;
+            let ts = recipe
+                .ts
+                .as_deref()
+                .ok_or_else(|| EngineError::InvalidInput("an edit needs time indices".into()))?;
+            let req = EditRequest {
+                images: &images,
+                task: &task,
+                class_labels: labels.as_deref(),
+                ts,
+                steps: recipe.steps,
+                ode,
+            };
+            edit(&model.unet, &cfg.sampling, &req, noise.as_mut(), on_step)
+        }
+    }
+}
+
+/// The labels of a run: one per image, checked against the model's classes.
+fn class_labels(
+    model: &LoadedModel,
+    recipe: &Recipe,
+    opts: &RunOptions,
+) -> Result<Option<Vec<u32>>> {
+    let cfg = &model.config;
+    let labels = match (&opts.labels, recipe.class) {
+        (Some(l), _) if l.len() != opts.batch => {
+            return invalid(format!(
+                "{} class labels for a batch of {}",
+                l.len(),
+                opts.batch
+            ));
+        }
+        (Some(l), _) => Some(l.clone()),
+        (None, c) => c.map(|c| vec![c; opts.batch]),
+    };
+    match (cfg.unet.num_classes, labels) {
+        (Some(n), Some(l)) => match l.iter().find(|&&c| c as usize >= n) {
+            Some(c) => invalid(format!("class {c} is not one of the model's {n}")),
+            None => Ok(Some(l)),
+        },
+        (Some(_), None) => invalid(format!("{} needs a class", cfg.name)),
+        (None, Some(_)) => invalid(format!("{} is not class-conditional", cfg.name)),
+        (None, None) => Ok(None),
+    }
+}
+
+/// The recipe's embedded picture at the model's size, repeated for the batch.
+fn embedded_picture(recipe: &Recipe, size: usize, batch: usize, device: &Device) -> Result<Tensor> {
+    let picture = recipe
+        .input
+        .as_ref()
+        .ok_or_else(|| {
+            EngineError::InvalidInput(format!("{} needs a picture", recipe.operation.label()))
+        })?
+        .to_rgb()
+        .map_err(|e| EngineError::InvalidInput(e.to_string()))?;
+    if (picture.width, picture.height) != (size, size) {
+        return invalid(format!(
+            "the picture is {}×{}, the model works at {size}×{size}",
+            picture.width, picture.height
+        ));
+    }
+    Ok(rgb8_to_tensor(&picture, device)?
+        .unsqueeze(0)?
+        .repeat((batch, 1, 1, 1))?)
+}
+
+/// The engine's editing task for an operation: the one place an operation becomes a task.
+fn edit_task(
+    op: &Operation,
+    recipe: &Recipe,
+    mask: Option<Tensor>,
+    device: &Device,
+) -> Result<EditTask> {
+    Ok(match op {
+        Operation::SdEdit { .. } => EditTask::SdEdit,
+        Operation::Colorize => EditTask::Colorize,
+        Operation::SuperRes { factor } => EditTask::SuperRes { factor: *factor },
+        Operation::Inpaint => {
+            let regenerate = match mask {
+                Some(m) => m,
+                None => {
+                    let (w, h, mask) = recipe
+                        .mask
+                        .as_ref()
+                        .ok_or_else(|| EngineError::InvalidInput("inpaint needs a mask".into()))?
+                        .to_mask()
+                        .map_err(|e| EngineError::InvalidInput(e.to_string()))?;
+                    Tensor::from_vec(mask, (1, 1, h, w), device)?
+                }
+            };
+            EditTask::Inpaint { regenerate }
+        }
+        Operation::Generate | Operation::Interpolate { .. } => {
+            unreachable!("generation is not an edit")
+        }
+    })
+}
+
+/// Runs a recipe for `batch` images, each returned as a picture beside its own recipe (its seed,
+/// and its class where `labels` gave one per image). None when `on_step` cancelled it.
+pub fn run_recipe(
+    model: &LoadedModel,
+    recipe: &Recipe,
+    batch: usize,
+    device: &Device,
+    on_step: OnStep,
+) -> Result<Option<Vec<(Rgb8, Recipe)>>> {
+    let Some(x) = run(model, device, recipe, RunOptions::batch(batch), on_step)? else {
+        return Ok(None);
+    };
+    let recipes = per_image(recipe, batch, None);
+    let images = recipes
+        .into_iter()
+        .enumerate()
+        .map(|(i, r)| Ok((tensor_to_rgb8(&x.get(i)?)?, r)))
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Some(images))
+}
+
+/// Each image's own recipe in a batch run of `recipe`: image i has seed + i (for interpolation both
+/// seeds move), and its own class where `labels` gave one per image.
+pub fn per_image(recipe: &Recipe, batch: usize, labels: Option<&[u32]>) -> Vec<Recipe> {
+    (0..batch)
+        .map(|i| {
+            let mut r = recipe.clone();
+            r.seed = recipe.seed.wrapping_add(i as u64);
+            if let Operation::Interpolate { seed_b, alpha } = r.operation {
+                r.operation = Operation::Interpolate {
+                    seed_b: seed_b.wrapping_add(i as u64),
+                    alpha,
+                };
+            }
+            if let Some(l) = labels {
+                r.class = Some(l[i]);
+            }
+            r
+        })
+        .collect()
+}
