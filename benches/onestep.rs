@@ -53,6 +53,7 @@ pub fn stand_in_25m() -> ModelConfig {
             num_classes: None,
         },
         sampling: SamplingConfig::default(),
+        styles: Vec::new(),
     }
 }
 

@@ -26,6 +26,9 @@ pub struct Recipe {
     pub seed: u64,
     /// Class label of a class-conditional model.
     pub class: Option<u32>,
+    /// Style of a model with styles (the built-in emoji sets), as its index in the model's list.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub style: Option<u32>,
     /// N: the Karras grid the time indices refer to.
     pub steps: usize,
     /// Time indices on the grid; None = one step from σ_max.
@@ -105,6 +108,7 @@ impl Recipe {
         ];
         parts.extend(self.operation.setting());
         parts.extend(self.class.map(|c| format!("class {c}")));
+        parts.extend(self.style.map(|s| format!("style {s}")));
         parts.push(match &self.ts {
             Some(ts) => {
                 let ts: Vec<String> = ts.iter().map(usize::to_string).collect();
@@ -424,8 +428,8 @@ fn parse_versioned<T: serde::de::DeserializeOwned>(
 
 /// The recipes of a picture the CLI wrote: a grid of cells (one image: a grid of one), row-major as
 /// `picture::grid` lays them out, each enlarged `scale` times. The cells of one run differ only in
-/// their seed and class (see `job::per_image`), so the first cell's recipe and each cell's seed and
-/// class say them all.
+/// their seed, class and style (see `job::per_image`), so the first cell's recipe and each cell's
+/// seed, class and style say them all.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct GridRecipe {
     pub recipe: Recipe,
@@ -437,6 +441,8 @@ pub struct GridRecipe {
 pub struct Cell {
     pub seed: u64,
     pub class: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub style: Option<u32>,
 }
 
 impl GridRecipe {
@@ -449,6 +455,7 @@ impl GridRecipe {
                 .map(|r| Cell {
                     seed: r.seed,
                     class: r.class,
+                    style: r.style,
                 })
                 .collect(),
             scale,
@@ -464,6 +471,7 @@ impl GridRecipe {
                 let shift = c.seed.wrapping_sub(r.seed);
                 r.seed = c.seed;
                 r.class = c.class;
+                r.style = c.style;
                 if let Operation::Interpolate { seed_b, alpha } = r.operation {
                     r.operation = Operation::Interpolate {
                         seed_b: seed_b.wrapping_add(shift),
@@ -521,6 +529,7 @@ mod tests {
             operation: Operation::SuperRes { factor: 2 },
             seed: 7,
             class: Some(3),
+            style: None,
             steps: 40,
             ts: Some(vec![0, 39]),
             sampler: None,

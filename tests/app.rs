@@ -666,6 +666,7 @@ impl cmpaint::worker::Backend for Stepwise {
             sha256: "00".into(),
             image_size: 32,
             num_classes: None,
+            styles: Vec::new(),
             parameters: 0,
             sampling: cmpaint::engine::model::spec::SamplingConfig {
                 parameterization: cmpaint::engine::model::spec::Parameterization::Edm,
@@ -1807,6 +1808,7 @@ impl cmpaint::worker::Backend for Detailing {
             sha256: "00".into(),
             image_size: 32,
             num_classes: None,
+            styles: Vec::new(),
             parameters: 0,
             sampling: cmpaint::engine::model::spec::SamplingConfig {
                 sketch_strength: Some(0.5),
@@ -2075,4 +2077,55 @@ fn file_dialogs_never_block_and_a_path_field_stands_in_where_none_can_open() {
     h.run();
     assert!(second.exists(), "exported to the typed path");
     assert!(h.state().path_prompt.is_none());
+}
+
+/// A model with styles shows a Style picker beside the class; the style picked goes into every
+/// result's recipe, and "from the seed" gives each image of a batch its seed's style.
+#[test]
+fn a_model_with_styles_offers_a_style_picker_and_results_record_their_style() {
+    use cmpaint::engine::model::load::{Checkpoint, save_project};
+    let dir = tempfile::tempdir().unwrap();
+    let ck = Checkpoint::embedded_default(None).unwrap();
+    let mut config = ck.config.clone();
+    config.styles = vec!["plain".into(), "fancy".into()];
+    let model = dir.path().join("styled.safetensors");
+    save_project(
+        &model,
+        &config,
+        &ck.load_tensors(&candle_core::Device::Cpu).unwrap(),
+    )
+    .unwrap();
+    let script = Scripted::default();
+    let mut h = harness(script.clone());
+    assert!(
+        h.query_by_label("Style").is_none(),
+        "the built-in model has no styles"
+    );
+    script.push(model);
+    h.get_by_label("Open file…").click();
+    h.step();
+    wait_until(&mut h, "the styled model loads", |a| {
+        a.model.as_ref().is_some_and(|m| m.styles.len() == 2)
+    });
+    h.get_by_label("Style").click();
+    h.run();
+    h.get_by_label("fancy").click();
+    h.run();
+    assert_eq!(h.state().style, Some(1));
+    h.get_by_label("Generate images").click();
+    wait_until(&mut h, "a fancy result", |a| !a.history.is_empty());
+    assert!(h.state().history.iter().all(|r| r.recipe.style == Some(1)));
+
+    h.state_mut().style = None;
+    h.state_mut().generate.batch = 2;
+    let before = h.state().history.len();
+    h.get_by_label("Generate images").click();
+    wait_until(&mut h, "two more", |a| a.history.len() == before + 2);
+    let styles: Vec<(u64, Option<u32>)> = h.state().history[before..]
+        .iter()
+        .map(|r| (r.recipe.seed, r.recipe.style))
+        .collect();
+    for (seed, style) in styles {
+        assert_eq!(style, Some((seed % 2) as u32), "seed {seed}");
+    }
 }

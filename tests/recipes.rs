@@ -274,3 +274,96 @@ fn the_cli_and_the_app_plan_a_strength_alike() {
         "the app's run of the CLI's recipe"
     );
 }
+
+/// A model with styles: its label table read as classes × styles (label class·S + style), `--style`
+/// by name, each image's style from its seed when none is given, and recipes that say which.
+#[test]
+fn a_style_is_a_second_label_beside_the_class() {
+    use cmpaint::engine::model::load::{Checkpoint, save_project};
+    let dir = tempfile::tempdir().unwrap();
+    let ck = Checkpoint::embedded_default(None).unwrap();
+    let mut config = ck.config.clone();
+    // the built-in model's 10 labels, read as 5 classes × 2 styles
+    config.styles = vec!["plain".into(), "fancy".into()];
+    let model = dir.path().join("styled.safetensors");
+    save_project(
+        &model,
+        &config,
+        &ck.load_tensors(&candle_core::Device::Cpu).unwrap(),
+    )
+    .unwrap();
+    let run = |args: &[&str], out: &Path| {
+        let mut all = vec!["generate", "--device", "cpu", "-o", s(out)];
+        all.extend(args);
+        let (ok, _, err) = cmpaint(&all);
+        assert!(ok, "{args:?}: {err}");
+    };
+    let (a, b) = (dir.path().join("a.png"), dir.path().join("b.png"));
+    run(
+        &[
+            "--model",
+            s(&model),
+            "--class",
+            "1",
+            "--style",
+            "fancy",
+            "--seed",
+            "3",
+        ],
+        &a,
+    );
+    run(&["--class", "3", "--seed", "3"], &b); // label 1·2 + 1
+    assert_eq!(pixels(&a), pixels(&b));
+    let recipe = read_recipe(&std::fs::read(&a).unwrap()).unwrap();
+    assert_eq!((recipe.class, recipe.style), (Some(1), Some(1)));
+
+    // no --style: seeds 4 and 5 take styles 0 and 1
+    let (c, d) = (dir.path().join("c.png"), dir.path().join("d.png"));
+    run(
+        &[
+            "--model",
+            s(&model),
+            "--class",
+            "2",
+            "--batch",
+            "2",
+            "--seed",
+            "4",
+        ],
+        &c,
+    );
+    run(&["--class", "4,5", "--batch", "2", "--seed", "4"], &d);
+    assert_eq!(pixels(&c), pixels(&d));
+    let grid = read_grid(&std::fs::read(&c).unwrap()).unwrap();
+    let styles: Vec<Option<u32>> = grid.recipes().iter().map(|r| r.style).collect();
+    assert_eq!(styles, [Some(0), Some(1)]);
+    rerun_same(&c, &[]);
+    let (ok, stdout, _) = cmpaint(&["info", s(&c)]);
+    assert!(ok && stdout.contains("class 2 · style 1"), "{stdout}");
+
+    let (ok, _, err) = cmpaint(&[
+        "generate",
+        "--style",
+        "fancy",
+        "--device",
+        "cpu",
+        "-o",
+        s(&d),
+    ]);
+    assert!(!ok && err.contains("has no styles"), "{err}");
+    let (ok, _, err) = cmpaint(&[
+        "generate",
+        "--model",
+        s(&model),
+        "--style",
+        "gothic",
+        "--device",
+        "cpu",
+        "-o",
+        s(&d),
+    ]);
+    assert!(
+        !ok && err.contains("plain") && err.contains("fancy"),
+        "{err}"
+    );
+}

@@ -59,6 +59,7 @@ fn info() -> ModelInfo {
         sha256: "00".into(),
         image_size: 1,
         num_classes: None,
+        styles: Vec::new(),
         parameters: 0,
         sampling: cmpaint::engine::model::spec::SamplingConfig {
             sketch_strength: Some(0.59),
@@ -81,6 +82,7 @@ fn recipe(seed: u64) -> Box<Recipe> {
         },
         seed,
         class: None,
+        style: None,
         steps: 40,
         ts: None,
         sampler: None,

@@ -226,6 +226,10 @@ impl App {
         }
         .clamped(w, h, size);
         let names = crate::labels::class_names(&info.name, info.num_classes);
+        // a style index means nothing to another model's list
+        if self.model.as_ref().map(|m| &m.styles) != Some(&info.styles) {
+            self.style = None;
+        }
         self.class = info
             .num_classes
             .map(|_| crate::labels::default_class(&names));
@@ -383,7 +387,10 @@ impl App {
             return None;
         };
         match plan(model, operation, seed, self.class, steps) {
-            Ok(r) => Some(r),
+            Ok(r) => Some(Recipe {
+                style: self.style,
+                ..r
+            }),
             Err(e) => {
                 self.error(e.to_string());
                 None

@@ -212,6 +212,8 @@ pub struct App {
     pub canvas: Canvas,
     pub model: Option<ModelInfo>,
     pub class: Option<u32>,
+    /// The style of a model with styles; None: each image's from its seed.
+    pub style: Option<u32>,
     pub class_filter: String,
     pub generate: GenerateSettings,
     pub edit: EditSettings,
@@ -286,6 +288,7 @@ impl App {
             canvas: Canvas::new(gpu),
             model: None,
             class: None,
+            style: None,
             class_filter: String::new(),
             generate: GenerateSettings {
                 seed: 0,

@@ -349,6 +349,32 @@ fn model_section(app: &mut App, ui: &mut egui::Ui) {
         }
     });
     class_picker(app, ui);
+    style_picker(app, ui);
+}
+
+/// A model with styles (the built-in emoji sets): one of them, or each image's from its seed.
+fn style_picker(app: &mut App, ui: &mut egui::Ui) {
+    let Some(model) = &app.model else { return };
+    if model.styles.is_empty() {
+        return;
+    }
+    let name = |s: Option<u32>| match s {
+        Some(i) => model.styles.get(i as usize).cloned().unwrap_or_default(),
+        None => "from the seed".to_string(),
+    };
+    let mut style = app.style;
+    egui::ComboBox::from_label("Style")
+        .selected_text(name(style))
+        .show_ui(ui, |ui| {
+            ui.selectable_value(&mut style, None, name(None))
+                .on_hover_text(
+                    "each image takes a style from its seed: a batch shows them in turn",
+                );
+            for i in 0..model.styles.len() as u32 {
+                ui.selectable_value(&mut style, Some(i), name(Some(i)));
+            }
+        });
+    app.style = style;
 }
 
 fn class_picker(app: &mut App, ui: &mut egui::Ui) {

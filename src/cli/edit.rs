@@ -2,7 +2,7 @@
 
 use super::{
     ModelArgs, OdeArgs, RunArgs, Unlabelled, check_memory, checked_steps, class_labels, load,
-    noise_file, noise_source, on_step, picture_output, progress, report_cost, write_output,
+    noise_file, noise_source, on_step, picture_output, progress, report_cost, styles, write_output,
 };
 use crate::job::io::{
     estimate_sigma, mask_to_tensor, picture_to_tensor, read_tensor_image, tensor_to_rgb8,
@@ -224,6 +224,7 @@ pub fn run(args: EditArgs) -> Result<()> {
     }
     let (batch, _, h, w) = images.dims4()?;
     let labels = class_labels(&args.run, cfg, batch, Unlabelled::AppDefault)?;
+    let styles = styles(&args.run, cfg, batch)?;
 
     if args.task == Task::Denoise {
         if args.run.noise.is_some() {
@@ -306,6 +307,7 @@ pub fn run(args: EditArgs) -> Result<()> {
     }
     let opts = RunOptions {
         labels: labels.clone(),
+        styles: styles.clone(),
         noise,
         images: Some(images),
         mask,
@@ -316,7 +318,13 @@ pub fn run(args: EditArgs) -> Result<()> {
         .context("the edit was cancelled")?;
     bar.finish_and_clear();
     report_cost(network_calls(&recipe, p), started);
-    let recipes = per_image(&recipe, batch, labels.as_deref());
+    let recipes = per_image(
+        &recipe,
+        batch,
+        labels.as_deref(),
+        styles.as_deref(),
+        cfg.styles.len(),
+    );
     write_output(&args.run, &x, args.separate, &recipes)
 }
 

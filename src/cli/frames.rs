@@ -3,7 +3,7 @@
 //! S + 1 for the next…, each result pasted back into its frame as the app pastes it.
 
 use super::edit::EditArgs;
-use super::{Loaded, Unlabelled, class_labels};
+use super::{Loaded, Unlabelled, class_labels, styles};
 use crate::job::io::{mask_to_tensor, picture_to_tensor, tensor_to_rgb8};
 use crate::job::{self, Explicit, RunOptions, Steps, network_calls, plan_with};
 use crate::paint::document::Document;
@@ -14,6 +14,7 @@ use anyhow::{Context, Result};
 pub(super) struct FrameEditor<'a> {
     model: &'a Loaded,
     labels: Option<Vec<u32>>,
+    style: Option<u32>,
     sampler: Option<Sampler>,
     seed: u64,
     /// Frames run so far.
@@ -34,9 +35,11 @@ impl<'a> FrameEditor<'a> {
     pub fn new(model: &'a Loaded, args: &EditArgs) -> Result<Self> {
         let cfg = &model.config;
         let labels = class_labels(&args.run, cfg, 1, Unlabelled::AppDefault)?;
+        let style = styles(&args.run, cfg, 1)?.map(|s| s[0]);
         let mut editor = Self {
             model,
             labels,
+            style,
             sampler: args.ode.sampler(cfg)?,
             seed: args.run.seed,
             frames: 0,
@@ -59,14 +62,16 @@ impl<'a> FrameEditor<'a> {
         };
         let seed = self.seed.wrapping_add(self.frames as u64);
         let class = self.labels.as_ref().map(|l| l[0]);
-        Ok(plan_with(
+        let mut recipe = plan_with(
             &self.model.info,
             operation,
             seed,
             class,
             Steps::One,
             &explicit,
-        )?)
+        )?;
+        recipe.style = self.style;
+        Ok(recipe)
     }
 
     /// Runs `task` on `frame` of `doc` (its blend edge `feather` pixels) and pastes the result back.

@@ -2,7 +2,7 @@
 
 use super::{
     ModelArgs, OdeArgs, RunArgs, Unlabelled, check_memory, checked_steps, class_labels, load,
-    noise_file, noise_source, on_step, picture_output, progress, report_cost, write_output,
+    noise_file, noise_source, on_step, picture_output, progress, report_cost, styles, write_output,
 };
 use crate::job::{
     self, Explicit, RunOptions, Steps, network_calls, noise_draws, per_image, plan_with,
@@ -87,10 +87,12 @@ pub fn run(args: GenerateArgs) -> Result<()> {
     }
     check_memory(cfg, shape[0], shape[2].max(shape[3]))?;
     let labels = class_labels(&args.run, cfg, shape[0], Unlabelled::FromSeed)?;
+    let styles = styles(&args.run, cfg, shape[0])?;
     recipe.files.extend(noise_file(&args.run)?);
     let bar = progress(recipe_steps(&recipe, p), "sampling");
     let opts = RunOptions {
         labels: labels.clone(),
+        styles: styles.clone(),
         noise,
         size: Some((shape[2], shape[3])),
         ..RunOptions::batch(shape[0])
@@ -100,6 +102,12 @@ pub fn run(args: GenerateArgs) -> Result<()> {
         .context("sampling was cancelled")?;
     bar.finish_and_clear();
     report_cost(network_calls(&recipe, p), started);
-    let recipes = per_image(&recipe, shape[0], labels.as_deref());
+    let recipes = per_image(
+        &recipe,
+        shape[0],
+        labels.as_deref(),
+        styles.as_deref(),
+        cfg.styles.len(),
+    );
     write_output(&args.run, &x, args.separate, &recipes)
 }

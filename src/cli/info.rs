@@ -78,6 +78,13 @@ pub(super) fn run_info(args: InfoArgs) -> Result<()> {
             Parameterization::Edm => "; an EDM teacher: Heun over N steps (2N−1 network calls)",
         }
     );
+    if !c.styles.is_empty() {
+        println!(
+            "styles:       {} (--style; the network's label is class·{} + style)",
+            c.styles.join(", "),
+            c.styles.len()
+        );
+    }
     println!("{}", serde_json::to_string_pretty(c)?);
     println!("parameters:   {}", c.unet.parameter_count());
     println!("file tensors: {}", mib(ck.stored_bytes));

@@ -2,7 +2,7 @@
 
 use super::{
     ModelArgs, OutputKind, RunArgs, Unlabelled, check_memory, class_labels, load, noise_file,
-    noise_source, output_kind, write_output,
+    noise_source, output_kind, styles, write_output,
 };
 use crate::job::io::tensor_to_rgb8;
 use crate::job::{self, RunOptions, Steps, per_image, plan};
@@ -76,6 +76,7 @@ pub fn run(args: InterpolateArgs) -> Result<()> {
         shape[2].max(shape[3]),
     )?;
     let labels = class_labels(&args.run, cfg, batch, Unlabelled::FromSeed)?;
+    let styles = styles(&args.run, cfg, batch)?;
     let alphas: Vec<f64> = match (args.alpha, args.frames) {
         (Some(a), _) => vec![a],
         (None, Some(k)) if k >= 2 => (0..k).map(|i| i as f64 / (k - 1) as f64).collect(),
@@ -89,6 +90,7 @@ pub fn run(args: InterpolateArgs) -> Result<()> {
     recipe.files.extend(noise_file(&args.run)?);
     let opts = RunOptions {
         labels: labels.clone(),
+        styles: styles.clone(),
         noise,
         size: Some((shape[2], shape[3])),
         alphas: Some(alphas),
@@ -100,7 +102,13 @@ pub fn run(args: InterpolateArgs) -> Result<()> {
     .context("interpolation was cancelled")?;
     let frames = x.chunk(x.dim(0)? / batch, 0)?;
     if args.frames.is_none() {
-        let recipes = per_image(&recipe, batch, labels.as_deref());
+        let recipes = per_image(
+            &recipe,
+            batch,
+            labels.as_deref(),
+            styles.as_deref(),
+            cfg.styles.len(),
+        );
         return write_output(&args.run, &x, false, &recipes);
     }
     if args.frames.is_none() || output_kind(&args.run.output)? == OutputKind::Tensor {

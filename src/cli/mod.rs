@@ -169,6 +169,11 @@ pub struct RunArgs {
     /// Smileys & Emotion, else class 0).
     #[arg(long, value_delimiter = ',')]
     pub class: Option<Vec<String>>,
+    /// Style, for a model with styles (the built-in emoji models: noto, twemoji, openmoji, fluent,
+    /// fluent-flat), by name or number; one for the batch or one per sample. When omitted, each
+    /// sample's style comes from its seed (seed mod the number of styles).
+    #[arg(long, value_delimiter = ',')]
+    pub style: Option<Vec<String>>,
     /// Seed of the noise (sample i of a batch uses seed + i).
     #[arg(long, default_value_t = 0, conflicts_with = "noise")]
     pub seed: u64,
@@ -196,6 +201,7 @@ impl RunArgs {
     fn for_output(output: &Path, scale: usize, device: &str) -> Self {
         Self {
             class: None,
+            style: None,
             seed: 0,
             noise: None,
             device: device.to_string(),
@@ -423,7 +429,7 @@ fn class_labels(
     batch: usize,
     unlabelled: Unlabelled,
 ) -> Result<Option<Vec<u32>>> {
-    let Some(n_classes) = cfg.unet.num_classes else {
+    let Some(n_classes) = cfg.classes() else {
         if run.class.is_some() {
             bail!("{} is not class-conditional: drop --class", cfg.name);
         }
@@ -473,6 +479,30 @@ fn class_labels(
         );
     }
     Ok(Some(labels))
+}
+
+/// Styles from --style (one for all, or one per sample; names or numbers); None: each sample's
+/// from its seed.
+fn styles(run: &RunArgs, cfg: &ModelConfig, batch: usize) -> Result<Option<Vec<u32>>> {
+    let Some(given) = &run.style else {
+        return Ok(None);
+    };
+    if cfg.styles.is_empty() {
+        bail!("{} has no styles: drop --style", cfg.name);
+    }
+    let resolved = given
+        .iter()
+        .map(|g| crate::labels::resolve_class(&cfg.styles, g))
+        .collect::<Result<Vec<u32>, String>>()
+        .map_err(|e| {
+            let e = e.replace("class", "style");
+            anyhow::anyhow!("{e}; the model's styles: {}", cfg.styles.join(", "))
+        })?;
+    match resolved.len() {
+        1 => Ok(Some(vec![resolved[0]; batch])),
+        n if n == batch => Ok(Some(resolved)),
+        n => bail!("{n} styles for a batch of {batch}: give one, or one per sample"),
+    }
 }
 
 /// `--steps N` checked against the grid's bounds (the samplers index N − 1 and divide by it).

@@ -52,9 +52,13 @@ pub fn run(args: RerunArgs) -> Result<()> {
         bail!("the cells' seeds are not one batch run's; this picture was not written by cmpaint");
     }
     let mut opts = RunOptions {
+        // each cell's own class and style
         labels: first
             .class
             .map(|_| recipes.iter().filter_map(|r| r.class).collect()),
+        styles: first
+            .style
+            .map(|_| recipes.iter().filter_map(|r| r.style).collect()),
         ..RunOptions::batch(batch)
     };
     for file in &first.files {

@@ -9,7 +9,7 @@ mod run;
 
 pub use model::{LoadedModel, ModelInfo, ModelSource, hash_weights, is_builtin_name, load_model};
 pub use plan::{Explicit, Steps, network_calls, noise_draws, plan, plan_with, recipe_steps};
-pub use run::{RunOptions, ode_options, per_image, run, run_recipe};
+pub use run::{RunOptions, ode_options, per_image, run, run_recipe, style_of_seed};
 
 // What the CLI needs of the engine besides recipes, handed on here so that the CLI reaches the
 // engine only through this layer: the parameterization and editing-grid facts that shape its

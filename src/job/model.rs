@@ -17,7 +17,10 @@ pub struct ModelInfo {
     pub file: Option<PathBuf>,
     pub sha256: String,
     pub image_size: usize,
+    /// The classes a user picks from (for a model with styles: the label table over the styles).
     pub num_classes: Option<usize>,
+    /// The model's styles, a second label beside the class (empty: none).
+    pub styles: Vec<String>,
     pub parameters: usize,
     /// Its σ range, grid N and tuned multistep indices, its parameterization (a consistency model
     /// samples in one step, an EDM teacher with Heun over N grid points) and sketch strength.
@@ -106,7 +109,8 @@ pub fn load_model(
         file: file.map(Path::to_path_buf),
         sha256,
         image_size: cfg.unet.image_size,
-        num_classes: cfg.unet.num_classes,
+        num_classes: cfg.classes(),
+        styles: cfg.styles.clone(),
         parameters: cfg.unet.parameter_count(),
         sampling: cfg.sampling.clone(),
     };

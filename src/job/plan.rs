@@ -71,6 +71,7 @@ pub fn plan_with(
         operation,
         seed,
         class,
+        style: None,
         steps: n,
         ts,
         sampler: explicit.sampler.clone(),

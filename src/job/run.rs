@@ -20,6 +20,8 @@ pub struct RunOptions {
     pub batch: usize,
     /// One class label per image; None: the recipe's class for every image.
     pub labels: Option<Vec<u32>>,
+    /// One style per image (a model with styles); None: the recipe's style, else `style_of_seed`.
+    pub styles: Option<Vec<u32>>,
     /// Replayed draws in the run's order (interpolation: z_a, then z_b); None: seeded noise.
     pub noise: Option<Box<dyn NoiseSource>>,
     /// An edit's picture `[B, 3, H, W]` in [−1, 1], where the caller holds it as a tensor (a tensor
@@ -39,6 +41,7 @@ impl RunOptions {
         Self {
             batch,
             labels: None,
+            styles: None,
             noise: None,
             images: None,
             mask: None,
@@ -151,33 +154,72 @@ pub fn run(
     }
 }
 
-/// The labels of a run: one per image, checked against the model's classes.
+/// The network's labels of a run, one per image: the class, and for a model with styles the style
+/// (label class·S + style), each checked against the model's.
 fn class_labels(
     model: &LoadedModel,
     recipe: &Recipe,
     opts: &RunOptions,
 ) -> Result<Option<Vec<u32>>> {
     let cfg = &model.config;
-    let labels = match (&opts.labels, recipe.class) {
-        (Some(l), _) if l.len() != opts.batch => {
-            return invalid(format!(
-                "{} class labels for a batch of {}",
-                l.len(),
-                opts.batch
-            ));
-        }
-        (Some(l), _) => Some(l.clone()),
-        (None, c) => c.map(|c| vec![c; opts.batch]),
-    };
-    match (cfg.unet.num_classes, labels) {
+    let classes = per_image_values(&opts.labels, recipe.class, opts.batch, "class labels")?;
+    let styles = per_image_styles(cfg.styles.len(), recipe, opts)?;
+    match (cfg.classes(), classes) {
         (Some(n), Some(l)) => match l.iter().find(|&&c| c as usize >= n) {
             Some(c) => invalid(format!("class {c} is not one of the model's {n}")),
-            None => Ok(Some(l)),
+            None => Ok(Some(
+                l.iter()
+                    .zip(styles.iter())
+                    .map(|(&c, &s)| cfg.network_label(c, s))
+                    .collect(),
+            )),
         },
         (Some(_), None) => invalid(format!("{} needs a class", cfg.name)),
         (None, Some(_)) => invalid(format!("{} is not class-conditional", cfg.name)),
         (None, None) => Ok(None),
     }
+}
+
+/// One value per image: the list given (of the batch's length), else the recipe's for all.
+fn per_image_values(
+    given: &Option<Vec<u32>>,
+    recipe: Option<u32>,
+    batch: usize,
+    what: &str,
+) -> Result<Option<Vec<u32>>> {
+    match given {
+        Some(l) if l.len() != batch => {
+            invalid(format!("{} {what} for a batch of {batch}", l.len()))
+        }
+        Some(l) => Ok(Some(l.clone())),
+        None => Ok(recipe.map(|c| vec![c; batch])),
+    }
+}
+
+/// Each image's style: given, the recipe's, or the seed's (`style_of_seed`); None where the model
+/// has no styles.
+fn per_image_styles(styles: usize, recipe: &Recipe, opts: &RunOptions) -> Result<Vec<Option<u32>>> {
+    let given = per_image_values(&opts.styles, recipe.style, opts.batch, "styles")?;
+    if styles == 0 {
+        return match given {
+            Some(_) => invalid(format!("{} has no styles", recipe.model.name)),
+            None => Ok(vec![None; opts.batch]),
+        };
+    }
+    let seeded = (0..opts.batch)
+        .map(|i| style_of_seed(recipe.seed.wrapping_add(i as u64), styles))
+        .collect();
+    let styles_of_images: Vec<u32> = given.unwrap_or(seeded);
+    match styles_of_images.iter().find(|&&s| s as usize >= styles) {
+        Some(s) => invalid(format!("style {s} is not one of the model's {styles}")),
+        None => Ok(styles_of_images.into_iter().map(Some).collect()),
+    }
+}
+
+/// The style an image takes from its seed when none is asked for: seed mod S, so consecutive seeds
+/// (a batch) go through the styles in turn.
+pub fn style_of_seed(seed: u64, styles: usize) -> u32 {
+    (seed % styles.max(1) as u64) as u32
 }
 
 /// The recipe's embedded picture at the model's size, repeated for the batch.
@@ -245,7 +287,7 @@ pub fn run_recipe(
     let Some(x) = run(model, device, recipe, RunOptions::batch(batch), on_step)? else {
         return Ok(None);
     };
-    let recipes = per_image(recipe, batch, None);
+    let recipes = per_image(recipe, batch, None, None, model.config.styles.len());
     let images = recipes
         .into_iter()
         .enumerate()
@@ -255,8 +297,15 @@ pub fn run_recipe(
 }
 
 /// Each image's own recipe in a batch run of `recipe`: image i has seed + i (for interpolation both
-/// seeds move), and its own class where `labels` gave one per image.
-pub fn per_image(recipe: &Recipe, batch: usize, labels: Option<&[u32]>) -> Vec<Recipe> {
+/// seeds move), its own class and style where `labels` and `styles` gave one per image, and — on a
+/// model with `n_styles` styles — the seed's style where neither the recipe nor `styles` gave one.
+pub fn per_image(
+    recipe: &Recipe,
+    batch: usize,
+    labels: Option<&[u32]>,
+    styles: Option<&[u32]>,
+    n_styles: usize,
+) -> Vec<Recipe> {
     (0..batch)
         .map(|i| {
             let mut r = recipe.clone();
@@ -269,6 +318,12 @@ pub fn per_image(recipe: &Recipe, batch: usize, labels: Option<&[u32]>) -> Vec<R
             }
             if let Some(l) = labels {
                 r.class = Some(l[i]);
+            }
+            if let Some(st) = styles {
+                r.style = Some(st[i]);
+            }
+            if n_styles > 0 && r.style.is_none() {
+                r.style = Some(style_of_seed(r.seed, n_styles));
             }
             r
         })

@@ -15,14 +15,48 @@ pub struct ModelConfig {
     pub unet: UNetConfig,
     #[serde(default)]
     pub sampling: SamplingConfig,
+    /// A second label beside the class: the styles the model was trained on (the built-in emoji
+    /// models' emoji sets). The network's label is then class·S + style (S styles), so
+    /// `unet.num_classes` is the classes times S. Empty: no styles.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub styles: Vec<String>,
 }
+
+/// The most styles a model may name.
+pub const MAX_STYLES: usize = 256;
 
 impl ModelConfig {
     /// Checks the network's and the sampler's settings (a file's metadata or a config file is not
     /// trusted): one line saying which value is wrong.
     pub fn validate(&self) -> Result<(), String> {
         self.unet.validate()?;
-        self.sampling.validate()
+        self.sampling.validate()?;
+        let styles = self.styles.len();
+        if styles > MAX_STYLES || self.styles.iter().any(|s| s.trim().is_empty()) {
+            return Err(format!(
+                "styles must be 1…{MAX_STYLES} names, none empty; got {styles}"
+            ));
+        }
+        match self.unet.num_classes {
+            _ if styles == 0 => Ok(()),
+            Some(n) if n % styles == 0 => Ok(()),
+            n => Err(format!(
+                "{styles} styles need a label table of classes × {styles} entries; num_classes is {n:?}"
+            )),
+        }
+    }
+
+    /// The classes a user picks from: the network's labels over the styles.
+    pub fn classes(&self) -> Option<usize> {
+        self.unet.num_classes.map(|n| n / self.styles.len().max(1))
+    }
+
+    /// The network's label for `class` in `style` (class alone where the model has no styles).
+    pub fn network_label(&self, class: u32, style: Option<u32>) -> u32 {
+        match self.styles.len() as u32 {
+            0 => class,
+            s => class * s + style.unwrap_or(0),
+        }
     }
 }
 
@@ -38,6 +72,7 @@ pub fn presets() -> Vec<ModelConfig> {
             parameterization: Parameterization::from_file_name(name).unwrap_or_default(),
             ..SamplingConfig::with_grid(steps, ts.map(<[usize]>::to_vec))
         },
+        styles: Vec::new(),
     };
     vec![
         p("cd_imagenet64_l2", &imagenet, 40, Some(&[0, 22, 39])),

@@ -82,6 +82,7 @@ pub(super) fn settle(
                     parameterization,
                     ..sampling
                 },
+                styles: Vec::new(),
             },
             ConfigSource::DiffusersConfig,
         )
@@ -113,6 +114,7 @@ pub(super) fn settle(
                             parameterization: by_name.unwrap_or_default(),
                             ..SamplingConfig::default()
                         },
+                        styles: Vec::new(),
                     },
                     ConfigSource::Inferred,
                 )
