@@ -11,7 +11,11 @@ Honest by construction:
   jitter — what a generated sample may differ by without changing its category.
 
     python3 training/classifier.py            # → training/runs/judge32.pt and its accuracies
+    python3 training/classifier.py --data training/data/emoji5.npz --out training/runs/judge5.pt
+        # the second-generation judge: the five-style set, held out by name across every style, its
+        # held-out accuracy reported per style
 """
+import argparse
 import json
 import os
 import sys
@@ -23,7 +27,7 @@ import torch.nn.functional as F
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from cm_model import load_data  # noqa: E402
+from cm_model import load_dataset  # noqa: E402
 
 DATA = os.path.join(HERE, "..", "..", "shared", "data", "emoji64.npz")
 OUT = os.path.join(HERE, "runs", "judge32.pt")
@@ -98,14 +102,23 @@ def load_judge(path=OUT):
 
 
 def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--data", default=DATA)
+    ap.add_argument("--out", default=OUT)
+    ap.add_argument("--epochs", type=int, default=40)
+    a = ap.parse_args()
     torch.set_num_threads(int(os.environ.get("THREADS", os.cpu_count())))
-    x_all, cat_all, train_idx, held_idx = load_data(DATA, 32)
-    names = np.load(DATA, allow_pickle=True)["names"]
+    d = load_dataset(a.data, 32)
+    x_all, cat_all = d.x, d.category
+    train_idx, held_idx = d.train.numpy(), d.held_out.numpy()
+    raw = np.load(a.data, allow_pickle=True)
+    # the first set names each emoji; the second gives its code points (its skin tones share them)
+    names = raw["names"] if "names" in raw else raw["code"]
     fit, val = split_by_name(names, train_idx)
     torch.manual_seed(0)
     g = torch.Generator().manual_seed(0)
     model = Judge()
-    epochs = 40
+    epochs = a.epochs
     opt = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=5e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, 2e-3, total_steps=epochs * ((len(fit) + 63) // 64))
     # classes are unbalanced (Component: 10 images, People & Body: 772): weight the loss by 1/√count
@@ -130,8 +143,13 @@ def main():
     result = {"validation_accuracy": round(best, 4),
               "heldout_accuracy": round(accuracy(model, x_all[held_idx], cat_all[held_idx]), 4),
               "fit_images": len(fit), "validation_images": len(val), "heldout_images": len(held_idx)}
+    if d.styles:
+        result["heldout_accuracy_per_style"] = {
+            name: round(accuracy(model, x_all[held_idx[mask]], cat_all[held_idx[mask]]), 4)
+            for s, name in enumerate(d.styles)
+            for mask in [d.style[held_idx].numpy() == s]}
     half = {k: v.half() if v.is_floating_point() else v for k, v in best_state.items()}
-    torch.save({"model": half, "result": result}, OUT)
+    torch.save({"model": half, "result": result}, a.out)
     print(json.dumps(result))
 
 

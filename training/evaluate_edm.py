@@ -19,6 +19,11 @@ A model is a training checkpoint (sampled here in PyTorch with its EMA weights) 
     python3 training/evaluate_edm.py assets/emoji32.safetensors --steps 1 2          # a consistency model
     python3 training/evaluate_edm.py assets/emoji32.safetensors --seed 1000 2000 3000  # + their mean
     python3 training/evaluate_edm.py assets/emoji32.safetensors --steps 2 --ts 0,4,17 0,8,17  # choose ts
+
+The second generation (issue 27) is judged on its own set by its own judge, per style:
+
+    python3 training/evaluate_edm.py training/runs/pilots5/c32x2/checkpoint.pt --data training/data/emoji5.npz \
+        --judge training/runs/judge5.pt --style each
 """
 import argparse
 import json
@@ -33,24 +38,27 @@ from safetensors.torch import load_file
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from classifier import DATA, load_judge  # noqa: E402
-from cm_model import consistency_fn, diffusers_config, edm_denoiser, heun_sample, karras_sigma, save_grid  # noqa: E402
+from classifier import DATA, OUT as JUDGE, load_judge  # noqa: E402
+from cm_model import consistency_fn, edm_denoiser, heun_sample, karras_sigma, load_dataset, make_unet, save_grid  # noqa: E402
 from evaluate import frechet  # noqa: E402
-from cm_model import load_data  # noqa: E402
 
 ROOT = os.path.join(HERE, "..")
 
 
 @torch.no_grad()
-def sample_checkpoint(path, labels, steps, seed):
-    """EMA samples of a training checkpoint: Heun over `steps` grid points (EDM) or CM steps."""
-    from diffusers import UNet2DModel
+def sample_checkpoint(path, labels, steps, seed, style=None):
+    """EMA samples of a training checkpoint: Heun over `steps` grid points (EDM) or CM steps. On a model
+    with styles, `style` (an index), else each sample's from its seed as the engine takes it."""
     ck = torch.load(path, map_location="cpu", weights_only=False)
     cfg = ck["config"]
-    unet = UNet2DModel(**diffusers_config(cfg))
+    unet = make_unet(cfg)
     unet.load_state_dict(ck["ema"])
     unet.eval()
     g = torch.Generator().manual_seed(seed)
+    styles = len(cfg.get("styles") or [])
+    if styles:
+        per = torch.full_like(labels, style) if style is not None else (seed + torch.arange(len(labels))) % styles
+        labels = labels * styles + per
     out = []
     for i in range(0, len(labels), 100):
         lab = labels[i:i + 100]
@@ -64,7 +72,7 @@ def sample_checkpoint(path, labels, steps, seed):
     return torch.cat(out)
 
 
-def sample_binary(path, labels, steps, seed, binary, extra=()):
+def sample_binary(path, labels, steps, seed, binary, extra=(), style=None):
     """Samples of an exported model from `cmpaint generate`: for a teacher `--steps`, for a
     consistency model one step (steps = 1), its tuned ts (steps = 2) or a ts list (steps = "0,6,17")."""
     cfg = json.loads(__import__("safetensors").safe_open(path, "pt").metadata()["cmpaint.config"])
@@ -73,6 +81,8 @@ def sample_binary(path, labels, steps, seed, binary, extra=()):
         out = os.path.join(d, "x.safetensors")
         cmd = [binary, "generate", "--model", path, "--batch", str(len(labels)), "--seed", str(seed),
                "--class", ",".join(map(str, labels.tolist())), "--device", "cpu", "-o", out]
+        if style is not None:
+            cmd += ["--style", str(style)]
         if edm:
             cmd += ["--steps", str(steps)]
         elif isinstance(steps, str):
@@ -125,14 +135,31 @@ def main():
                     help="write the samples closer to a training image than any held-out image, each beside "
                          "that image, as DIR/steps…_seed….png")
     ap.add_argument("--name", default=None)
+    ap.add_argument("--data", default=DATA, help="the dataset whose held-out images are the reference")
+    ap.add_argument("--judge", default=JUDGE, help="the classifier trained on that dataset")
+    ap.add_argument("--style", nargs="+", default=[None],
+                    help="a dataset with styles: judge these styles (names; `each` = every one) — the "
+                         "real images of that style only, the samples asked in it; default: all styles "
+                         "together, each sample's style from its seed")
     ap.add_argument("--cmpaint", default=os.path.join(ROOT, "target", "release", "cmpaint"))
     ap.add_argument("--extra", nargs=argparse.REMAINDER, default=[],
                     help="exported models: more `cmpaint generate` arguments (e.g. --s-churn 10), last")
     a = ap.parse_args()
     torch.set_grad_enabled(False)
-    x_all, cat_all, train_idx, held_idx = load_data(DATA, 32)
-    x_train, held, held_cat = x_all[train_idx], x_all[held_idx], cat_all[held_idx]
-    judge = load_judge()
+    d = load_dataset(a.data, 32)
+    judge = load_judge(a.judge)
+    styles = a.style if a.style != ["each"] else list(d.styles or [None])
+    for style in styles:
+        s_idx = None if style is None else d.styles.index(style)
+        judge_style(a, d, judge, style, s_idx)
+
+
+def judge_style(a, d, judge, style, s_idx):
+    """The figures for one style (None: every style together)."""
+    train_idx, held_idx = d.train, d.held_out
+    if s_idx is not None:
+        train_idx, held_idx = train_idx[d.style[train_idx] == s_idx], held_idx[d.style[held_idx] == s_idx]
+    x_train, held, held_cat = d.x[train_idx], d.x[held_idx], d.category[held_idx]
     feats = lambda x: torch.cat([judge.features(x[i:i + 500]) for i in range(0, len(x), 500)])  # noqa: E731
     predict = lambda x: torch.cat([judge(x[i:i + 500]).argmax(1) for i in range(0, len(x), 500)])  # noqa: E731
     f_train, f_held = feats(x_train), feats(held)
@@ -142,14 +169,15 @@ def main():
     floor = frechet(feats(x_train[torch.randperm(len(x_train), generator=g)[:n]]), f_held)
     held_nn = nn_rms(held, x_train).values
     base = {"judge_accuracy_heldout": round((predict(held) == held_cat).float().mean().item(), 3),
-            "fd_floor": round(floor, 2), "nn_rms_heldout": round(held_nn.mean().item(), 4)}
+            "fd_floor": round(floor, 2), "nn_rms_heldout": round(held_nn.mean().item(), 4),
+            **({"style": style} if style is not None else {})}
     for steps in a.steps + a.ts:
         rows = []
         for seed in a.seed:
             if a.model.endswith(".pt"):
-                x = sample_checkpoint(a.model, labels, steps, seed)
+                x = sample_checkpoint(a.model, labels, steps, seed, s_idx)
             else:
-                x = sample_binary(a.model, labels, steps, seed, a.cmpaint, extra=a.extra)
+                x = sample_binary(a.model, labels, steps, seed, a.cmpaint, extra=a.extra, style=style)
             f = feats(x)
             precision, recall = precision_recall(f_train, f)
             nn, nn_idx = nn_rms(x, x_train)
