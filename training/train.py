@@ -21,10 +21,9 @@ import sys
 import time
 
 import torch
-from diffusers import UNet2DModel
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from cm_model import (ARCHS, CT_SAMPLING, consistency_fn, diffusers_config, load_data, model_config,  # noqa: E402
+from cm_model import (ARCHS, CT_SAMPLING, consistency_fn, load_dataset, make_unet, model_config,  # noqa: E402
                       parameter_count, save_checkpoint)
 
 def r_of_t(t, stage, q=2.0, k=8.0, b=1.0):
@@ -70,12 +69,16 @@ def main():
         config = dict(teacher["config"], name="cmpaint-emoji32")
         config["sampling"] = dict(config["sampling"], parameterization="consistency")
     res = config["unet"]["image_size"] if config else ARCHS[a.arch].get("res", 32)
-    x_all, cat_all, train_idx, _ = load_data(a.data, res)
-    x_train, c_train = x_all[train_idx].to(dev), cat_all[train_idx].to(dev)
-    classes = int(cat_all.max()) + 1
-    config = config or model_config(a.arch, classes, f"cmpaint-emoji{res}", CT_SAMPLING)
-    unet = UNet2DModel(**diffusers_config(config)).to(dev)
-    ema = UNet2DModel(**diffusers_config(config)).to(dev).eval().requires_grad_(False)
+    data = load_dataset(a.data, res)
+    styles = len(data.styles or [None])
+    x_train = data.x[data.train].to(dev)
+    # the network's label: category·S + style (the category alone where the set has one style)
+    c_train = (data.category * styles + data.style)[data.train].to(dev)
+    weight = data.weight.to(dev)
+    classes = int(data.category.max()) + 1
+    config = config or model_config(a.arch, classes, f"cmpaint-emoji{res}", CT_SAMPLING, data.styles)
+    unet = make_unet(config).to(dev)
+    ema = make_unet(config).to(dev).eval().requires_grad_(False)
     if teacher:
         unet.load_state_dict(teacher["ema"])
     ema.load_state_dict(unet.state_dict())
@@ -115,7 +118,7 @@ def main():
         stage = 0 if progress < denoise_frac else min(
             a.stages, 1 + int((progress - denoise_frac) / (1 - denoise_frac) * a.stages))
 
-        idx = torch.randint(0, len(x_train), (a.batch,), generator=gen, device=dev)
+        idx = torch.multinomial(weight, a.batch, replacement=True, generator=gen)
         x = x_train[idx]
         flip = torch.rand(a.batch, generator=gen, device=dev) < 0.5
         x = torch.where(flip[:, None, None, None], x.flip(-1), x)
