@@ -459,7 +459,8 @@ impl Canvas {
 
 impl FrameDrag {
     /// The frame with the pointer at `(x, y)`: moved by whole pixels, or resized (square) from the
-    /// anchored corner, kept inside the document and at least `min` on a side.
+    /// anchored corner, kept inside the document and at least `min` on a side (the App fits it to
+    /// the model after the canvas, in `App::job_frame`).
     fn follow(&self, (x, y): (f32, f32), doc: &Document, min: usize) -> Frame {
         let (w, h) = (doc.width, doc.height);
         let was = self.was;
@@ -490,7 +491,6 @@ impl FrameDrag {
             y: place(ay, down, h),
             size,
         }
-        .clamped(w, h, min)
     }
 }
 

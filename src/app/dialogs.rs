@@ -180,8 +180,9 @@ impl Dialogs for NativeDialogs {
 
     fn ask(&mut self, request: FileRequest) -> Receiver<FileAnswer> {
         let (send, answer) = crossbeam_channel::bounded(1);
-        std::thread::Builder::new()
-            .name("file dialog".into())
+        let on_failure = send.clone();
+        let asked = std::thread::Builder::new()
+            .name("cmpaint-file-dialog".into())
             .spawn(move || {
                 let started = Instant::now();
                 let picked = NativeDialogs.answer(request);
@@ -194,8 +195,13 @@ impl Dialogs for NativeDialogs {
                     picked => Ok(picked),
                 };
                 let _ = send.send(answer);
-            })
-            .expect("a thread for the dialog");
+            });
+        if let Err(e) = asked {
+            // the app then asks for the path itself, as when no dialog can open
+            let _ = on_failure.send(Err(format!(
+                "no thread for a file dialog ({e}): type the path here"
+            )));
+        }
         answer
     }
 }

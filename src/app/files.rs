@@ -1,7 +1,27 @@
 //! Files in and out: opening pictures (decoded on a thread of their own), exporting the canvas as
 //! PNG with its recipe, re-running a recipe, a new canvas.
 
-use super::*;
+use super::App;
+use super::dialogs::FileRequest;
+use super::jobs::Purpose;
+use crate::file_io::write_bytes;
+use crate::paint::document::Document;
+use crate::paint::document::MAX_SIDE;
+use crate::paint::frame::Frame;
+use crate::picture::MAX_EXPORT_SCALE;
+use crate::picture::Resize;
+use crate::picture::Rgb8;
+use crate::picture::decode;
+use crate::picture::dimensions;
+use crate::picture::enlarge;
+use crate::picture::to_model_size;
+use crate::picture::to_rgb8;
+use crate::picture::write_png_rgba;
+use crate::recipe::encode_png;
+use crate::recipe::read_recipe;
+use crate::worker::is_loadable;
+use std::path::Path;
+use std::path::PathBuf;
 
 /// A picture of another size than the model's, waiting for the user to choose fit or crop.
 pub(super) struct PendingImport {
@@ -155,14 +175,20 @@ impl App {
     pub(super) fn start_opening(&mut self, path: PathBuf, to_size: Option<(usize, Resize)>) {
         let (send, result) = crossbeam_channel::bounded(1);
         let source = path.clone();
-        std::thread::spawn(move || {
-            let picture = decode(&source).and_then(|image| match to_size {
-                Some((size, resize)) => to_model_size(image, size, Some(resize)),
-                None => Ok(image),
+        let decoding = std::thread::Builder::new()
+            .name("cmpaint-open-picture".into())
+            .spawn(move || {
+                let picture = decode(&source).and_then(|image| match to_size {
+                    Some((size, resize)) => to_model_size(image, size, Some(resize)),
+                    None => Ok(image),
+                });
+                // Nobody waits any more when a newer picture was opened meanwhile.
+                let _ = send.send(picture.map(|p| to_rgb8(&p)).map_err(|e| e.to_string()));
             });
-            // Nobody waits any more when a newer picture was opened meanwhile.
-            let _ = send.send(picture.map(|p| to_rgb8(&p)).map_err(|e| e.to_string()));
-        });
+        if let Err(e) = decoding {
+            self.error(format!("{}: no thread to open it ({e})", path.display()));
+            return;
+        }
         self.info(format!("opening {}…", path.display()));
         self.opening = Some(Opening { path, result });
     }

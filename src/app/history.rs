@@ -1,6 +1,19 @@
 //! History: every result with its recipe, thumbnail and cost, and putting one back on the canvas.
 
-use super::*;
+use super::App;
+use crate::file_io::write_bytes;
+use crate::paint::document::Document;
+use crate::paint::frame::Placement;
+use crate::paint::frame::preview_over;
+use crate::picture::Rgb8;
+use crate::picture::decode;
+use crate::picture::to_rgb8;
+use crate::picture::write_png;
+use crate::recipe::Operation;
+use crate::recipe::Recipe;
+use eframe::egui;
+use std::path::Path;
+use std::path::PathBuf;
 
 /// Memory History may hold in result pictures and their thumbnails (`App::history_budget`); beyond
 /// it the oldest results move to disk (see `HistoryItem::spill`).

@@ -1,7 +1,35 @@
 //! Jobs: what the app asks of the worker (Generate, edits, slider frames, strips), the replies it
 //! gets back (progress, step previews, results, failures) and where each result goes.
 
-use super::*;
+use super::App;
+use super::SeedMode;
+use super::dialogs::FileRequest;
+use super::history::HistoryItem;
+use crate::paint::document::Document;
+use crate::paint::document::MAX_SIDE;
+use crate::paint::document::Side;
+use crate::paint::frame::Frame;
+use crate::paint::frame::Paste;
+use crate::paint::frame::Placement;
+use crate::paint::frame::upscale_tiles;
+use crate::picture::MAX_EXPORT_SCALE;
+use crate::picture::Rgb8;
+use crate::picture::keep_patch_means;
+use crate::picture::write_animation;
+use crate::recipe::EmbeddedImage;
+use crate::recipe::Operation;
+use crate::recipe::Recipe;
+use crate::worker::Job;
+use crate::worker::JobId;
+use crate::worker::ModelInfo;
+use crate::worker::Reply;
+use crate::worker::Steps;
+use crate::worker::network_calls;
+use crate::worker::plan;
+use crate::worker::recipe_steps;
+use eframe::egui;
+use std::path::PathBuf;
+use std::time::Instant;
 
 /// What to do with a job's results when they arrive.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -215,16 +243,15 @@ impl App {
             self.doc = Document::blank(size, size);
             self.canvas.fit_pending = true;
         }
-        // a new model's frame starts at its native size, centred where it was
-        let (w, h) = (self.doc.width, self.doc.height);
+        // a new model's frame starts at its native size, centred where it was (fitted below, once
+        // the model is in)
         let f = self.frame;
         let centre = |at: usize| (at + f.size / 2).saturating_sub(size / 2);
         self.frame = Frame {
             x: centre(f.x),
             y: centre(f.y),
             size,
-        }
-        .clamped(w, h, size);
+        };
         let names = crate::labels::class_names(&info.name, info.num_classes);
         // a style index means nothing to another model's list
         if self.model.as_ref().map(|m| &m.styles) != Some(&info.styles) {
@@ -263,6 +290,7 @@ impl App {
             }
         ));
         self.model = Some(info);
+        self.frame = self.job_frame();
     }
 
     pub(super) fn finished(
@@ -495,7 +523,8 @@ impl App {
         self.submit(recipe, batch, live, purpose, Some(placement));
     }
 
-    /// The generation frame, fitted to today's document and model.
+    /// The generation frame, fitted to today's document and model: the one place the app clamps
+    /// it (every change of the frame, the document or the model goes through here).
     pub fn job_frame(&self) -> Frame {
         let (w, h) = (self.doc.width, self.doc.height);
         self.frame.clamped(w, h, self.model_size())

@@ -26,28 +26,24 @@ mod saving;
 
 use files::{Opening, PendingImport};
 pub use history::{HISTORY_BUDGET_BYTES, HistoryItem};
-use jobs::{FrameRun, Pending, Purpose, StripExport};
+use jobs::{FrameRun, Pending, StripExport};
 pub use jobs::{Running, StepPreview};
 pub use saving::AUTOSAVE_SECONDS;
 use saving::Autosave;
 
-use crate::file_io::write_bytes;
 use crate::paint::brush::{BrushSettings, Tool};
-use crate::paint::document::{Document, MAX_SIDE, Side};
-use crate::paint::frame::{Frame, Paste, Placement, preview_over, upscale_tiles};
-use crate::paint::project::{self, HistoryEntry, Project};
-use crate::picture::{
-    MAX_EXPORT_SCALE, Resize, Rgb8, decode, dimensions, enlarge, keep_patch_means, to_model_size,
-    to_rgb8, write_animation, write_png, write_png_rgba,
-};
-use crate::recipe::{EmbeddedImage, Operation, Recipe, encode_png, read_recipe};
-use crate::worker::{CandleBackend, Job, JobId, Precision, Reply, Worker, is_loadable};
-use crate::worker::{ModelInfo, Steps, network_calls, plan, recipe_steps};
+use crate::paint::document::Document;
+use crate::paint::frame::Frame;
+use crate::paint::project::{self, Project};
+use crate::picture::Rgb8;
+use crate::recipe::Operation;
+use crate::worker::{CandleBackend, Job, JobId, Precision, Worker};
+use crate::worker::{ModelInfo, Steps};
 use canvas::{Canvas, CanvasEvent, Compare, FrameEdit};
 use dialogs::{Dialogs, FileAnswer, FileRequest};
 use eframe::egui;
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
 /// Opens the app window. `model`: a weight file or diffusers folder; None = the built-in model.
@@ -516,7 +512,6 @@ impl App {
         egui::CentralPanel::default()
             .frame(egui::Frame::NONE)
             .show(ui, |ui| {
-                let (w, h) = (self.doc.width, self.doc.height);
                 // a result held for Compare shows where it was made, over the canvas
                 let key = self.compare.map(|i| (i, self.doc.revision));
                 if self.compare_cache.as_ref().map(|c| c.0) != key {
@@ -535,7 +530,7 @@ impl App {
                         key: key_of(&(i, revision)),
                     });
                 let model = self.model_size();
-                self.frame = self.frame.clamped(w, h, model);
+                self.frame = self.job_frame();
                 let frame = FrameEdit {
                     frame: &mut self.frame,
                     min: model,
@@ -549,6 +544,7 @@ impl App {
                     compare,
                     frame,
                 );
+                self.frame = self.job_frame();
                 // Over the canvas, where the painter looks: a running job's step preview, else the
                 // preview (a slider frame, a live result) in the frame it was made for. Not while
                 // Compare is held or a stroke is being painted (the painter sees their own canvas).

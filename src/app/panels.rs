@@ -438,7 +438,8 @@ fn frame_section(app: &mut App, ui: &mut egui::Ui) {
         )
         .on_hover_text("larger than the model's size: the frame is scaled to the model and back");
     }
-    app.frame = frame.clamped(w, h, model);
+    app.frame = frame;
+    app.frame = app.job_frame();
     ui.add(
         egui::Slider::new(&mut app.framing.feather, 0..=32)
             .text("Blend edge")

@@ -1,7 +1,25 @@
 //! The document kept safe: autosave to the data folder, projects (`.cmpaint`) saved and opened
 //! (every write atomic, through `file_io`).
 
-use super::*;
+use super::App;
+use super::MAX_BATCH;
+use super::SeedMode;
+use super::dialogs::FileRequest;
+use super::history;
+use super::history::HistoryItem;
+use crate::file_io::write_bytes;
+use crate::paint::document::Document;
+use crate::paint::frame::Frame;
+use crate::paint::frame::Placement;
+use crate::paint::project;
+use crate::paint::project::HistoryEntry;
+use crate::paint::project::Project;
+use crate::recipe::Recipe;
+use crate::worker::is_loadable;
+use std::collections::HashMap;
+use std::path::Path;
+use std::path::PathBuf;
+use std::time::Instant;
 
 /// Background saves of the document to the data folder. Each result is written once, to a file of
 /// its own (`project::AUTOSAVE_RESULTS`), so an autosave costs the layers and the new results only,
@@ -141,7 +159,13 @@ impl App {
                 Err(e) => self.error(format!("autosave failed: {e}")),
             }
         } else {
-            a.running = Some(std::thread::spawn(save));
+            match std::thread::Builder::new()
+                .name("cmpaint-autosave".into())
+                .spawn(save)
+            {
+                Ok(thread) => a.running = Some(thread),
+                Err(e) => self.error(format!("autosave failed: no thread to write it ({e})")),
+            }
         }
     }
 
