@@ -74,7 +74,7 @@ def main():
     x_train = data.x[data.train].to(dev)
     # the network's label: category·S + style (the category alone where the set has one style)
     c_train = (data.category * styles + data.style)[data.train].to(dev)
-    weight = data.weight.to(dev)
+    sample_weight = data.weight.to(dev)  # an emoji's skin tones share its weight
     classes = int(data.category.max()) + 1
     config = config or model_config(a.arch, classes, f"cmpaint-emoji{res}", CT_SAMPLING, data.styles)
     unet = make_unet(config).to(dev)
@@ -118,7 +118,7 @@ def main():
         stage = 0 if progress < denoise_frac else min(
             a.stages, 1 + int((progress - denoise_frac) / (1 - denoise_frac) * a.stages))
 
-        idx = torch.multinomial(weight, a.batch, replacement=True, generator=gen)
+        idx = torch.multinomial(sample_weight, a.batch, replacement=True, generator=gen)
         x = x_train[idx]
         flip = torch.rand(a.batch, generator=gen, device=dev) < 0.5
         x = torch.where(flip[:, None, None, None], x.flip(-1), x)

@@ -76,7 +76,8 @@ def main():
 
     ck = torch.load(ckpt_path, map_location="cpu", weights_only=False) if os.path.exists(ckpt_path) else None
     data = load_dataset(a.data, 32)
-    x_train, weight = data.x[data.train], data.weight
+    # an emoji's skin tones share its weight (cm_model.load_dataset)
+    x_train, sample_weight = data.x[data.train], data.weight
     classes = int(data.category.max()) + 1
     styles = len(data.styles or [None])
     labels_train = (data.category * styles + data.style)[data.train]
@@ -128,16 +129,16 @@ def main():
     budget_end = base_cpu + a.cpu_minutes * 60
     last_log, last_save, loss_sum, loss_n, log_cpu = time.time(), time.time(), 0.0, 0, cpu_done()
     while cpu_done() < budget_end:
-        idx = torch.multinomial(weight, a.batch, replacement=True, generator=gen)
+        idx = torch.multinomial(sample_weight, a.batch, replacement=True, generator=gen)
         x = x_train[idx]
         flip = torch.rand(a.batch, generator=gen) < 0.5
         x = torch.where(flip[:, None, None, None], x.flip(-1), x)
         sigma = (-1.2 + 1.2 * torch.randn(a.batch, generator=gen)).exp()
         noisy = x + sigma[:, None, None, None] * torch.randn(x.shape, generator=gen)
-        weight = (sigma**2 + sd**2) / (sigma * sd) ** 2
+        loss_weight = (sigma**2 + sd**2) / (sigma * sd) ** 2
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             denoised = edm_denoiser(unet, noisy, sigma, labels_train[idx])
-        loss = (weight * ((denoised.float() - x) ** 2).mean((1, 2, 3))).mean()
+        loss = (loss_weight * ((denoised.float() - x) ** 2).mean((1, 2, 3))).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         lr = learning_rate(state["images"], a.lr, state.get("lr_decay"))
