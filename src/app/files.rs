@@ -45,17 +45,21 @@ impl App {
 
     /// Export PNG to `path` (the dialog's answer).
     pub fn export_png_to(&mut self, path: PathBuf) {
-        let recipe =
-            (self.doc.recipe.clone()).filter(|_| !self.doc.has_sketch() && !self.doc.has_empty());
+        let recipe = (self.state.doc.recipe.clone())
+            .filter(|_| !self.state.doc.has_sketch() && !self.state.doc.has_empty());
         // a whole enlargement keeps the pixels crisp; the recipe still describes the picture itself
-        let scale = self.export_scale.clamp(1, MAX_EXPORT_SCALE);
-        let written = if self.doc.has_empty() {
+        let scale = self.state.export_scale.clamp(1, MAX_EXPORT_SCALE);
+        let written = if self.state.doc.has_empty() {
             // a canvas with empty pixels (extended, not yet filled) keeps them transparent
-            let (w, h, rgba) = (self.doc.width, self.doc.height, self.doc.composite_rgba());
+            let (w, h, rgba) = (
+                self.state.doc.width,
+                self.state.doc.height,
+                self.state.doc.composite_rgba(),
+            );
             let rgba = enlarge(w, h, &rgba, 4, scale);
             write_png_rgba(&path, w * scale, h * scale, &rgba).map_err(|e| e.to_string())
         } else {
-            let picture = self.doc.composite().enlarged(scale);
+            let picture = self.state.doc.composite().enlarged(scale);
             let bytes = encode_png(&picture, recipe.as_ref()).map_err(|e| e.to_string());
             bytes.and_then(|b| write_bytes(&path, &b).map_err(|e| e.to_string()))
         };
@@ -96,6 +100,7 @@ impl App {
             Err(e) => return self.error(e),
         };
         let same_model = self
+            .state
             .model
             .as_ref()
             .is_some_and(|m| m.sha256 == recipe.model.sha256);
@@ -112,7 +117,7 @@ impl App {
             }
         }
         if let Some(c) = recipe.class {
-            self.class = Some(c);
+            self.state.class = Some(c);
         }
         self.info(format!(
             "re-running the recipe of {} ({}, seed {})",
@@ -160,7 +165,7 @@ impl App {
                 self.start_opening(path, Some((size, Resize::Fit)))
             }
             Ok((width, height)) => {
-                self.pending_import = Some(PendingImport {
+                self.state.pending_import = Some(PendingImport {
                     path,
                     width,
                     height,
@@ -190,24 +195,28 @@ impl App {
             return;
         }
         self.info(format!("opening {}…", path.display()));
-        self.opening = Some(Opening { path, result });
+        self.run.opening = Some(Opening { path, result });
     }
 
     pub(super) fn poll_opening(&mut self) {
         use crossbeam_channel::TryRecvError;
-        let Some(opening) = &self.opening else { return };
+        let Some(opening) = &self.run.opening else {
+            return;
+        };
         let result = match opening.result.try_recv() {
             Err(TryRecvError::Empty) => return,
             Ok(result) => result,
             Err(TryRecvError::Disconnected) => Err("the decoder stopped unexpectedly".into()),
         };
-        let path = self.opening.take().expect("checked").path;
+        let path = self.run.opening.take().expect("checked").path;
         match result {
             Ok(picture) => {
-                let resized = (picture.width, picture.height) != (self.doc.width, self.doc.height);
-                self.doc.apply_result(&picture, None);
+                let resized = (picture.width, picture.height)
+                    != (self.state.doc.width, self.state.doc.height);
+                self.state.doc.apply_result(&picture, None);
                 if resized {
-                    self.frame = Frame::centred(picture.width, picture.height, self.model_size());
+                    self.state.frame =
+                        Frame::centred(picture.width, picture.height, self.model_size());
                     self.canvas.fit_pending = true;
                 }
                 self.info(format!(
@@ -222,21 +231,15 @@ impl App {
     }
 
     pub fn is_opening_image(&self) -> bool {
-        self.opening.is_some()
+        self.run.opening.is_some()
     }
 
     /// File → New canvas: a blank document of `width`×`height` (the dialog offers the model's size),
     /// with the frame centred at the model's size.
     pub fn new_canvas(&mut self, width: usize, height: usize) {
         let (w, h) = (width.clamp(1, MAX_SIDE), height.clamp(1, MAX_SIDE));
-        self.doc = Document::blank(w, h);
-        self.frame = Frame::centred(w, h, self.model_size());
+        self.state.doc = Document::blank(w, h);
+        self.state.frame = Frame::centred(w, h, self.model_size());
         self.canvas.fit_pending = true;
-    }
-
-    /// The loaded model's side (the document's shorter side until one is loaded).
-    pub fn model_size(&self) -> usize {
-        let (w, h) = (self.doc.width, self.doc.height);
-        self.model.as_ref().map_or(w.min(h), |m| m.image_size)
     }
 }

@@ -183,36 +183,39 @@ impl App {
         placement: Option<&Placement>,
     ) {
         if let Some(p) = placement {
-            return match p.frame_in(&self.doc) {
-                Some(f) => self.doc.paste(f, image, &p.paste, Some(recipe)),
+            return match p.frame_in(&self.state.doc) {
+                Some(f) => self.state.doc.paste(f, image, &p.paste, Some(recipe)),
                 None => self.error(
                     "the place this result was made in is no longer on the canvas: it stays in History",
                 ),
             };
         }
         let (w, h) = (image.width, image.height);
-        if (w, h) != (self.doc.width, self.doc.height) {
-            if !self.doc.is_pristine() {
+        if (w, h) != (self.state.doc.width, self.state.doc.height) {
+            if !self.state.doc.is_pristine() {
                 return self.error(format!(
                     "the result is {w}×{h} and the canvas {}×{}: it is in History — File → New canvas, then Apply it",
-                    self.doc.width, self.doc.height
+                    self.state.doc.width, self.state.doc.height
                 ));
             }
-            self.doc = Document::blank(w, h);
+            self.state.doc = Document::blank(w, h);
             self.canvas.fit_pending = true;
         }
-        self.doc.apply_result(image, Some(recipe));
+        self.state.doc.apply_result(image, Some(recipe));
     }
 
     pub fn apply_history(&mut self, i: usize) {
-        let Some(r) = self.history.get(i) else { return };
+        let Some(r) = self.state.history.get(i) else {
+            return;
+        };
         // a sketch → image preview was of the sketch this result replaces
         if self
+            .state
             .preview
             .as_ref()
             .is_some_and(|p| matches!(p.recipe.operation, Operation::SdEdit { .. }))
         {
-            self.preview = None;
+            self.state.preview = None;
         }
         let (recipe, placement) = (r.recipe.clone(), r.placement.clone());
         match r.image() {
@@ -223,8 +226,8 @@ impl App {
 
     /// The canvas as it would look with `image` placed where it goes (Compare, step previews).
     pub(super) fn placed_over_canvas(&self, image: &Rgb8, placement: Option<&Placement>) -> Rgb8 {
-        match placement.and_then(|p| p.frame_in(&self.doc)) {
-            Some(f) => preview_over(&self.doc, f, image),
+        match placement.and_then(|p| p.frame_in(&self.state.doc)) {
+            Some(f) => preview_over(&self.state.doc, f, image),
             None => image.clone(),
         }
     }
@@ -232,43 +235,37 @@ impl App {
     /// The preview onto the canvas (a sketch → image result there clears the sketch it was made
     /// from); into History too, unless it is there already.
     pub fn apply_preview(&mut self) {
-        if let Some(p) = self.preview.take() {
+        if let Some(p) = self.state.preview.take() {
             if let Ok(img) = p.image() {
                 self.apply_to_canvas(&img, p.recipe.clone(), p.placement.as_ref());
             }
-            if !self.history.iter().any(|r| r.id == p.id) {
-                self.history.push(p);
+            if !self.state.history.iter().any(|r| r.id == p.id) {
+                self.state.history.push(p);
             }
         }
     }
 
     /// History's Discard: the result goes, with its file when it had been moved to disk.
     pub fn discard_history(&mut self, i: usize) {
-        if i < self.history.len()
-            && let Kept::Disk { path, .. } = &self.history.remove(i).image
+        if i < self.state.history.len()
+            && let Kept::Disk { path, .. } = &self.state.history.remove(i).image
         {
             let _ = std::fs::remove_file(path);
         }
     }
 
-    /// Memory History holds now, and how many results are on disk.
-    pub fn history_memory(&self) -> (usize, usize) {
-        let bytes = self.history.iter().map(HistoryItem::bytes_in_memory).sum();
-        let on_disk = self.history.iter().filter(|r| r.is_on_disk()).count();
-        (bytes, on_disk)
-    }
-
     /// A new file name in this session's spill folder (created when missing).
     fn next_spill_path(&mut self, dir: &Path) -> Result<PathBuf, String> {
         std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-        self.spilled += 1;
-        Ok(dir.join(format!("{:06}.png", self.spilled)))
+        self.run.spilled += 1;
+        Ok(dir.join(format!("{:06}.png", self.run.spilled)))
     }
 
     /// Writes a result's PNG bytes straight to the spill folder (a restore's results beyond the
     /// budget: never decoded into memory).
     pub(super) fn spill_png(&mut self, png: &[u8]) -> Result<PathBuf, String> {
         let dir = self
+            .state
             .spill_dir
             .clone()
             .ok_or("there is no data folder to move results to")?;
@@ -282,34 +279,34 @@ impl App {
     /// once: nothing is dropped.
     pub(super) fn keep_history_budget(&mut self) {
         let (mut bytes, _) = self.history_memory();
-        if bytes <= self.history_budget {
+        if bytes <= self.state.history_budget {
             return;
         }
-        let Some(dir) = self.spill_dir.clone() else {
-            if !self.spill_warned {
-                self.spill_warned = true;
+        let Some(dir) = self.state.spill_dir.clone() else {
+            if !self.run.spill_warned {
+                self.run.spill_warned = true;
                 self.error("History is over its memory budget and there is no data folder to move results to: they stay in memory");
             }
             return;
         };
-        let newest = self.history.len().saturating_sub(1);
+        let newest = self.state.history.len().saturating_sub(1);
         for i in 0..newest {
-            if bytes <= self.history_budget {
+            if bytes <= self.state.history_budget {
                 break;
             }
-            if self.history[i].is_on_disk() {
+            if self.state.history[i].is_on_disk() {
                 continue;
             }
-            let before = self.history[i].bytes_in_memory();
+            let before = self.state.history[i].bytes_in_memory();
             let moved = self
                 .next_spill_path(&dir)
-                .and_then(|path| self.history[i].spill(path));
-            let r = &self.history[i];
+                .and_then(|path| self.state.history[i].spill(path));
+            let r = &self.state.history[i];
             match moved {
                 Ok(()) => bytes -= before - r.bytes_in_memory(),
                 Err(e) => {
-                    if !self.spill_warned {
-                        self.spill_warned = true;
+                    if !self.run.spill_warned {
+                        self.run.spill_warned = true;
                         self.error(format!(
                             "results cannot be moved to disk, they stay in memory: {e}"
                         ));

@@ -106,14 +106,14 @@ pub(super) struct StripExport {
 
 impl App {
     pub fn cancel(&mut self) {
-        if !self.pending.is_empty() {
-            self.worker.cancel_all();
+        if !self.run.pending.is_empty() {
+            self.run.worker.cancel_all();
             self.info("cancelled");
         }
     }
 
     pub(super) fn poll_worker(&mut self) {
-        while let Some(reply) = self.worker.try_recv() {
+        while let Some(reply) = self.run.worker.try_recv() {
             self.handle_reply(reply);
         }
     }
@@ -121,12 +121,12 @@ impl App {
     pub(super) fn handle_reply(&mut self, reply: Reply) {
         let id = reply.id();
         let ends_job = !matches!(reply, Reply::Progress { .. });
-        if ends_job && self.step_preview.as_ref().is_some_and(|p| p.id == id) {
-            self.step_preview = None;
+        if ends_job && self.state.step_preview.as_ref().is_some_and(|p| p.id == id) {
+            self.state.step_preview = None;
         }
         match reply {
             Reply::ModelLoaded { info, .. } => {
-                self.model_job = None;
+                self.run.model_job = None;
                 self.model_loaded(info);
             }
             Reply::Progress {
@@ -135,28 +135,29 @@ impl App {
                 preview,
                 ..
             } => {
-                let label = self.pending.get(&id).map(|p| p.label.clone());
+                let label = self.run.pending.get(&id).map(|p| p.label.clone());
                 // only for results bound for the canvas: slider frames and live sketches are quick
                 // and have their own preview, strips are not shown
                 let shown = self
+                    .run
                     .pending
                     .get(&id)
                     .is_some_and(|p| matches!(p.purpose, Purpose::Apply));
-                let placement = self.pending.get(&id).and_then(|p| p.placement.clone());
+                let placement = self.run.pending.get(&id).and_then(|p| p.placement.clone());
                 if let Some(image) = preview.filter(|_| shown) {
-                    self.step_preview = Some(StepPreview {
+                    self.state.step_preview = Some(StepPreview {
                         id,
                         image,
-                        frame: placement.and_then(|p| p.frame_in(&self.doc)),
+                        frame: placement.and_then(|p| p.frame_in(&self.state.doc)),
                         done,
                         total,
                         texture: None,
                     });
                 }
-                match (&mut self.running, label) {
+                match (&mut self.state.running, label) {
                     (Some(r), _) if r.id == id => (r.done, r.total) = (done, total),
                     (_, Some(label)) => {
-                        self.running = Some(Running {
+                        self.state.running = Some(Running {
                             id,
                             label,
                             done,
@@ -170,7 +171,7 @@ impl App {
             Reply::Finished {
                 images, seconds, ..
             } => {
-                if let Some(p) = self.pending.remove(&id) {
+                if let Some(p) = self.run.pending.remove(&id) {
                     // counted on the model that ran the job: a re-run recipe may have loaded its
                     // own model after the job was submitted (its load reply came first)
                     let calls = images
@@ -184,9 +185,9 @@ impl App {
                 }
             }
             Reply::Failed { message, .. } => {
-                if self.model_job == Some(id) {
-                    self.model_job = None;
-                    let keep = match &self.model {
+                if self.run.model_job == Some(id) {
+                    self.run.model_job = None;
+                    let keep = match &self.state.model {
                         Some(m) => format!(" (still using {})", m.name),
                         None => String::new(),
                     };
@@ -194,33 +195,34 @@ impl App {
                 } else {
                     self.error(message);
                 }
-                if self.pending.remove(&id).is_some() {
-                    self.frame_run = None;
+                if self.run.pending.remove(&id).is_some() {
+                    self.run.frame_run = None;
                     self.strip_failed();
                 }
             }
             Reply::Cancelled { .. } => {
-                self.stats.jobs_cancelled += 1;
-                match self.pending.remove(&id).map(|p| p.purpose) {
+                self.state.stats.jobs_cancelled += 1;
+                match self.run.pending.remove(&id).map(|p| p.purpose) {
                     Some(Purpose::Strip(_)) => self.strip_failed(),
                     // a cancelled frame of a run (Esc) ends the run
-                    Some(Purpose::Apply) => self.frame_run = None,
+                    Some(Purpose::Apply) => self.run.frame_run = None,
                     _ => {}
                 }
             }
         }
         if self
+            .state
             .running
             .as_ref()
-            .is_some_and(|r| !self.pending.contains_key(&r.id))
+            .is_some_and(|r| !self.run.pending.contains_key(&r.id))
         {
-            self.running = None;
+            self.state.running = None;
         }
         // The oldest job still waiting is the one the worker runs now.
-        if self.running.is_none()
-            && let Some((&next, p)) = self.pending.iter().min_by_key(|(id, _)| **id)
+        if self.state.running.is_none()
+            && let Some((&next, p)) = self.run.pending.iter().min_by_key(|(id, _)| **id)
         {
-            self.running = Some(Running {
+            self.state.running = Some(Running {
                 id: next,
                 label: p.label.clone(),
                 done: 0,
@@ -231,42 +233,42 @@ impl App {
     }
 
     pub(super) fn strip_failed(&mut self) {
-        if self.strip.take().is_some() {
+        if self.run.strip.take().is_some() {
             self.error("the strip export stopped: no file was written");
         }
     }
 
     pub(super) fn model_loaded(&mut self, info: ModelInfo) {
         let size = info.image_size;
-        let (w, h) = (self.doc.width, self.doc.height);
-        if (w, h) != (size, size) && self.doc.is_pristine() {
-            self.doc = Document::blank(size, size);
+        let (w, h) = (self.state.doc.width, self.state.doc.height);
+        if (w, h) != (size, size) && self.state.doc.is_pristine() {
+            self.state.doc = Document::blank(size, size);
             self.canvas.fit_pending = true;
         }
         // a new model's frame starts at its native size, centred where it was (fitted below, once
         // the model is in)
-        let f = self.frame;
+        let f = self.state.frame;
         let centre = |at: usize| (at + f.size / 2).saturating_sub(size / 2);
-        self.frame = Frame {
+        self.state.frame = Frame {
             x: centre(f.x),
             y: centre(f.y),
             size,
         };
         let names = crate::labels::class_names(&info.name, info.num_classes);
         // a style index means nothing to another model's list
-        if self.model.as_ref().map(|m| &m.styles) != Some(&info.styles) {
-            self.style = None;
+        if self.state.model.as_ref().map(|m| &m.styles) != Some(&info.styles) {
+            self.state.style = None;
         }
-        self.class = info
+        self.state.class = info
             .num_classes
             .map(|_| crate::labels::default_class(&names));
-        if self.generate.steps == Steps::Tuned && info.sampling.ts.is_none() {
-            self.generate.steps = Steps::One;
+        if self.state.generate.steps == Steps::Tuned && info.sampling.ts.is_none() {
+            self.state.generate.steps = Steps::One;
         }
         // Each model comes with the sketch strength its sketch test chose (else the paper's); a
         // strength the user set (other than the last model's own) is kept. Either way it is said.
-        let previous = self.model.as_ref().map(|m| m.sketch_strength());
-        let strength = &mut self.generate.strength;
+        let previous = self.state.model.as_ref().map(|m| m.sketch_strength());
+        let strength = &mut self.state.generate.strength;
         let strength_note = if previous.is_some_and(|p| p != *strength) {
             format!(
                 "; sketch strength {:.2} kept (this model's own is {:.2})",
@@ -289,8 +291,8 @@ impl App {
                 ""
             }
         ));
-        self.model = Some(info);
-        self.frame = self.job_frame();
+        self.state.model = Some(info);
+        self.state.frame = self.job_frame();
     }
 
     pub(super) fn finished(
@@ -317,19 +319,19 @@ impl App {
                         ""
                     }
                 ));
-                let newest = self.history.len();
+                let newest = self.state.history.len();
                 for (img, r) in images {
                     let mut item = HistoryItem::new(img, r, placement.clone());
                     item.cost = Some(cost.clone());
-                    self.history.push(item);
+                    self.state.history.push(item);
                 }
                 if job.purpose == Purpose::Sketch {
-                    self.preview = Some(self.history[newest].same_result());
+                    self.state.preview = Some(self.state.history[newest].same_result());
                     return;
                 }
                 // a painted mask would hide the inpainted result: it goes until H or the mask brush
                 // (an outpaint's mask is the empty area, never drawn)
-                let painted_mask = self.doc.mask.iter().any(|&m| m > 0);
+                let painted_mask = self.state.doc.mask.iter().any(|&m| m > 0);
                 if recipe.operation == Operation::Inpaint && self.canvas.show_mask && painted_mask {
                     self.canvas.show_mask = false;
                     self.info("the mask is hidden to show the result: H shows it");
@@ -338,17 +340,19 @@ impl App {
                 self.continue_frame_run();
             }
             Purpose::Preview => {
-                self.stats.frames_shown += 1;
+                self.state.stats.frames_shown += 1;
                 if let Some((img, r)) = images.into_iter().next() {
-                    self.preview = Some(HistoryItem::new(img, r, placement));
+                    self.state.preview = Some(HistoryItem::new(img, r, placement));
                 }
             }
             Purpose::Strip(i) => {
-                let Some(strip) = &mut self.strip else { return };
+                let Some(strip) = &mut self.run.strip else {
+                    return;
+                };
                 strip.frames[i] = images.into_iter().next().map(|(img, _)| img);
                 if strip.frames.iter().all(Option::is_some) {
-                    let strip = self.strip.take().expect("checked");
-                    let scale = self.export_scale.clamp(1, MAX_EXPORT_SCALE);
+                    let strip = self.run.strip.take().expect("checked");
+                    let scale = self.state.export_scale.clamp(1, MAX_EXPORT_SCALE);
                     let frames: Vec<Rgb8> = (strip.frames.into_iter().flatten())
                         .map(|f| f.enlarged(scale))
                         .collect();
@@ -376,13 +380,13 @@ impl App {
     ) {
         let total = recipe_steps(&recipe, self.parameterization());
         let label = recipe.operation.label().to_string();
-        let id = self.worker.submit(Job::Run {
+        let id = self.run.worker.submit(Job::Run {
             recipe: Box::new(recipe),
             batch,
             interactive,
         });
-        if self.running.is_none() {
-            self.running = Some(Running {
+        if self.state.running.is_none() {
+            self.state.running = Some(Running {
                 id,
                 label: label.clone(),
                 done: 0,
@@ -390,7 +394,7 @@ impl App {
                 started: Instant::now(),
             });
         }
-        self.pending.insert(
+        self.run.pending.insert(
             id,
             Pending {
                 purpose,
@@ -403,20 +407,21 @@ impl App {
 
     /// The loaded model's parameterization (a consistency model's until one is loaded).
     fn parameterization(&self) -> crate::worker::Parameterization {
-        self.model
+        self.state
+            .model
             .as_ref()
             .map(|m| m.parameterization())
             .unwrap_or_default()
     }
 
     pub(super) fn plan(&mut self, operation: Operation, seed: u64, steps: Steps) -> Option<Recipe> {
-        let Some(model) = &self.model else {
+        let Some(model) = &self.state.model else {
             self.error("no model is loaded yet");
             return None;
         };
-        match plan(model, operation, seed, self.class, steps) {
+        match plan(model, operation, seed, self.state.class, steps) {
             Ok(r) => Some(Recipe {
-                style: self.style,
+                style: self.state.style,
                 ..r
             }),
             Err(e) => {
@@ -428,11 +433,11 @@ impl App {
 
     /// The seed for the next Generate, advancing it as the seed mode says.
     pub(super) fn next_seed(&mut self) -> u64 {
-        let g = &mut self.generate;
+        let g = &mut self.state.generate;
         match g.seed_mode {
             SeedMode::Fixed => {}
             SeedMode::Random => g.seed = rand::random::<u32>() as u64,
-            SeedMode::Increment if !self.history.is_empty() => {
+            SeedMode::Increment if !self.state.history.is_empty() => {
                 g.seed = g.seed.wrapping_add(g.batch as u64)
             }
             SeedMode::Increment => {}
@@ -444,17 +449,17 @@ impl App {
     /// one gets new images from noise. One click either way.
     pub fn run_generate(&mut self) {
         let frame = self.job_frame();
-        if self.doc.has_sketch_in(frame) {
+        if self.state.doc.has_sketch_in(frame) {
             self.run_sketch(false);
             return;
         }
         let seed = self.next_seed();
-        let steps = self.generate.steps;
-        let placement = self.placement(frame, Paste::Feather(self.framing.feather));
+        let steps = self.state.generate.steps;
+        let placement = self.placement(frame, Paste::Feather(self.state.framing.feather));
         if let Some(recipe) = self.plan(Operation::Generate, seed, steps) {
             self.submit(
                 recipe,
-                self.generate.batch,
+                self.state.generate.batch,
                 false,
                 Purpose::Apply,
                 Some(placement),
@@ -465,14 +470,14 @@ impl App {
     /// Sketch → image on the composite (live: interactive, shown as a preview).
     pub fn run_sketch(&mut self, live: bool) {
         let seed = if live {
-            self.generate.seed
+            self.state.generate.seed
         } else {
             self.next_seed()
         };
         let op = Operation::SdEdit {
-            strength: self.generate.strength,
+            strength: self.state.generate.strength,
         };
-        let batch = if live { 1 } else { self.generate.batch };
+        let batch = if live { 1 } else { self.state.generate.batch };
         self.run_edit(op, seed, batch, live);
     }
 
@@ -480,7 +485,7 @@ impl App {
     pub fn run_edit(&mut self, operation: Operation, seed: u64, batch: usize, live: bool) {
         let frame = self.job_frame();
         let inpaint = operation == Operation::Inpaint;
-        if inpaint && !self.doc.has_mask_in(frame) && !self.doc.has_empty_in(frame) {
+        if inpaint && !self.state.doc.has_mask_in(frame) && !self.state.doc.has_empty_in(frame) {
             self.error(
                 "inpainting needs a mask in the frame: paint one with the mask brush (M), \
                  or move the frame over empty canvas",
@@ -489,19 +494,20 @@ impl App {
         }
         // an upscale's tiles overlap: each blends into the last (its patch means are the same)
         let upscaling = self
+            .run
             .frame_run
             .as_ref()
             .is_some_and(|r| r.operation == operation);
         let feather = match operation {
-            Operation::SdEdit { .. } => self.framing.feather,
-            Operation::SuperRes { .. } if upscaling => self.framing.feather,
+            Operation::SdEdit { .. } => self.state.framing.feather,
+            Operation::SuperRes { .. } if upscaling => self.state.framing.feather,
             _ => 0,
         };
         let Some(mut recipe) = self.plan(operation, seed, Steps::One) else {
             return;
         };
         let size = self.model_size();
-        let input = self.doc.frame_input(frame, size, inpaint, feather);
+        let input = self.state.doc.frame_input(frame, size, inpaint, feather);
         let embedded = EmbeddedImage::from_rgb(&input.image).and_then(|image| {
             let mask = input.mask.as_ref();
             let mask = mask.map(|m| EmbeddedImage::from_grey(size, size, m));
@@ -523,17 +529,10 @@ impl App {
         self.submit(recipe, batch, live, purpose, Some(placement));
     }
 
-    /// The generation frame, fitted to today's document and model: the one place the app clamps
-    /// it (every change of the frame, the document or the model goes through here).
-    pub fn job_frame(&self) -> Frame {
-        let (w, h) = (self.doc.width, self.doc.height);
-        self.frame.clamped(w, h, self.model_size())
-    }
-
     fn placement(&self, frame: Frame, paste: Paste) -> Placement {
         Placement {
             frame,
-            origin: self.doc.origin,
+            origin: self.state.doc.origin,
             paste,
         }
     }
@@ -542,27 +541,27 @@ impl App {
     /// picture by the chosen fraction (extending the canvas first when nothing is empty there), and
     /// inpaints what is empty.
     pub fn outpaint(&mut self, side: Side) {
-        let overlap = self.framing.overlap;
-        let mut target = self.job_frame().outpaint(&self.doc, side, overlap);
+        let overlap = self.state.framing.overlap;
+        let mut target = self.job_frame().outpaint(&self.state.doc, side, overlap);
         if target.is_none() {
-            self.frame = self.job_frame();
-            let keep = (self.frame.size as f64 * overlap).round() as usize;
-            if !self.extend_canvas(side, self.frame.size.saturating_sub(keep).max(1)) {
+            self.state.frame = self.job_frame();
+            let keep = (self.state.frame.size as f64 * overlap).round() as usize;
+            if !self.extend_canvas(side, self.state.frame.size.saturating_sub(keep).max(1)) {
                 return;
             }
-            target = self.job_frame().outpaint(&self.doc, side, overlap);
+            target = self.job_frame().outpaint(&self.state.doc, side, overlap);
         }
         let Some(target) = target else {
             return self.error("nothing is painted in the frame's band to continue from");
         };
         // this frame first, then the rest of the new edge, frame by frame as each result lands
-        self.frame_run = Some(FrameRun {
+        self.run.frame_run = Some(FrameRun {
             operation: Operation::Inpaint,
             first: target,
-            rest: target.along_edge(&self.doc, side),
+            rest: target.along_edge(&self.state.doc, side),
             means: None,
         });
-        self.frame = target;
+        self.state.frame = target;
         let seed = self.next_seed();
         self.run_edit(Operation::Inpaint, seed, 1, false);
     }
@@ -571,11 +570,11 @@ impl App {
     /// pixels); when none is left, the frame goes back to the run's `first`, so that the next
     /// Outpaint click continues outward from where the last one put it.
     fn continue_frame_run(&mut self) {
-        let Some(run) = &mut self.frame_run else {
+        let Some(run) = &mut self.run.frame_run else {
             return;
         };
         let outpaint = run.operation == Operation::Inpaint;
-        let doc = &self.doc;
+        let doc = &self.state.doc;
         match run
             .rest
             .iter()
@@ -585,20 +584,20 @@ impl App {
                 let f = run.rest[i];
                 run.rest.drain(..=i);
                 let operation = run.operation.clone();
-                self.frame = f;
+                self.state.frame = f;
                 let seed = self.next_seed();
                 self.run_edit(operation, seed, 1, false);
             }
             None => {
-                self.frame = run.first;
+                self.state.frame = run.first;
                 if let (Some(small), Operation::SuperRes { factor }) = (&run.means, &run.operation)
                 {
                     // one more undo step: the blend between tiles moved some patch means
-                    let mut big = self.doc.composite();
+                    let mut big = self.state.doc.composite();
                     keep_patch_means(&mut big, small, *factor);
-                    self.doc.apply_result(&big, None);
+                    self.state.doc.apply_result(&big, None);
                 }
-                self.frame_run = None;
+                self.run.frame_run = None;
             }
         }
     }
@@ -608,9 +607,9 @@ impl App {
     /// quarter over the last and blended into it. The in-place Super-resolve stays for a picture
     /// that is already blurred.
     pub fn upscale(&mut self) {
-        let f = self.edit.superres_factor;
+        let f = self.state.edit.superres_factor;
         let size = self.model_size();
-        let (w, h) = (self.doc.width * f, self.doc.height * f);
+        let (w, h) = (self.state.doc.width * f, self.state.doc.height * f);
         let refuse = |why: String| format!("Upscale ×{f}: {why}");
         let problem = if w > MAX_SIDE || h > MAX_SIDE {
             Some(format!(
@@ -620,7 +619,7 @@ impl App {
             Some(format!("{w}×{h} is smaller than the model's {size}×{size}"))
         } else if !size.is_multiple_of(f) {
             Some(format!("the model's side {size} is not a multiple of {f}"))
-        } else if self.doc.has_empty() {
+        } else if self.state.doc.has_empty() {
             Some("the canvas has empty pixels: fill them (Outpaint) first".into())
         } else {
             None
@@ -628,18 +627,18 @@ impl App {
         if let Some(why) = problem {
             return self.error(refuse(why));
         }
-        let small = self.doc.composite();
-        self.doc.apply_result(&small.enlarged(f), None);
+        let small = self.state.doc.composite();
+        self.state.doc.apply_result(&small.enlarged(f), None);
         self.canvas.fit_pending = true;
         let mut tiles = upscale_tiles(w, h, size, f);
         let first = tiles.remove(0);
-        self.frame_run = Some(FrameRun {
+        self.run.frame_run = Some(FrameRun {
             operation: Operation::SuperRes { factor: f },
             first: Frame::centred(w, h, size),
             rest: tiles,
             means: Some(small),
         });
-        self.frame = first;
+        self.state.frame = first;
         let seed = self.next_seed();
         self.run_edit(Operation::SuperRes { factor: f }, seed, 1, false);
     }
@@ -647,20 +646,20 @@ impl App {
     /// Extend canvas: `n` empty pixels on one side (one undo step); the frame stays on the picture.
     /// False (with the reason shown) when the canvas would grow past its largest size.
     pub fn extend_canvas(&mut self, side: Side, n: usize) -> bool {
-        if let Err(e) = self.doc.extend(side, n) {
+        if let Err(e) = self.state.doc.extend(side, n) {
             self.error(e);
             return false;
         }
-        self.frame = match side {
+        self.state.frame = match side {
             Side::Left => Frame {
-                x: self.frame.x + n,
-                ..self.frame
+                x: self.state.frame.x + n,
+                ..self.state.frame
             },
             Side::Up => Frame {
-                y: self.frame.y + n,
-                ..self.frame
+                y: self.state.frame.y + n,
+                ..self.state.frame
             },
-            _ => self.frame,
+            _ => self.state.frame,
         };
         self.canvas.fit_pending = true;
         true
@@ -668,12 +667,13 @@ impl App {
 
     /// One slider frame (interactive: a newer frame replaces it).
     pub fn run_interpolation_frame(&mut self) {
-        let s = self.interpolate.clone();
+        let s = self.state.interpolate.clone();
         let op = Operation::Interpolate {
             seed_b: s.seed_b,
             alpha: s.alpha,
         };
-        let placement = self.placement(self.job_frame(), Paste::Feather(self.framing.feather));
+        let placement =
+            self.placement(self.job_frame(), Paste::Feather(self.state.framing.feather));
         if let Some(recipe) = self.plan(op, s.seed_a, Steps::One) {
             self.submit(recipe, 1, true, Purpose::Preview, Some(placement));
         }
@@ -686,7 +686,7 @@ impl App {
 
     /// Export strip to `path` (the dialog's answer): every frame rendered, then written.
     pub fn export_strip_to(&mut self, path: PathBuf) {
-        let s = self.interpolate.clone();
+        let s = self.state.interpolate.clone();
         let k = s.strip_frames.max(2);
         let mut recipes = Vec::new();
         for i in 0..k {
@@ -699,7 +699,7 @@ impl App {
                 None => return,
             }
         }
-        self.strip = Some(StripExport {
+        self.run.strip = Some(StripExport {
             path,
             frames: vec![None; k],
         });
@@ -709,10 +709,10 @@ impl App {
     }
 
     pub fn load_model(&mut self, path: Option<PathBuf>) {
-        self.model_job = Some(self.worker.submit(Job::LoadModel(path)));
+        self.run.model_job = Some(self.run.worker.submit(Job::LoadModel(path)));
     }
 
     pub fn is_loading_model(&self) -> bool {
-        self.model_job.is_some()
+        self.run.model_job.is_some()
     }
 }

@@ -5,14 +5,15 @@
 //!
 //! | concept                                                 | file            |
 //! |---------------------------------------------------------|-----------------|
-//! | the App: state, one frame (`show`), shortcuts           | `mod.rs`        |
+//! | the App: `AppState` (plain data), `Runtime` (worker,    | `mod.rs`        |
+//! | dialogs, threads), one frame (`show`), shortcuts        |                 |
 //! | jobs: submit, replies, step previews, frame, outpaint   | `jobs.rs`       |
 //! | files: open picture, export PNG, recipes, new canvas    | `files.rs`      |
 //! | saving: autosave, projects (written through `file_io`)  | `saving.rs`     |
 //! | history: results, Apply, Compare                        | `history.rs`    |
 //! | canvas view and input, frame handles                    | `canvas.rs`     |
 //! | WGSL compositor (wgpu callback, partial uploads)        | `canvas_gpu.rs` |
-//! | panels                                                  | `panels.rs`     |
+//! | panels: read and edit `AppState`, return `Action`s      | `panels.rs`     |
 //! | file dialogs (a trait)                                  | `dialogs.rs`    |
 
 pub mod canvas;
@@ -42,6 +43,7 @@ use crate::worker::{ModelInfo, Steps};
 use canvas::{Canvas, CanvasEvent, Compare, FrameEdit};
 use dialogs::{Dialogs, FileAnswer, FileRequest};
 use eframe::egui;
+use panels::Action;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -201,11 +203,13 @@ pub struct Stats {
     pub canvas_overlay: Option<String>,
 }
 
-pub struct App {
+/// The app's plain data: the document, its settings and History, the loaded model's description,
+/// what is on screen. What a project saves comes from here; panels read and edit it and return
+/// [`panels::Action`]s for the App to carry out. No handles: no worker, no threads, no textures.
+pub struct AppState {
     pub doc: Document,
     pub tool: Tool,
     pub brush: BrushSettings,
-    pub canvas: Canvas,
     pub model: Option<ModelInfo>,
     pub class: Option<u32>,
     /// The style of a model with styles; None: each image's from its seed.
@@ -224,19 +228,57 @@ pub struct App {
     pub history_budget: usize,
     /// Where results over the budget go (a folder of this session's in the data folder).
     pub spill_dir: Option<PathBuf>,
-    spilled: usize,
-    spill_warned: bool,
     pub preview: Option<HistoryItem>,
     pub step_preview: Option<StepPreview>,
     /// History entry shown on the canvas instead of the picture (while its Compare is held).
     pub compare: Option<usize>,
-    /// That entry placed over the canvas, for (entry, document revision).
-    compare_cache: Option<((usize, u64), Rgb8)>,
     pub running: Option<Running>,
     pub messages: Vec<Message>,
     /// Errors waiting to be dismissed, oldest first.
     pub notices: Vec<Notice>,
     pub stats: Stats,
+    pub(in crate::app) pending_import: Option<PendingImport>,
+    /// The New canvas dialog, open with the size typed so far.
+    pub new_canvas_size: Option<(usize, usize)>,
+    /// No dialog could open: the app asks for the path itself.
+    pub path_prompt: Option<PathPrompt>,
+    /// The project file the document was last saved to or opened from.
+    pub project_path: Option<PathBuf>,
+    /// An autosave found at start, waiting for the user to restore or discard it.
+    pub(in crate::app) pending_restore: Option<Project>,
+    /// The window's close was asked for with unsaved changes: the Close dialog is open.
+    pub confirm_close: bool,
+}
+
+impl AppState {
+    /// The loaded model's side (the document's shorter side until one is loaded).
+    pub fn model_size(&self) -> usize {
+        let (w, h) = (self.doc.width, self.doc.height);
+        self.model.as_ref().map_or(w.min(h), |m| m.image_size)
+    }
+
+    /// The generation frame, fitted to today's document and model: the one place the app clamps
+    /// it (every change of the frame, the document or the model goes through here).
+    pub fn job_frame(&self) -> Frame {
+        let (w, h) = (self.doc.width, self.doc.height);
+        self.frame.clamped(w, h, self.model_size())
+    }
+
+    /// Memory History holds now, and how many results are on disk.
+    pub fn history_memory(&self) -> (usize, usize) {
+        let bytes = self.history.iter().map(HistoryItem::bytes_in_memory).sum();
+        let on_disk = self.history.iter().filter(|r| r.is_on_disk()).count();
+        (bytes, on_disk)
+    }
+}
+
+/// What the running app holds besides its data: the worker and the jobs in flight, file dialogs and
+/// pictures being opened, the autosave thread, and this run's bookkeeping. Nothing here is saved.
+struct Runtime {
+    spilled: usize,
+    spill_warned: bool,
+    /// That entry placed over the canvas, for (entry, document revision).
+    compare_cache: Option<((usize, u64), Rgb8)>,
     worker: Worker,
     pending: HashMap<JobId, Pending>,
     model_job: Option<JobId>,
@@ -244,28 +286,38 @@ pub struct App {
     strip: Option<StripExport>,
     /// An Outpaint or Upscale still going from frame to frame.
     frame_run: Option<FrameRun>,
-    pending_import: Option<PendingImport>,
-    /// The New canvas dialog, open with the size typed so far.
-    pub new_canvas_size: Option<(usize, usize)>,
     opening: Option<Opening>,
     dialogs: Box<dyn Dialogs>,
     /// A file dialog open (on its own thread), and what its answer is for.
     asking: Option<(FileRequest, crossbeam_channel::Receiver<FileAnswer>)>,
-    /// No dialog could open: the app asks for the path itself.
-    pub path_prompt: Option<PathPrompt>,
-    /// The project file the document was last saved to or opened from.
-    pub project_path: Option<PathBuf>,
     /// Document revision and history length when the project was last saved (None: never).
     saved_state: Option<(u64, usize)>,
     autosave: Option<Autosave>,
-    /// An autosave found at start, waiting for the user to restore or discard it.
-    pending_restore: Option<Project>,
-    /// The window's close was asked for with unsaved changes: the Close dialog is open.
-    pub confirm_close: bool,
     /// The user chose to close (saved, or closing without saving).
     close_confirmed: bool,
     /// The window was told to close (once).
     close_sent: bool,
+}
+
+pub struct App {
+    pub state: AppState,
+    /// The canvas view: zoom and pan, and its textures (the wgpu ones, or the CPU fallback).
+    pub canvas: Canvas,
+    run: Runtime,
+}
+
+/// The data reads through: `app.state.doc` is `app.state.doc`.
+impl std::ops::Deref for App {
+    type Target = AppState;
+    fn deref(&self) -> &AppState {
+        &self.state
+    }
+}
+
+impl std::ops::DerefMut for App {
+    fn deref_mut(&mut self) -> &mut AppState {
+        &mut self.state
+    }
 }
 
 impl App {
@@ -278,91 +330,130 @@ impl App {
     ) -> Self {
         let model_job = Some(worker.submit(Job::LoadModel(model)));
         Self {
-            doc: Document::blank(32, 32),
-            tool: Tool::Brush,
-            brush: BrushSettings::default(),
+            state: AppState {
+                doc: Document::blank(32, 32),
+                tool: Tool::Brush,
+                brush: BrushSettings::default(),
+                model: None,
+                class: None,
+                style: None,
+                class_filter: String::new(),
+                generate: GenerateSettings {
+                    seed: 0,
+                    seed_mode: SeedMode::Increment,
+                    steps: Steps::One,
+                    batch: 4,
+                    strength: crate::worker::PAPER_SKETCH_STRENGTH,
+                },
+                edit: EditSettings {
+                    superres_factor: 4,
+                    live: false,
+                },
+                interpolate: InterpolateSettings {
+                    seed_a: 0,
+                    seed_b: 1,
+                    alpha: 0.5,
+                    strip_frames: 16,
+                },
+                export_scale: 1,
+                frame: Frame::centred(32, 32, 32),
+                framing: FrameSettings {
+                    shown: true,
+                    feather: 4,
+                    overlap: 0.5,
+                    extend_by: 64,
+                },
+                history: Vec::new(),
+                history_budget: history::HISTORY_BUDGET_BYTES,
+                spill_dir: None,
+                preview: None,
+                step_preview: None,
+                compare: None,
+                running: None,
+                messages: Vec::new(),
+                notices: Vec::new(),
+                stats: Stats::default(),
+                pending_import: None,
+                new_canvas_size: None,
+                path_prompt: None,
+                project_path: None,
+                pending_restore: None,
+                confirm_close: false,
+            },
             canvas: Canvas::new(gpu),
-            model: None,
-            class: None,
-            style: None,
-            class_filter: String::new(),
-            generate: GenerateSettings {
-                seed: 0,
-                seed_mode: SeedMode::Increment,
-                steps: Steps::One,
-                batch: 4,
-                strength: crate::worker::PAPER_SKETCH_STRENGTH,
+            run: Runtime {
+                spilled: 0,
+                spill_warned: false,
+                compare_cache: None,
+                worker,
+                pending: HashMap::new(),
+                model_job,
+                strip: None,
+                frame_run: None,
+                opening: None,
+                dialogs,
+                asking: None,
+                saved_state: None,
+                autosave: None,
+                close_confirmed: false,
+                close_sent: false,
             },
-            edit: EditSettings {
-                superres_factor: 4,
-                live: false,
-            },
-            interpolate: InterpolateSettings {
-                seed_a: 0,
-                seed_b: 1,
-                alpha: 0.5,
-                strip_frames: 16,
-            },
-            export_scale: 1,
-            frame: Frame::centred(32, 32, 32),
-            framing: FrameSettings {
-                shown: true,
-                feather: 4,
-                overlap: 0.5,
-                extend_by: 64,
-            },
-            history: Vec::new(),
-            history_budget: history::HISTORY_BUDGET_BYTES,
-            spill_dir: None,
-            spilled: 0,
-            spill_warned: false,
-            preview: None,
-            step_preview: None,
-            compare: None,
-            compare_cache: None,
-            running: None,
-            messages: Vec::new(),
-            notices: Vec::new(),
-            stats: Stats::default(),
-            worker,
-            pending: HashMap::new(),
-            model_job,
-            strip: None,
-            frame_run: None,
-            pending_import: None,
-            new_canvas_size: None,
-            opening: None,
-            dialogs,
-            asking: None,
-            path_prompt: None,
-            project_path: None,
-            saved_state: None,
-            autosave: None,
-            pending_restore: None,
-            confirm_close: false,
-            close_confirmed: false,
-            close_sent: false,
         }
     }
 
     pub fn is_busy(&self) -> bool {
-        !self.pending.is_empty() || self.model_job.is_some() || self.opening.is_some()
+        !self.run.pending.is_empty() || self.run.model_job.is_some() || self.run.opening.is_some()
+    }
+    /// Carries out what a panel asked for.
+    fn perform(&mut self, action: Action) {
+        match action {
+            Action::OpenImage => self.open_image(),
+            Action::OpenImageAtModelSize => self.open_image_at_model_size(),
+            Action::OpenRecipe => self.open_recipe(),
+            Action::OpenProject => self.open_project(),
+            Action::SaveProject { save_as } => self.save_project(save_as),
+            Action::ExportPng => self.export_png(),
+            Action::ExportStrip => self.export_strip(),
+            Action::Ask(request) => self.ask_file(request),
+            Action::FileChosen(request, path) => self.file_chosen(request, path),
+            Action::OpenPicture(path, to_size) => self.start_opening(path, to_size),
+            Action::NewCanvas(w, h) => self.new_canvas(w, h),
+            Action::LoadModel(path) => self.load_model(path),
+            Action::Generate => self.run_generate(),
+            Action::Sketch => self.run_sketch(false),
+            Action::Edit(operation, seed) => self.run_edit(operation, seed, 1, false),
+            Action::Upscale => self.upscale(),
+            Action::Outpaint(side) => self.outpaint(side),
+            Action::ExtendCanvas(side, n) => {
+                self.extend_canvas(side, n);
+            }
+            Action::InterpolationFrame => self.run_interpolation_frame(),
+            Action::ApplyPreview => self.apply_preview(),
+            Action::ApplyHistory(i) => self.apply_history(i),
+            Action::DiscardHistory(i) => self.discard_history(i),
+            Action::Cancel => self.cancel(),
+            Action::FitView => self.canvas.fit(&self.state.doc),
+            Action::ActualSize => self.canvas.actual_size(),
+            Action::ShowMask(shown) => self.canvas.show_mask = shown,
+            Action::CloseAfter(save) => self.close_after(save),
+            Action::RestoreAutosave(restore) => self.restore_autosave(restore),
+        }
     }
 
     /// Asks for a file without waiting: the answer comes back in `poll_file_answer` (at once from
     /// scripted dialogs, from the dialog's thread from native ones) and goes where `request` says.
     pub fn ask_file(&mut self, request: FileRequest) {
-        if self.asking.is_some() {
+        if self.run.asking.is_some() {
             return self.info("a file dialog is already open");
         }
-        let answer = self.dialogs.ask(request);
-        self.asking = Some((request, answer));
+        let answer = self.run.dialogs.ask(request);
+        self.run.asking = Some((request, answer));
         self.poll_file_answer();
     }
 
     fn poll_file_answer(&mut self) {
         use crossbeam_channel::TryRecvError;
-        let Some((request, answer)) = &self.asking else {
+        let Some((request, answer)) = &self.run.asking else {
             return;
         };
         let request = *request;
@@ -371,12 +462,12 @@ impl App {
             Ok(answer) => answer,
             Err(TryRecvError::Disconnected) => Err("the file dialog stopped unexpectedly".into()),
         };
-        self.asking = None;
+        self.run.asking = None;
         match answer {
             Ok(Some(path)) => self.file_chosen(request, path),
             Ok(None) => {}
             Err(why) => {
-                self.path_prompt = Some(PathPrompt {
+                self.state.path_prompt = Some(PathPrompt {
                     request,
                     text: String::new(),
                     why,
@@ -402,7 +493,7 @@ impl App {
             FileRequest::SaveProject { then_close } => {
                 self.save_project_to(path);
                 if then_close && !self.is_dirty() {
-                    self.close_confirmed = true;
+                    self.run.close_confirmed = true;
                 }
             }
         }
@@ -410,7 +501,7 @@ impl App {
 
     /// Whether a file dialog is open (its thread still waiting for the user).
     pub fn is_asking_for_a_file(&self) -> bool {
-        self.asking.is_some()
+        self.run.asking.is_some()
     }
 
     pub fn info(&mut self, text: impl Into<String>) {
@@ -423,41 +514,41 @@ impl App {
 
     fn push_message(&mut self, text: String, error: bool) {
         if error {
-            match self.notices.last_mut() {
+            match self.state.notices.last_mut() {
                 Some(last) if last.text == text => last.repeats += 1,
                 _ => {
-                    self.notices.push(Notice {
+                    self.state.notices.push(Notice {
                         text: text.clone(),
                         repeats: 1,
                     });
-                    if self.notices.len() > MAX_NOTICES {
-                        self.notices.remove(0);
+                    if self.state.notices.len() > MAX_NOTICES {
+                        self.state.notices.remove(0);
                     }
                 }
             }
         }
-        self.messages.push(Message { text, error });
-        if self.messages.len() > 50 {
-            self.messages.remove(0);
+        self.state.messages.push(Message { text, error });
+        if self.state.messages.len() > 50 {
+            self.state.messages.remove(0);
         }
     }
 
     /// The window may close now: nothing is unsaved, or the user chose. Otherwise the Close dialog
     /// opens and the close waits for its answer.
     pub fn may_close(&mut self) -> bool {
-        if self.close_confirmed || !self.is_dirty() {
+        if self.run.close_confirmed || !self.is_dirty() {
             return true;
         }
-        self.confirm_close = true;
+        self.state.confirm_close = true;
         false
     }
 
     /// The Close dialog's answer: `save` first (a project file; cancelled or failed, nothing closes),
     /// or close as it is (the autosave keeps the painting for the next start either way).
     pub fn close_after(&mut self, save: bool) {
-        self.confirm_close = false;
+        self.state.confirm_close = false;
         if save {
-            match self.project_path.clone() {
+            match self.state.project_path.clone() {
                 Some(path) => self.save_project_to(path),
                 // the window closes once the file dialog's answer is saved
                 None => return self.ask_file(FileRequest::SaveProject { then_close: true }),
@@ -466,15 +557,15 @@ impl App {
                 return;
             }
         }
-        self.close_confirmed = true;
+        self.run.close_confirmed = true;
     }
 
     /// The Generate settings a project keeps.
     pub(super) fn session_settings(&self) -> project::SessionSettings {
         project::SessionSettings {
-            seed: self.generate.seed,
-            seed_mode: self.generate.seed_mode.name().to_string(),
-            batch: self.generate.batch,
+            seed: self.state.generate.seed,
+            seed_mode: self.state.generate.seed_mode.name().to_string(),
+            batch: self.state.generate.batch,
         }
     }
 
@@ -491,20 +582,31 @@ impl App {
         // once per frame: new results and thumbnails made as rows scroll into view both count
         self.keep_history_budget();
         self.shortcuts(ui.ctx());
-        panels::menu_bar(self, ui);
-        panels::notices(self, ui);
-        panels::status_bar(self, ui);
-        panels::tools_panel(self, ui);
-        panels::side_panel(self, ui);
-        panels::import_dialog(self, ui.ctx());
-        panels::new_canvas_dialog(self, ui.ctx());
-        panels::restore_dialog(self, ui.ctx());
-        panels::close_dialog(self, ui.ctx());
-        panels::path_prompt(self, ui.ctx());
+        let status = panels::Status {
+            loading_model: self.is_loading_model(),
+            dirty: self.is_dirty(),
+            zoom: self.canvas.zoom,
+            show_mask: self.canvas.show_mask,
+        };
+        let mut actions = Vec::new();
+        let (state, out) = (&mut self.state, &mut actions);
+        panels::menu_bar(state, &status, ui, out);
+        panels::notices(state, ui);
+        panels::status_bar(state, &status, ui, out);
+        panels::tools_panel(state, ui, out);
+        panels::side_panel(state, ui, out);
+        panels::import_dialog(state, ui.ctx(), out);
+        panels::new_canvas_dialog(state, ui.ctx(), out);
+        panels::restore_dialog(state, ui.ctx(), out);
+        panels::close_dialog(state, ui.ctx(), out);
+        panels::path_prompt(state, ui.ctx(), out);
+        for action in actions {
+            self.perform(action);
+        }
         // closing with changes not saved in a project asks first (Krita and GIMP do)
         let ctx = ui.ctx();
-        if self.close_confirmed && !self.close_sent {
-            self.close_sent = true;
+        if self.run.close_confirmed && !self.run.close_sent {
+            self.run.close_sent = true;
             ctx.send_viewport_cmd(egui::ViewportCommand::Close);
         } else if ctx.input(|i| i.viewport().close_requested()) && !self.may_close() {
             ctx.send_viewport_cmd(egui::ViewportCommand::CancelClose);
@@ -513,16 +615,17 @@ impl App {
             .frame(egui::Frame::NONE)
             .show(ui, |ui| {
                 // a result held for Compare shows where it was made, over the canvas
-                let key = self.compare.map(|i| (i, self.doc.revision));
-                if self.compare_cache.as_ref().map(|c| c.0) != key {
-                    self.compare_cache = key.and_then(|(i, revision)| {
-                        let r = self.history.get(i)?;
+                let key = self.state.compare.map(|i| (i, self.state.doc.revision));
+                if self.run.compare_cache.as_ref().map(|c| c.0) != key {
+                    self.run.compare_cache = key.and_then(|(i, revision)| {
+                        let r = self.state.history.get(i)?;
                         let image = r.image().ok()?;
                         let placed = self.placed_over_canvas(&image, r.placement.as_ref());
                         Some(((i, revision), placed))
                     });
                 }
                 let compare = self
+                    .run
                     .compare_cache
                     .as_ref()
                     .map(|((i, revision), image)| Compare {
@@ -530,44 +633,47 @@ impl App {
                         key: key_of(&(i, revision)),
                     });
                 let model = self.model_size();
-                self.frame = self.job_frame();
+                self.state.frame = self.job_frame();
                 let frame = FrameEdit {
-                    frame: &mut self.frame,
+                    frame: &mut self.state.frame,
                     min: model,
-                    shown: self.framing.shown,
+                    shown: self.state.framing.shown,
                 };
                 let event = self.canvas.ui(
                     ui,
-                    &mut self.doc,
-                    self.tool,
-                    &mut self.brush,
+                    &mut self.state.doc,
+                    self.state.tool,
+                    &mut self.state.brush,
                     compare,
                     frame,
                 );
-                self.frame = self.job_frame();
+                self.state.frame = self.job_frame();
                 // Over the canvas, where the painter looks: a running job's step preview, else the
                 // preview (a slider frame, a live result) in the frame it was made for. Not while
                 // Compare is held or a stroke is being painted (the painter sees their own canvas).
-                let shown = self.compare.is_none() && !self.canvas.is_stroking();
+                let shown = self.state.compare.is_none() && !self.canvas.is_stroking();
                 // holding S looks under a preview, at the sketch it was made from
                 let peek = ui.input(|i| i.key_down(egui::Key::S) && i.modifiers.is_none())
                     && !ui.ctx().egui_wants_keyboard_input();
                 let uv = egui::Rect::from_min_max(egui::Pos2::ZERO, egui::Pos2::new(1.0, 1.0));
                 let mut overlay = None;
-                if let Some(p) = self.step_preview.as_mut().filter(|_| shown) {
+                if let Some(p) = self.state.step_preview.as_mut().filter(|_| shown) {
                     let rect = match p.frame {
-                        Some(f) => self.canvas.frame_rect(&self.doc, f),
-                        None => self.canvas.image_rect(&self.doc),
+                        Some(f) => self.canvas.frame_rect(&self.state.doc, f),
+                        None => self.canvas.image_rect(&self.state.doc),
                     };
                     let texture = p.texture(ui.ctx()).id();
                     ui.painter_at(ui.max_rect())
                         .image(texture, rect, uv, egui::Color32::WHITE);
                     overlay = Some(format!("preview · step {}/{}", p.done, p.total));
-                } else if let Some(p) = self.preview.as_mut().filter(|_| shown && !peek) {
-                    let frame = p.placement.as_ref().and_then(|pl| pl.frame_in(&self.doc));
+                } else if let Some(p) = self.state.preview.as_mut().filter(|_| shown && !peek) {
+                    let frame = p
+                        .placement
+                        .as_ref()
+                        .and_then(|pl| pl.frame_in(&self.state.doc));
                     let rect = match frame {
-                        Some(f) => self.canvas.frame_rect(&self.doc, f),
-                        None => self.canvas.image_rect(&self.doc),
+                        Some(f) => self.canvas.frame_rect(&self.state.doc, f),
+                        None => self.canvas.image_rect(&self.state.doc),
                     };
                     let texture = p.texture(ui.ctx()).id();
                     ui.painter_at(ui.max_rect())
@@ -583,15 +689,15 @@ impl App {
                         }
                     ));
                 }
-                if let Some(r) = self.compare.and_then(|i| self.history.get(i)) {
+                if let Some(r) = self.state.compare.and_then(|i| self.state.history.get(i)) {
                     overlay = Some(format!("comparing · {}", r.recipe.describe()));
                 }
                 if let Some(text) = &overlay {
                     canvas::badge(ui, text);
                 }
-                self.stats.canvas_overlay = overlay;
-                let sketched = self.doc.has_sketch_in(self.job_frame());
-                if event == CanvasEvent::StrokeEnded && self.edit.live && sketched {
+                self.state.stats.canvas_overlay = overlay;
+                let sketched = self.state.doc.has_sketch_in(self.job_frame());
+                if event == CanvasEvent::StrokeEnded && self.state.edit.live && sketched {
                     self.run_sketch(true);
                 }
             });
@@ -599,7 +705,7 @@ impl App {
             ui.ctx()
                 .request_repaint_after(std::time::Duration::from_millis(100));
         }
-        let s = &mut self.stats.frame_seconds;
+        let s = &mut self.state.stats.frame_seconds;
         s.push(started.elapsed().as_secs_f64());
         if s.len() > 240 {
             s.remove(0);
@@ -627,16 +733,16 @@ impl App {
             self.save_project(false);
         }
         if undo && !self.canvas.is_stroking() {
-            self.doc.undo();
+            self.state.doc.undo();
         }
         if redo && !self.canvas.is_stroking() {
-            self.doc.redo();
+            self.state.doc.redo();
         }
         if run {
             self.run_generate();
         }
         if fit {
-            self.canvas.fit(&self.doc);
+            self.canvas.fit(&self.state.doc);
         }
         if actual {
             self.canvas.actual_size();
@@ -656,23 +762,23 @@ impl App {
             (Key::V, Tool::Frame),
         ] {
             if pressed(key) {
-                self.tool = tool;
+                self.state.tool = tool;
             }
         }
         if pressed(Key::F) {
-            self.framing.shown = !self.framing.shown;
+            self.state.framing.shown = !self.state.framing.shown;
         }
         if pressed(Key::H) {
             self.canvas.show_mask = !self.canvas.show_mask;
         }
         if pressed(Key::X) {
-            self.brush.swap_colours();
+            self.state.brush.swap_colours();
         }
         if pressed(Key::OpenBracket) {
-            self.brush.grow(false);
+            self.state.brush.grow(false);
         }
         if pressed(Key::CloseBracket) {
-            self.brush.grow(true);
+            self.state.brush.grow(true);
         }
     }
 }
@@ -685,7 +791,7 @@ impl eframe::App for App {
     fn on_exit(&mut self) {
         self.autosave_now();
         // the results moved to disk are in the autosave now
-        if let Some(dir) = &self.spill_dir {
+        if let Some(dir) = &self.state.spill_dir {
             let _ = std::fs::remove_dir_all(dir);
         }
     }

@@ -1,9 +1,10 @@
 //! The panels around the canvas: menu, tools, Model / Generate / Edit / Interpolate / History, and the
-//! status bar. Each reads and writes the app's plain state and calls its actions; none touches a
-//! tensor.
+//! status bar. Each reads and edits the app's plain state ([`AppState`]: settings, the class, the
+//! tool…) and returns what it asks for beyond that as [`Action`]s, which the App carries out after
+//! the panels are drawn. No panel sees the worker, a thread or a tensor.
 
 use super::dialogs::FileRequest;
-use super::{App, MAX_BATCH, SeedMode};
+use super::{AppState, MAX_BATCH, SeedMode};
 use crate::labels::{class_names, search};
 use crate::paint::brush::{MAX_SIZE, MIN_SIZE, Tool};
 use crate::paint::document::{MAX_SIDE, Side};
@@ -12,77 +13,134 @@ use crate::recipe::Operation;
 use crate::worker::Steps;
 use crate::worker::{Parameterization, TEACHER_SPEC};
 use eframe::egui::{self, Color32, RichText, Vec2};
+use std::path::PathBuf;
 
-pub fn menu_bar(app: &mut App, ui: &mut egui::Ui) {
+/// What a panel asks the App to do.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    OpenImage,
+    OpenImageAtModelSize,
+    OpenRecipe,
+    OpenProject,
+    SaveProject {
+        save_as: bool,
+    },
+    ExportPng,
+    ExportStrip,
+    /// A file dialog for a purpose.
+    Ask(FileRequest),
+    /// A path typed into the stand-in for a file dialog.
+    FileChosen(FileRequest, PathBuf),
+    /// Decode a picture (brought to a side, fit or crop) to open it.
+    OpenPicture(PathBuf, Option<(usize, Resize)>),
+    NewCanvas(usize, usize),
+    /// None: the built-in model.
+    LoadModel(Option<PathBuf>),
+    Generate,
+    Sketch,
+    /// An edit in the frame, from a seed.
+    Edit(Operation, u64),
+    Upscale,
+    Outpaint(Side),
+    ExtendCanvas(Side, usize),
+    InterpolationFrame,
+    ApplyPreview,
+    ApplyHistory(usize),
+    DiscardHistory(usize),
+    Cancel,
+    FitView,
+    ActualSize,
+    ShowMask(bool),
+    /// Close after the Close dialog's answer: save first, or not.
+    CloseAfter(bool),
+    RestoreAutosave(bool),
+}
+
+/// What the panels show of the running app (beyond its plain state).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Status {
+    pub loading_model: bool,
+    pub dirty: bool,
+    pub zoom: f32,
+    pub show_mask: bool,
+}
+
+pub fn menu_bar(state: &mut AppState, status: &Status, ui: &mut egui::Ui, out: &mut Vec<Action>) {
     egui::Panel::top("menu").show(ui, |ui| {
         egui::MenuBar::new().ui(ui, |ui| {
             ui.menu_button("File", |ui| {
                 if ui.button("New canvas…").clicked() {
-                    let size = app.model_size();
-                    app.new_canvas_size = Some((size, size));
+                    let size = state.model_size();
+                    state.new_canvas_size = Some((size, size));
                 }
                 if ui.button("Open image…").clicked() {
-                    app.open_image();
+                    out.push(Action::OpenImage);
                 }
                 if ui.button("Open image at model size…").clicked() {
-                    app.open_image_at_model_size();
+                    out.push(Action::OpenImageAtModelSize);
                 }
                 if ui.button("Open recipe…").clicked() {
-                    app.open_recipe();
+                    out.push(Action::OpenRecipe);
                 }
                 ui.separator();
                 if ui.button("Open project…").clicked() {
-                    app.open_project();
+                    out.push(Action::OpenProject);
                 }
                 if ui.button("Save project (Ctrl+S)").clicked() {
-                    app.save_project(false);
+                    out.push(Action::SaveProject { save_as: false });
                 }
                 if ui.button("Save project as…").clicked() {
-                    app.save_project(true);
+                    out.push(Action::SaveProject { save_as: true });
                 }
                 ui.separator();
                 if ui.button("Export PNG…").clicked() {
-                    app.export_png();
+                    out.push(Action::ExportPng);
                 }
-                export_scale(app, ui);
+                export_scale(state, ui);
             });
             ui.menu_button("Edit", |ui| {
                 if ui
-                    .add_enabled(app.doc.can_undo(), egui::Button::new("Undo (Ctrl+Z)"))
+                    .add_enabled(state.doc.can_undo(), egui::Button::new("Undo (Ctrl+Z)"))
                     .clicked()
                 {
-                    app.doc.undo();
+                    state.doc.undo();
                 }
                 if ui
-                    .add_enabled(app.doc.can_redo(), egui::Button::new("Redo (Ctrl+Shift+Z)"))
+                    .add_enabled(
+                        state.doc.can_redo(),
+                        egui::Button::new("Redo (Ctrl+Shift+Z)"),
+                    )
                     .clicked()
                 {
-                    app.doc.redo();
+                    state.doc.redo();
                 }
                 ui.separator();
-                layer_buttons(app, ui);
+                layer_buttons(state, ui);
             });
             ui.menu_button("View", |ui| {
                 if ui.button("Fit (Ctrl+0)").clicked() {
-                    app.canvas.fit(&app.doc);
+                    out.push(Action::FitView);
                 }
                 if ui.button("100 % (Ctrl+1)").clicked() {
-                    app.canvas.actual_size();
+                    out.push(Action::ActualSize);
                 }
-                ui.checkbox(&mut app.canvas.show_mask, "Show mask (H)");
+                let mut show_mask = status.show_mask;
+                if ui.checkbox(&mut show_mask, "Show mask (H)").changed() {
+                    out.push(Action::ShowMask(show_mask));
+                }
             });
         });
     });
 }
 
 /// Errors that wait for the user under the menu bar, each with its own Dismiss.
-pub fn notices(app: &mut App, ui: &mut egui::Ui) {
-    if app.notices.is_empty() {
+pub fn notices(state: &mut AppState, ui: &mut egui::Ui) {
+    if state.notices.is_empty() {
         return;
     }
     let mut dismissed = None;
     egui::Panel::top("notices").show(ui, |ui| {
-        for (i, n) in app.notices.iter().enumerate() {
+        for (i, n) in state.notices.iter().enumerate() {
             ui.horizontal(|ui| {
                 if ui.small_button("Dismiss").clicked() {
                     dismissed = Some(i);
@@ -97,23 +155,23 @@ pub fn notices(app: &mut App, ui: &mut egui::Ui) {
                 ui.add(egui::Label::new(text.color(Color32::from_rgb(235, 90, 90))).wrap());
             });
         }
-        if app.notices.len() > 1 && ui.small_button("Dismiss all").clicked() {
+        if state.notices.len() > 1 && ui.small_button("Dismiss all").clicked() {
             dismissed = Some(usize::MAX);
         }
     });
     match dismissed {
-        Some(usize::MAX) => app.notices.clear(),
+        Some(usize::MAX) => state.notices.clear(),
         Some(i) => {
-            app.notices.remove(i);
+            state.notices.remove(i);
         }
         None => {}
     }
 }
 
-pub fn status_bar(app: &mut App, ui: &mut egui::Ui) {
+pub fn status_bar(state: &mut AppState, status: &Status, ui: &mut egui::Ui, out: &mut Vec<Action>) {
     egui::Panel::bottom("status").show(ui, |ui| {
         ui.horizontal(|ui| {
-            if let Some(r) = &app.running {
+            if let Some(r) = &state.running {
                 let f = r.done as f32 / r.total.max(1) as f32;
                 ui.add(
                     egui::ProgressBar::new(f)
@@ -121,13 +179,13 @@ pub fn status_bar(app: &mut App, ui: &mut egui::Ui) {
                         .text(format!("{} {}/{}", r.label, r.done, r.total)),
                 );
                 if ui.button("Cancel (Esc)").clicked() {
-                    app.cancel();
+                    out.push(Action::Cancel);
                 }
-            } else if app.is_loading_model() {
+            } else if status.loading_model {
                 ui.spinner();
                 ui.label("loading the model…");
             }
-            if let Some(m) = app.messages.last() {
+            if let Some(m) = state.messages.last() {
                 let colour = if m.error {
                     Color32::from_rgb(235, 90, 90)
                 } else {
@@ -136,26 +194,26 @@ pub fn status_bar(app: &mut App, ui: &mut egui::Ui) {
                 ui.label(RichText::new(&m.text).color(colour));
             }
             ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
-                if app.is_dirty() {
+                if status.dirty {
                     ui.weak("unsaved changes");
                 }
-                let (bytes, on_disk) = app.history_memory();
+                let (bytes, on_disk) = state.history_memory();
                 let mb = |b: usize| b as f64 / (1 << 20) as f64;
                 ui.weak(format!(
                     "memory: history {:.1} of {:.0} MB{}, undo {:.1} MB",
                     mb(bytes),
-                    mb(app.history_budget),
+                    mb(state.history_budget),
                     if on_disk > 0 {
                         format!(" ({on_disk} results on disk)")
                     } else {
                         String::new()
                     },
-                    mb(app.doc.undo_bytes())
+                    mb(state.doc.undo_bytes())
                 ))
                 .on_hover_text(
                     "results beyond the history budget move to the data folder and are read back when shown; undo keeps at most 256 MB",
                 );
-                let t = &app.stats.frame_seconds;
+                let t = &state.stats.frame_seconds;
                 if !t.is_empty() {
                     let worst = t.iter().cloned().fold(0.0, f64::max);
                     ui.weak(format!(
@@ -166,25 +224,25 @@ pub fn status_bar(app: &mut App, ui: &mut egui::Ui) {
                 }
                 ui.weak(format!(
                     "{}×{} · {:.0} %",
-                    app.doc.width,
-                    app.doc.height,
-                    app.canvas.zoom * 100.0
+                    state.doc.width,
+                    state.doc.height,
+                    status.zoom * 100.0
                 ));
             });
         });
     });
 }
 
-pub fn tools_panel(app: &mut App, ui: &mut egui::Ui) {
+pub fn tools_panel(state: &mut AppState, ui: &mut egui::Ui, out: &mut Vec<Action>) {
     egui::Panel::left("tools")
         .resizable(false)
         .default_size(150.0)
         .show(ui, |ui| {
-            egui::ScrollArea::vertical().show(ui, |ui| tools(app, ui));
+            egui::ScrollArea::vertical().show(ui, |ui| tools(state, ui, out));
         });
 }
 
-fn tools(app: &mut App, ui: &mut egui::Ui) {
+fn tools(state: &mut AppState, ui: &mut egui::Ui, out: &mut Vec<Action>) {
     ui.heading("Tools");
     for tool in [
         Tool::Brush,
@@ -193,17 +251,17 @@ fn tools(app: &mut App, ui: &mut egui::Ui) {
         Tool::Picker,
         Tool::Frame,
     ] {
-        ui.selectable_value(&mut app.tool, tool, tool.label());
+        ui.selectable_value(&mut state.tool, tool, tool.label());
     }
     ui.separator();
-    let b = &mut app.brush;
+    let b = &mut state.brush;
     ui.add(
         egui::Slider::new(&mut b.size, MIN_SIZE..=MAX_SIZE)
             .logarithmic(true)
             .text("Size"),
     )
     .on_hover_text("[ and ] change the size");
-    if app.tool == Tool::Mask {
+    if state.tool == Tool::Mask {
         let mut feather = 1.0 - b.hardness;
         if ui
             .add(egui::Slider::new(&mut feather, 0.0..=1.0).text("Feather"))
@@ -231,25 +289,25 @@ fn tools(app: &mut App, ui: &mut egui::Ui) {
         }
     });
     ui.separator();
-    layer_buttons(app, ui);
+    layer_buttons(state, ui);
     ui.separator();
     ui.heading("Frame");
-    frame_section(app, ui);
+    frame_section(state, ui, out);
 }
 
-fn layer_buttons(app: &mut App, ui: &mut egui::Ui) {
+fn layer_buttons(state: &mut AppState, ui: &mut egui::Ui) {
     if ui.button("Clear sketch").clicked() {
-        app.doc.clear_sketch();
+        state.doc.clear_sketch();
     }
     if ui.button("Clear mask").clicked() {
-        app.doc.clear_mask();
+        state.doc.clear_mask();
     }
     if ui.button("Invert mask").clicked() {
-        app.doc.invert_mask();
+        state.doc.invert_mask();
     }
 }
 
-pub fn side_panel(app: &mut App, ui: &mut egui::Ui) {
+pub fn side_panel(state: &mut AppState, ui: &mut egui::Ui, out: &mut Vec<Action>) {
     egui::Panel::right("side")
         .resizable(true)
         .default_size(300.0)
@@ -257,46 +315,46 @@ pub fn side_panel(app: &mut App, ui: &mut egui::Ui) {
         .show(ui, |ui| {
             // The preview's buttons sit below the scrolling sections: appearing there, they move
             // nothing under the pointer (at the top they pushed the slider down mid-drag).
-            if app.preview.is_some() {
-                egui::Panel::bottom("preview").show(ui, |ui| preview(app, ui));
+            if state.preview.is_some() {
+                egui::Panel::bottom("preview").show(ui, |ui| preview(state, ui, out));
             }
             egui::ScrollArea::vertical().show(ui, |ui| {
                 egui::CollapsingHeader::new("Model")
                     .default_open(true)
-                    .show(ui, |ui| model_section(app, ui));
+                    .show(ui, |ui| model_section(state, ui, out));
                 egui::CollapsingHeader::new("Generate")
                     .default_open(true)
-                    .show(ui, |ui| generate_section(app, ui));
+                    .show(ui, |ui| generate_section(state, ui, out));
                 egui::CollapsingHeader::new("Edit")
                     .default_open(true)
-                    .show(ui, |ui| edit_section(app, ui));
+                    .show(ui, |ui| edit_section(state, ui, out));
                 egui::CollapsingHeader::new("Interpolate")
                     .default_open(true)
-                    .show(ui, |ui| interpolate_section(app, ui));
+                    .show(ui, |ui| interpolate_section(state, ui, out));
                 egui::CollapsingHeader::new("History")
                     .default_open(true)
-                    .show(ui, |ui| history_section(app, ui));
+                    .show(ui, |ui| history_section(state, ui, out));
             });
         });
 }
 
 /// The preview's controls (the picture itself shows on the canvas, in its frame).
-fn preview(app: &mut App, ui: &mut egui::Ui) {
-    let Some(p) = &app.preview else { return };
+fn preview(state: &mut AppState, ui: &mut egui::Ui, out: &mut Vec<Action>) {
+    let Some(p) = &state.preview else { return };
     let label = p.recipe.operation.label();
     ui.horizontal_wrapped(|ui| {
         ui.label(format!("Preview ({label}) on the canvas"));
         if ui.button("Apply to canvas").clicked() {
-            app.apply_preview();
+            out.push(Action::ApplyPreview);
         }
         if ui.button("Dismiss").clicked() {
-            app.preview = None;
+            state.preview = None;
         }
     });
 }
 
-fn model_section(app: &mut App, ui: &mut egui::Ui) {
-    match &app.model {
+fn model_section(state: &mut AppState, ui: &mut egui::Ui, out: &mut Vec<Action>) {
+    match &state.model {
         Some(m) => {
             ui.label(RichText::new(&m.name).strong());
             ui.label(format!(
@@ -328,33 +386,35 @@ fn model_section(app: &mut App, ui: &mut egui::Ui) {
     }
     ui.horizontal(|ui| {
         if ui.button("Open file…").clicked() {
-            app.ask_file(FileRequest::OpenModel { folder: false });
+            out.push(Action::Ask(FileRequest::OpenModel { folder: false }));
         }
         if ui.button("Open folder…").clicked() {
-            app.ask_file(FileRequest::OpenModel { folder: true });
+            out.push(Action::Ask(FileRequest::OpenModel { folder: true }));
         }
         if ui
             .button("Built in")
             .on_hover_text("the emoji consistency model: one network call")
             .clicked()
         {
-            app.load_model(None);
+            out.push(Action::LoadModel(None));
         }
         if ui
             .button("Built-in teacher")
             .on_hover_text("its EDM diffusion teacher: Heun, tens of network calls")
             .clicked()
         {
-            app.load_model(Some(TEACHER_SPEC.into()));
+            out.push(Action::LoadModel(Some(TEACHER_SPEC.into())));
         }
     });
-    class_picker(app, ui);
-    style_picker(app, ui);
+    class_picker(state, ui);
+    style_picker(state, ui);
 }
 
 /// A model with styles (the built-in emoji sets): one of them, or each image's from its seed.
-fn style_picker(app: &mut App, ui: &mut egui::Ui) {
-    let Some(model) = &app.model else { return };
+fn style_picker(state: &mut AppState, ui: &mut egui::Ui) {
+    let Some(model) = &state.model else {
+        return;
+    };
     if model.styles.is_empty() {
         return;
     }
@@ -362,7 +422,7 @@ fn style_picker(app: &mut App, ui: &mut egui::Ui) {
         Some(i) => model.styles.get(i as usize).cloned().unwrap_or_default(),
         None => "from the seed".to_string(),
     };
-    let mut style = app.style;
+    let mut style = state.style;
     egui::ComboBox::from_label("Style")
         .selected_text(name(style))
         .show_ui(ui, |ui| {
@@ -374,33 +434,35 @@ fn style_picker(app: &mut App, ui: &mut egui::Ui) {
                 ui.selectable_value(&mut style, Some(i), name(Some(i)));
             }
         });
-    app.style = style;
+    state.style = style;
 }
 
-fn class_picker(app: &mut App, ui: &mut egui::Ui) {
-    let Some(model) = &app.model else { return };
+fn class_picker(state: &mut AppState, ui: &mut egui::Ui) {
+    let Some(model) = &state.model else {
+        return;
+    };
     if model.num_classes.is_none() {
         return;
     }
     let names = class_names(&model.name, model.num_classes);
-    let current = app.class.unwrap_or(0) as usize;
+    let current = state.class.unwrap_or(0) as usize;
     ui.label(format!(
         "Class: {current} {}",
         names.get(current).map(String::as_str).unwrap_or("")
     ));
     let l = ui.label("Search");
-    ui.add(egui::TextEdit::singleline(&mut app.class_filter).hint_text("name or number"))
+    ui.add(egui::TextEdit::singleline(&mut state.class_filter).hint_text("name or number"))
         .labelled_by(l.id);
     egui::ScrollArea::vertical()
         .id_salt("classes")
         .max_height(120.0)
         .show(ui, |ui| {
-            for i in search(&names, &app.class_filter) {
+            for i in search(&names, &state.class_filter) {
                 if ui
                     .selectable_label(i == current, format!("{i} {}", names[i]))
                     .clicked()
                 {
-                    app.class = Some(i as u32);
+                    state.class = Some(i as u32);
                 }
             }
         });
@@ -414,12 +476,12 @@ const SIDES: [(&str, Side); 4] = [
 ];
 
 /// The generation frame (where every job runs), Extend canvas and Outpaint.
-fn frame_section(app: &mut App, ui: &mut egui::Ui) {
-    let model = app.model_size();
-    let (w, h) = (app.doc.width, app.doc.height);
-    let mut frame = app.job_frame();
+fn frame_section(state: &mut AppState, ui: &mut egui::Ui, out: &mut Vec<Action>) {
+    let model = state.model_size();
+    let (w, h) = (state.doc.width, state.doc.height);
+    let mut frame = state.job_frame();
     ui.horizontal_wrapped(|ui| {
-        ui.checkbox(&mut app.framing.shown, "Show (F)");
+        ui.checkbox(&mut state.framing.shown, "Show (F)");
         let native = frame.is_native(model);
         if ui
             .add_enabled(!native, egui::Button::new("Native"))
@@ -438,17 +500,17 @@ fn frame_section(app: &mut App, ui: &mut egui::Ui) {
         )
         .on_hover_text("larger than the model's size: the frame is scaled to the model and back");
     }
-    app.frame = frame;
-    app.frame = app.job_frame();
+    state.frame = frame;
+    state.frame = state.job_frame();
     ui.add(
-        egui::Slider::new(&mut app.framing.feather, 0..=32)
+        egui::Slider::new(&mut state.framing.feather, 0..=32)
             .text("Blend edge")
             .suffix(" px"),
     )
     .on_hover_text("how far Generate and sketch to image fade into the surroundings");
     ui.separator();
     ui.add(
-        egui::Slider::new(&mut app.framing.overlap, 0.1..=0.9)
+        egui::Slider::new(&mut state.framing.overlap, 0.1..=0.9)
             .text("Overlap")
             .fixed_decimals(2),
     )
@@ -458,14 +520,14 @@ fn frame_section(app: &mut App, ui: &mut egui::Ui) {
         for (label, side) in SIDES {
             let tip = "move the frame past the picture's edge (extending the canvas if needed) and inpaint the empty part";
             if ui.button(label).on_hover_text(tip).clicked() {
-                app.outpaint(side);
+                out.push(Action::Outpaint(side));
             }
         }
     });
     ui.horizontal_wrapped(|ui| {
         ui.label("Extend by");
         ui.add(
-            egui::DragValue::new(&mut app.framing.extend_by)
+            egui::DragValue::new(&mut state.framing.extend_by)
                 .range(1..=1024)
                 .suffix(" px"),
         );
@@ -475,19 +537,22 @@ fn frame_section(app: &mut App, ui: &mut egui::Ui) {
                 .on_hover_text("Extend canvas: empty pixels on that side")
                 .clicked()
             {
-                app.extend_canvas(side, app.framing.extend_by);
+                out.push(Action::ExtendCanvas(side, state.framing.extend_by));
             }
         }
     });
 }
 
-fn generate_section(app: &mut App, ui: &mut egui::Ui) {
-    let has_ts = app.model.as_ref().is_some_and(|m| m.sampling.ts.is_some());
-    let is_teacher = app
+fn generate_section(state: &mut AppState, ui: &mut egui::Ui, out: &mut Vec<Action>) {
+    let has_ts = state
+        .model
+        .as_ref()
+        .is_some_and(|m| m.sampling.ts.is_some());
+    let is_teacher = state
         .model
         .as_ref()
         .is_some_and(|m| m.parameterization() == Parameterization::Edm);
-    let g = &mut app.generate;
+    let g = &mut state.generate;
     ui.horizontal(|ui| {
         let l = ui.label("Seed");
         ui.add(egui::DragValue::new(&mut g.seed)).labelled_by(l.id);
@@ -516,24 +581,24 @@ fn generate_section(app: &mut App, ui: &mut egui::Ui) {
                 "How far Generate may move away from a sketch: 0 keeps it, 1 ignores it",
             );
     });
-    let what = if app.doc.has_sketch() {
+    let what = if state.doc.has_sketch() {
         "Generate from sketch"
     } else {
         "Generate images"
     };
     let button = egui::Button::new(RichText::new(what).strong()).min_size(Vec2::new(200.0, 28.0));
     if ui
-        .add_enabled(app.model.is_some(), button)
+        .add_enabled(state.model.is_some(), button)
         .on_hover_text("Ctrl+Enter")
         .clicked()
     {
-        app.run_generate();
+        out.push(Action::Generate);
     }
 }
 
-fn edit_section(app: &mut App, ui: &mut egui::Ui) {
-    let ready = app.model.is_some();
-    let seed = app.generate.seed;
+fn edit_section(state: &mut AppState, ui: &mut egui::Ui, out: &mut Vec<Action>) {
+    let ready = state.model.is_some();
+    let seed = state.generate.seed;
     ui.add_enabled_ui(ready, |ui| {
         ui.horizontal_wrapped(|ui| {
             if ui
@@ -541,35 +606,35 @@ fn edit_section(app: &mut App, ui: &mut egui::Ui) {
                 .on_hover_text("Regenerate the masked area; the rest stays exactly as it is")
                 .clicked()
             {
-                app.run_edit(Operation::Inpaint, seed, 1, false);
+                out.push(Action::Edit(Operation::Inpaint, seed));
             }
             if ui
                 .button("Colorize")
                 .on_hover_text("Keep the luminance, generate the colours")
                 .clicked()
             {
-                app.run_edit(Operation::Colorize, seed, 1, false);
+                out.push(Action::Edit(Operation::Colorize, seed));
             }
             if ui.button("Sketch to image").clicked() {
-                app.run_sketch(false);
+                out.push(Action::Sketch);
             }
         });
         ui.horizontal(|ui| {
-            let size = app.doc.width;
+            let size = state.doc.width;
             let factors: Vec<usize> = [2, 4, 8, 16]
                 .into_iter()
                 .filter(|&f| size.is_multiple_of(f) && size / f >= 2)
                 .collect();
-            if !factors.contains(&app.edit.superres_factor)
+            if !factors.contains(&state.edit.superres_factor)
                 && let Some(&f) = factors.first()
             {
-                app.edit.superres_factor = f;
+                state.edit.superres_factor = f;
             }
             egui::ComboBox::from_label("factor")
-                .selected_text(format!("{}×", app.edit.superres_factor))
+                .selected_text(format!("{}×", state.edit.superres_factor))
                 .show_ui(ui, |ui| {
                     for f in factors {
-                        ui.selectable_value(&mut app.edit.superres_factor, f, format!("{f}×"));
+                        ui.selectable_value(&mut state.edit.superres_factor, f, format!("{f}×"));
                     }
                 });
             if ui
@@ -577,8 +642,8 @@ fn edit_section(app: &mut App, ui: &mut egui::Ui) {
                 .on_hover_text("In place: keep the mean of every F×F patch, generate the detail")
                 .clicked()
             {
-                let factor = app.edit.superres_factor;
-                app.run_edit(Operation::SuperRes { factor }, seed, 1, false);
+                let factor = state.edit.superres_factor;
+                out.push(Action::Edit(Operation::SuperRes { factor }, seed));
             }
             if ui
                 .button("Upscale")
@@ -588,19 +653,19 @@ fn edit_section(app: &mut App, ui: &mut egui::Ui) {
                 )
                 .clicked()
             {
-                app.upscale();
+                out.push(Action::Upscale);
             }
         });
         ui.checkbox(
-            &mut app.edit.live,
+            &mut state.edit.live,
             "Live: re-run sketch to image when a stroke ends",
         );
     });
 }
 
-fn interpolate_section(app: &mut App, ui: &mut egui::Ui) {
+fn interpolate_section(state: &mut AppState, ui: &mut egui::Ui, out: &mut Vec<Action>) {
     let mut changed = false;
-    let s = &mut app.interpolate;
+    let s = &mut state.interpolate;
     ui.horizontal(|ui| {
         let l = ui.label("Seed A");
         changed |= ui
@@ -623,21 +688,21 @@ fn interpolate_section(app: &mut App, ui: &mut egui::Ui) {
             .labelled_by(l.id);
         export = ui.button("Export strip…").clicked();
     });
-    export_scale(app, ui);
+    export_scale(state, ui);
     if export {
-        app.export_strip();
+        out.push(Action::ExportStrip);
     }
-    if changed && app.model.is_some() {
-        app.run_interpolation_frame();
+    if changed && state.model.is_some() {
+        out.push(Action::InterpolationFrame);
     }
 }
 
 /// The whole enlargement of exported PNGs and strips (shown in the File menu and beside the strip).
-fn export_scale(app: &mut App, ui: &mut egui::Ui) {
+fn export_scale(state: &mut AppState, ui: &mut egui::Ui) {
     ui.horizontal(|ui| {
         let l = ui.label("Export scale");
         ui.add(
-            egui::DragValue::new(&mut app.export_scale)
+            egui::DragValue::new(&mut state.export_scale)
                 .range(1..=crate::picture::MAX_EXPORT_SCALE)
                 .prefix("×"),
         )
@@ -648,8 +713,8 @@ fn export_scale(app: &mut App, ui: &mut egui::Ui) {
 /// A history row is as tall as its thumbnail (the text beside it is shorter).
 const HISTORY_ROW_HEIGHT: f32 = 64.0;
 
-fn history_section(app: &mut App, ui: &mut egui::Ui) {
-    if app.history.is_empty() {
+fn history_section(state: &mut AppState, ui: &mut egui::Ui, out: &mut Vec<Action>) {
+    if state.history.is_empty() {
         ui.weak("results appear here");
         return;
     }
@@ -658,12 +723,12 @@ fn history_section(app: &mut App, ui: &mut egui::Ui) {
     let mut discard = None;
     let mut comparing = None;
     // the result the canvas is exactly (nothing painted over it since)
-    let on_canvas = app.doc.recipe.clone().filter(|_| !app.doc.has_sketch());
+    let on_canvas = state.doc.recipe.clone().filter(|_| !state.doc.has_sketch());
     let on_canvas = on_canvas.as_ref();
     // Newest first, one row each: thumbnail, what made it, and its actions. Only rows on screen are
     // laid out (and given a texture); the others keep their space. A session holds hundreds of results,
     // and laying them all out made every frame slower as the history grew.
-    for (i, r) in app.history.iter_mut().enumerate().rev() {
+    for (i, r) in state.history.iter_mut().enumerate().rev() {
         let size = Vec2::new(ui.available_width(), HISTORY_ROW_HEIGHT);
         if !ui.is_rect_visible(egui::Rect::from_min_size(ui.cursor().min, size)) {
             ui.allocate_space(size);
@@ -712,21 +777,21 @@ fn history_section(app: &mut App, ui: &mut egui::Ui) {
             });
         });
     }
-    app.compare = comparing;
+    state.compare = comparing;
     if let Some(i) = apply {
-        app.apply_history(i);
+        out.push(Action::ApplyHistory(i));
     }
     if let Some(i) = discard {
-        app.discard_history(i);
+        out.push(Action::DiscardHistory(i));
     }
 }
 
 /// File → New canvas…: width and height, the model's size offered.
-pub fn new_canvas_dialog(app: &mut App, ctx: &egui::Context) {
-    let Some((mut w, mut h)) = app.new_canvas_size else {
+pub fn new_canvas_dialog(state: &mut AppState, ctx: &egui::Context, out: &mut Vec<Action>) {
+    let Some((mut w, mut h)) = state.new_canvas_size else {
         return;
     };
-    let size = app.model_size();
+    let size = state.model_size();
     let mut choice = None;
     egui::Modal::new(egui::Id::unique("new canvas")).show(ctx, |ui| {
         ui.heading("New canvas");
@@ -756,23 +821,25 @@ pub fn new_canvas_dialog(app: &mut App, ctx: &egui::Context) {
             }
         });
     });
-    app.new_canvas_size = Some((w, h));
+    state.new_canvas_size = Some((w, h));
     match choice {
         Some(true) => {
-            app.new_canvas_size = None;
-            app.new_canvas(w, h);
+            state.new_canvas_size = None;
+            out.push(Action::NewCanvas(w, h));
         }
-        Some(false) => app.new_canvas_size = None,
+        Some(false) => state.new_canvas_size = None,
         None => {}
     }
 }
 
 /// Asks how to bring a picture of another size to the model's: fit, crop, or cancel. Only its header
 /// has been read so far.
-pub fn import_dialog(app: &mut App, ctx: &egui::Context) {
-    let Some(p) = &app.pending_import else { return };
+pub fn import_dialog(state: &mut AppState, ctx: &egui::Context, out: &mut Vec<Action>) {
+    let Some(p) = &state.pending_import else {
+        return;
+    };
     let (w, h) = (p.width, p.height);
-    let size = app.model_size();
+    let size = state.model_size();
     let mut choice: Option<Option<Resize>> = None;
     egui::Modal::new(egui::Id::unique("import")).show(ctx, |ui| {
         ui.label(format!(
@@ -792,18 +859,18 @@ pub fn import_dialog(app: &mut App, ctx: &egui::Context) {
     });
     match choice {
         Some(Some(resize)) => {
-            let p = app.pending_import.take().expect("checked");
-            app.start_opening(p.path, Some((size, resize)));
+            let p = state.pending_import.take().expect("checked");
+            out.push(Action::OpenPicture(p.path, Some((size, resize))));
         }
-        Some(None) => app.pending_import = None,
+        Some(None) => state.pending_import = None,
         None => {}
     }
 }
 
 /// At start, when an autosave was found: restore it or start fresh.
 /// Where no file dialog could open: the path typed in, with the reason.
-pub fn path_prompt(app: &mut App, ctx: &egui::Context) {
-    let Some(prompt) = &mut app.path_prompt else {
+pub fn path_prompt(state: &mut AppState, ctx: &egui::Context, out: &mut Vec<Action>) {
+    let Some(prompt) = &mut state.path_prompt else {
         return;
     };
     let mut choice = None;
@@ -834,17 +901,17 @@ pub fn path_prompt(app: &mut App, ctx: &egui::Context) {
     match choice {
         Some(true) if !prompt.text.trim().is_empty() => {
             let (request, path) = (prompt.request, std::path::PathBuf::from(prompt.text.trim()));
-            app.path_prompt = None;
-            app.file_chosen(request, path);
+            state.path_prompt = None;
+            out.push(Action::FileChosen(request, path));
         }
-        Some(_) => app.path_prompt = None,
+        Some(_) => state.path_prompt = None,
         None => {}
     }
 }
 
 /// Asked when the window closes with changes not saved in a project.
-pub fn close_dialog(app: &mut App, ctx: &egui::Context) {
-    if !app.confirm_close {
+pub fn close_dialog(state: &mut AppState, ctx: &egui::Context, out: &mut Vec<Action>) {
+    if !state.confirm_close {
         return;
     }
     let mut choice = None;
@@ -867,14 +934,14 @@ pub fn close_dialog(app: &mut App, ctx: &egui::Context) {
         });
     });
     match choice {
-        Some(Some(save)) => app.close_after(save),
-        Some(None) => app.confirm_close = false,
+        Some(Some(save)) => out.push(Action::CloseAfter(save)),
+        Some(None) => state.confirm_close = false,
         None => {}
     }
 }
 
-pub fn restore_dialog(app: &mut App, ctx: &egui::Context) {
-    let Some(p) = &app.pending_restore else {
+pub fn restore_dialog(state: &mut AppState, ctx: &egui::Context, out: &mut Vec<Action>) {
+    let Some(p) = &state.pending_restore else {
         return;
     };
     let mut choice = None;
@@ -896,6 +963,6 @@ pub fn restore_dialog(app: &mut App, ctx: &egui::Context) {
         });
     });
     if let Some(restore) = choice {
-        app.restore_autosave(restore);
+        out.push(Action::RestoreAutosave(restore));
     }
 }

@@ -55,11 +55,11 @@ impl App {
     /// Autosaves into `dir` (see `project::data_dir`); an autosave already there is offered for
     /// restoring first.
     pub fn with_autosave(mut self, dir: PathBuf) -> Self {
-        self.spill_dir = Some(spill_dir(&dir));
+        self.state.spill_dir = Some(spill_dir(&dir));
         let path = dir.join(project::AUTOSAVE_FILE);
         if std::fs::symlink_metadata(&path).is_ok() {
             match Project::read(&path) {
-                Ok(p) => self.pending_restore = Some(p),
+                Ok(p) => self.state.pending_restore = Some(p),
                 Err(e) => {
                     let kept = set_aside(&path);
                     self.error(format!(
@@ -68,9 +68,9 @@ impl App {
                 }
             }
         }
-        self.autosave = Some(Autosave {
+        self.run.autosave = Some(Autosave {
             path,
-            written: (self.doc.revision, 0),
+            written: (self.state.doc.revision, 0),
             settings_written: None,
             last: Instant::now(),
             running: None,
@@ -81,25 +81,26 @@ impl App {
 
     /// The state that makes a save necessary: document revision and number of results.
     pub(super) fn save_state(&self) -> (u64, usize) {
-        (self.doc.revision, self.history.len())
+        (self.state.doc.revision, self.state.history.len())
     }
 
     pub fn is_dirty(&self) -> bool {
-        self.saved_state != Some(self.save_state())
-            && (self.doc.can_undo() || !self.history.is_empty())
+        self.run.saved_state != Some(self.save_state())
+            && (self.state.doc.can_undo() || !self.state.history.is_empty())
     }
 
     pub(super) fn capture(&self) -> Result<Project, String> {
         let images = self
+            .state
             .history
             .iter()
             .map(HistoryItem::image)
             .collect::<Result<Vec<_>, _>>()?;
-        let history: Vec<_> = (self.history.iter().zip(&images))
+        let history: Vec<_> = (self.state.history.iter().zip(&images))
             .map(|(r, image)| (image, &r.recipe, r.placement.as_ref(), r.cost.as_deref()))
             .collect();
-        let model = self.model.as_ref().and_then(|m| m.file.as_deref());
-        let mut p = Project::capture(&self.doc, Some(self.frame), &history, model)
+        let model = self.state.model.as_ref().and_then(|m| m.file.as_deref());
+        let mut p = Project::capture(&self.state.doc, Some(self.state.frame), &history, model)
             .map_err(|e| e.to_string())?;
         p.settings = Some(self.session_settings());
         Ok(p)
@@ -109,7 +110,9 @@ impl App {
     /// written on a background thread (temp file, fsync, rename).
     pub(super) fn autosave_tick(&mut self, force: bool) {
         let state = self.save_state();
-        let Some(a) = &mut self.autosave else { return };
+        let Some(a) = &mut self.run.autosave else {
+            return;
+        };
         if let Some(h) = a.running.take_if(|h| h.is_finished() || force) {
             match h.join() {
                 Ok(Ok(written)) => a.files.extend(written),
@@ -117,19 +120,20 @@ impl App {
                 Err(_) => return self.error("autosave failed: its thread stopped"),
             }
         }
-        let a = self.autosave.as_mut().expect("checked");
+        let a = self.run.autosave.as_mut().expect("checked");
         let due = force || a.last.elapsed().as_secs() >= AUTOSAVE_SECONDS;
         let settings = self.session_settings();
-        let a = self.autosave.as_mut().expect("checked");
+        let a = self.run.autosave.as_mut().expect("checked");
         let changed = a.written != state || a.settings_written.as_ref() != Some(&settings);
-        if !due || !changed || a.running.is_some() || self.pending_restore.is_some() {
+        if !due || !changed || a.running.is_some() || self.state.pending_restore.is_some() {
             return;
         }
-        let doc = self.doc.snapshot();
+        let doc = self.state.doc.snapshot();
         // only results not written yet are encoded (on the saving thread, read back from disk
         // there when History moved them out of memory)
-        let files = &self.autosave.as_ref().expect("checked").files;
+        let files = &self.run.autosave.as_ref().expect("checked").files;
         let history: Vec<ToSave> = self
+            .state
             .history
             .iter()
             .map(|r| match files.get(&r.id) {
@@ -145,9 +149,9 @@ impl App {
                 ),
             })
             .collect();
-        let frame = Some(self.frame);
-        let model = self.model.as_ref().and_then(|m| m.file.clone());
-        let a = self.autosave.as_mut().expect("checked");
+        let frame = Some(self.state.frame);
+        let model = self.state.model.as_ref().and_then(|m| m.file.clone());
+        let a = self.run.autosave.as_mut().expect("checked");
         let path = a.path.clone();
         a.written = state;
         a.settings_written = Some(settings.clone());
@@ -178,7 +182,7 @@ impl App {
     /// (weighed before decoding) go straight to disk as the PNGs they are.
     pub(super) fn restore(&mut self, project: &Project) -> Result<(), String> {
         let r = project
-            .restore_within(self.history_budget)
+            .restore_within(self.state.history_budget)
             .map_err(|e| e.to_string())?;
         let encoded = r.encoded.len();
         let mut history = Vec::with_capacity(encoded + r.history.len());
@@ -200,13 +204,13 @@ impl App {
             item.cost = cost;
             item
         }));
-        self.doc = r.doc;
-        self.history = history;
+        self.state.doc = r.doc;
+        self.state.history = history;
         if let Some(s) = &project.settings {
-            self.generate.seed = s.seed;
-            self.generate.batch = s.batch.clamp(1, MAX_BATCH);
+            self.state.generate.seed = s.seed;
+            self.state.generate.batch = s.batch.clamp(1, MAX_BATCH);
             if let Some(mode) = SeedMode::from_name(&s.seed_mode) {
-                self.generate.seed_mode = mode;
+                self.state.generate.seed_mode = mode;
             }
         }
         if let Some(e) = not_kept {
@@ -214,12 +218,12 @@ impl App {
                 "{dropped} older result(s) were not restored: they do not fit History's memory budget and cannot go to disk ({e})"
             ));
         }
-        let (w, h) = (self.doc.width, self.doc.height);
-        self.frame = r
+        let (w, h) = (self.state.doc.width, self.state.doc.height);
+        self.state.frame = r
             .frame
             .unwrap_or_else(|| Frame::centred(w, h, self.model_size()));
         self.canvas.fit_pending = true;
-        let current = self.model.as_ref().and_then(|m| m.file.clone());
+        let current = self.state.model.as_ref().and_then(|m| m.file.clone());
         if r.model != current && r.model.as_ref().is_none_or(|p| is_loadable(p)) {
             self.load_model(r.model);
         }
@@ -227,7 +231,7 @@ impl App {
     }
 
     pub fn restore_autosave(&mut self, restore: bool) {
-        let Some(p) = self.pending_restore.take() else {
+        let Some(p) = self.state.pending_restore.take() else {
             return;
         };
         if restore {
@@ -235,6 +239,7 @@ impl App {
                 Ok(()) => self.info("restored the last session"),
                 Err(e) => {
                     let kept = self
+                        .run
                         .autosave
                         .as_ref()
                         .map_or(String::new(), |a| format!(" {}.", set_aside(&a.path)));
@@ -245,14 +250,14 @@ impl App {
             }
         }
         // From now on autosaves overwrite it.
-        if let Some(a) = &mut self.autosave {
+        if let Some(a) = &mut self.run.autosave {
             a.written = (u64::MAX, usize::MAX);
         }
     }
 
     /// File → Save Project (As…): writes the document, results and model to a `.cmpaint` file.
     pub fn save_project(&mut self, ask: bool) {
-        match (&self.project_path, ask) {
+        match (&self.state.project_path, ask) {
             (Some(p), false) => self.save_project_to(p.clone()),
             _ => self.ask_file(FileRequest::SaveProject { then_close: false }),
         }
@@ -265,8 +270,8 @@ impl App {
             .and_then(|p| write_bytes(&path, &p.to_bytes()).map_err(|e| e.to_string()));
         match written {
             Ok(()) => {
-                self.saved_state = Some(self.save_state());
-                self.project_path = Some(path.clone());
+                self.run.saved_state = Some(self.save_state());
+                self.state.project_path = Some(path.clone());
                 self.info(format!("saved {}", path.display()));
             }
             Err(e) => self.error(format!(
@@ -286,8 +291,8 @@ impl App {
             .and_then(|p| self.restore(&p));
         match opened {
             Ok(()) => {
-                self.saved_state = Some(self.save_state());
-                self.project_path = Some(path.clone());
+                self.run.saved_state = Some(self.save_state());
+                self.state.project_path = Some(path.clone());
                 self.info(format!("opened {}", path.display()));
             }
             Err(e) => self.error(format!("{}: {e}", path.display())),
