@@ -340,31 +340,40 @@ pub fn sha256_file(path: &Path) -> std::io::Result<String> {
 
 /// An RGB picture as PNG bytes, with its recipe when it has one.
 pub fn encode_png(img: &Rgb8, recipe: Option<&Recipe>) -> Result<Vec<u8>, RecipeError> {
-    let chunk = recipe.map(|r| (RECIPE_KEYWORD, serde_json::to_string(r)));
-    encode_with_chunk(img, chunk)
+    let chunks = match recipe {
+        Some(r) => vec![(RECIPE_KEYWORD, json(r)?)],
+        None => Vec::new(),
+    };
+    encode_with_chunks(img, &chunks)
 }
 
-/// An RGB picture as PNG bytes with the recipes of its cells: a single result at scale 1 as a plain
-/// recipe (what the app's *Open recipe* reads too), a grid or an enlarged picture as a [`GridRecipe`].
+/// An RGB picture as PNG bytes with the recipes of its cells: a single result as a plain recipe
+/// (what the app's *Open recipe* reads), a grid or an enlarged picture also as a [`GridRecipe`].
 pub fn encode_png_grid(img: &Rgb8, grid: Option<&GridRecipe>) -> Result<Vec<u8>, RecipeError> {
-    match grid {
-        Some(g) if g.cells.len() == 1 && g.scale == 1 => encode_png(img, Some(&g.recipe)),
-        Some(g) => encode_with_chunk(img, Some((GRID_KEYWORD, serde_json::to_string(g)))),
-        None => encode_png(img, None),
+    let Some(g) = grid else {
+        return encode_png(img, None);
+    };
+    let mut chunks = Vec::new();
+    if g.cells.len() == 1 {
+        chunks.push((RECIPE_KEYWORD, json(&g.recipes()[0])?));
     }
+    if g.cells.len() > 1 || g.scale > 1 {
+        chunks.push((GRID_KEYWORD, json(g)?));
+    }
+    encode_with_chunks(img, &chunks)
 }
 
-fn encode_with_chunk(
-    img: &Rgb8,
-    chunk: Option<(&str, serde_json::Result<String>)>,
-) -> Result<Vec<u8>, RecipeError> {
+fn json(value: &impl Serialize) -> Result<String, RecipeError> {
+    serde_json::to_string(value).map_err(|e| RecipeError::Invalid(e.to_string()))
+}
+
+fn encode_with_chunks(img: &Rgb8, chunks: &[(&str, String)]) -> Result<Vec<u8>, RecipeError> {
     let mut bytes = Vec::new();
     let mut enc = png::Encoder::new(&mut bytes, img.width as u32, img.height as u32);
     enc.set_color(png::ColorType::Rgb);
     enc.set_depth(png::BitDepth::Eight);
-    if let Some((keyword, json)) = chunk {
-        let json = json.map_err(|e| RecipeError::Invalid(e.to_string()))?;
-        enc.add_itxt_chunk(keyword.to_string(), json)
+    for (keyword, text) in chunks {
+        enc.add_itxt_chunk(keyword.to_string(), text.clone())
             .map_err(RecipeError::png)?;
     }
     let mut w = enc.write_header().map_err(RecipeError::png)?;

@@ -367,3 +367,51 @@ fn a_style_is_a_second_label_beside_the_class() {
         "{err}"
     );
 }
+
+/// A PNG the app exported — its result enlarged by the Export scale, the app's own recipe chunk —
+/// reruns from the command line to the same pixels, at the same scale.
+#[test]
+fn an_app_export_reruns_from_the_command_line() {
+    use cmpaint::recipe::{EmbeddedImage, encode_png};
+    let dir = tempfile::tempdir().unwrap();
+    let device = candle_core::Device::Cpu;
+    let loaded = load_model(
+        &ModelSource::file(None),
+        &device,
+        cmpaint::job::Precision::F32,
+    )
+    .unwrap();
+    let sketch = cmpaint::picture::Rgb8 {
+        width: 32,
+        height: 32,
+        pixels: (0..32 * 32 * 3).map(|i| (i * 7 % 251) as u8).collect(),
+    };
+    let mut recipe = plan(
+        &loaded.info,
+        Operation::SdEdit { strength: 0.4 },
+        11,
+        Some(7),
+        Steps::One,
+    )
+    .unwrap();
+    recipe.input = Some(EmbeddedImage::from_rgb(&sketch).unwrap());
+    let (img, recipe) = run_recipe(&loaded, &recipe, 1, &device, &mut |_| {
+        std::ops::ControlFlow::Continue(())
+    })
+    .unwrap()
+    .unwrap()
+    .remove(0);
+    let exported = dir.path().join("export.png");
+    std::fs::write(
+        &exported,
+        encode_png(&img.enlarged(4), Some(&recipe)).unwrap(),
+    )
+    .unwrap();
+    rerun_same(&exported, &[]);
+    let again = dir.path().join("again.png");
+    // the rerun's own PNG opens in the app too
+    assert_eq!(
+        read_recipe(&std::fs::read(&again).unwrap()).unwrap(),
+        recipe
+    );
+}

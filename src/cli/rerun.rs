@@ -79,9 +79,20 @@ pub fn run(args: RerunArgs) -> Result<()> {
         std::ops::ControlFlow::Continue(())
     })?
     .context("the run was cancelled")?;
-    let run = super::RunArgs::for_output(&output, grid_recipe.scale, &args.device);
+    // the app exports a result enlarged (Export scale) with the plain recipe: the same whole factor
+    let scale = match crate::picture::dimensions(&args.picture) {
+        Ok((w, _)) if grid_recipe.cells.len() == 1 && x.dim(3)? > 0 => {
+            let w = w as usize;
+            match w % x.dim(3)? {
+                0 => (w / x.dim(3)?).max(grid_recipe.scale),
+                _ => grid_recipe.scale,
+            }
+        }
+        _ => grid_recipe.scale,
+    };
+    let run = super::RunArgs::for_output(&output, scale, &args.device);
     write_output(&run, &x, false, &recipes)?;
-    report_sameness(&args.picture, &output, &x, grid_recipe.scale)
+    report_sameness(&args.picture, &output, &x, scale)
 }
 
 /// The recipe's model: `--model` if given, else the file the recipe names (the built-in one when it
