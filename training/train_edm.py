@@ -38,10 +38,12 @@ def sample_grid(ema, classes, path, styles=1, seeds=8, steps=18):
     g = torch.Generator().manual_seed(1234)
     cols = seeds if styles == 1 else 2 * styles
     labels = torch.arange(classes).repeat_interleave(cols) * styles + torch.arange(cols).repeat(classes) % styles
-    x = torch.randn(len(labels), 3, 32, 32, generator=g) * 80.0
+    device = next(ema.parameters()).device
+    labels = labels.to(device)
+    x = torch.randn(len(labels), 3, 32, 32, generator=g).to(device) * 80.0
     sigmas = [karras_sigma(i, steps) for i in range(steps)] + [0.0]
     x = heun_sample(lambda x, s: edm_denoiser(ema, x, s, labels).clamp(-1, 1), x, sigmas)
-    save_grid(x, classes, path)
+    save_grid(x.cpu(), classes, path)
 
 
 def main():
@@ -62,10 +64,13 @@ def main():
     ap.add_argument("--cpu-minutes", type=float, default=30, help="budget of this invocation, CPU time per thread")
     ap.add_argument("--sample-every", type=float, default=30, help="CPU-minutes between sample grids")
     ap.add_argument("--threads", type=int, default=os.cpu_count())
+    ap.add_argument("--device", default="cpu", help="cpu, or cuda (training/gpu.sh)")
+    ap.add_argument("--wall-minutes", type=float, default=None,
+                    help="budget in wall time instead of CPU time (a GPU run)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--bf16", choices=["auto", "on", "off"], default="auto",
-                    help="bf16 autocast of the network (weights, optimiser and loss stay f32); auto = where "
-                         "the CPU has bf16 dot products (AVX512-BF16 or AMX): ~1.45× faster on a Zen 4")
+                    help="bf16 autocast of the network (weights, optimiser and loss stay f32); auto = on a GPU, "
+                         "and where the CPU has bf16 dot products (AVX512-BF16 or AMX): ~1.45× faster on a Zen 4")
     ap.add_argument("--init-from", default=None,
                     help="a milestone (exported .safetensors) to start from when there is no checkpoint")
     a = ap.parse_args()
@@ -77,10 +82,11 @@ def main():
     ck = torch.load(ckpt_path, map_location="cpu", weights_only=False) if os.path.exists(ckpt_path) else None
     data = load_dataset(a.data, 32)
     # an emoji's skin tones share its weight (cm_model.load_dataset)
-    x_train, sample_weight = data.x[data.train], data.weight
+    dev = torch.device(a.device)
+    x_train, sample_weight = data.x[data.train].to(dev), data.weight.to(dev)
     classes = int(data.category.max()) + 1
     styles = len(data.styles or [None])
-    labels_train = (data.category * styles + data.style)[data.train]
+    labels_train = (data.category * styles + data.style)[data.train].to(dev)
     config = ck["config"] if ck else model_config(a.arch, classes, "cmpaint-emoji32-teacher", EDM_SAMPLING,
                                                   data.styles)
     torch.manual_seed(a.seed)
@@ -92,7 +98,6 @@ def main():
     if ck:
         unet.load_state_dict(ck["model"])
         ema.load_state_dict(ck["ema"])
-        opt.load_state_dict(ck["opt"])
         state.update(ck["state"])
         print(f"resumed at {state['images']:,} images, {state['cpu_seconds'] / 60:.1f} CPU-min", flush=True)
     elif a.init_from:
@@ -118,25 +123,32 @@ def main():
     if a.lr_decay:
         state["lr_decay"] = {"start": a.lr_decay[0], "images": a.lr_decay[1], "from": a.lr, "to": a.lr_min}
     print(f"lr schedule: {state.get('lr_decay') or f'constant {a.lr}'}", flush=True)
-    bf16 = a.bf16 == "on" or (a.bf16 == "auto" and cpu_has_bf16())
+    unet.to(dev)
+    ema.to(dev)
+    if ck:
+        opt.load_state_dict(ck["opt"])  # once the weights are on the device, where its state goes
+    bf16 = a.bf16 == "on" or (a.bf16 == "auto" and (dev.type == "cuda" or cpu_has_bf16()))
     print(f"bf16 autocast: {'on' if bf16 else 'off'}", flush=True)
     sd = 0.5
-    gen = torch.Generator().manual_seed(a.seed * 1_000_003 + state["steps"] + 1)
+    gen = torch.Generator(device=dev).manual_seed(a.seed * 1_000_003 + state["steps"] + 1)
     # totals = what the checkpoint had + this invocation's share
     cpu0, wall0, base_cpu, base_wall = time.process_time(), time.time(), state["cpu_seconds"], state["seconds"]
     cpu_done = lambda: base_cpu + (time.process_time() - cpu0) / a.threads  # noqa: E731
     wall_done = lambda: base_wall + time.time() - wall0  # noqa: E731
-    budget_end = base_cpu + a.cpu_minutes * 60
+    if a.wall_minutes is None:
+        budget_end, spent = base_cpu + a.cpu_minutes * 60, cpu_done
+    else:
+        budget_end, spent = base_wall + a.wall_minutes * 60, wall_done
     last_log, last_save, loss_sum, loss_n, log_cpu = time.time(), time.time(), 0.0, 0, cpu_done()
-    while cpu_done() < budget_end:
+    while spent() < budget_end:
         idx = torch.multinomial(sample_weight, a.batch, replacement=True, generator=gen)
         x = x_train[idx]
-        flip = torch.rand(a.batch, generator=gen) < 0.5
+        flip = torch.rand(a.batch, generator=gen, device=dev) < 0.5
         x = torch.where(flip[:, None, None, None], x.flip(-1), x)
-        sigma = (-1.2 + 1.2 * torch.randn(a.batch, generator=gen)).exp()
-        noisy = x + sigma[:, None, None, None] * torch.randn(x.shape, generator=gen)
+        sigma = (-1.2 + 1.2 * torch.randn(a.batch, generator=gen, device=dev)).exp()
+        noisy = x + sigma[:, None, None, None] * torch.randn(x.shape, generator=gen, device=dev)
         loss_weight = (sigma**2 + sd**2) / (sigma * sd) ** 2
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16):
             denoised = edm_denoiser(unet, noisy, sigma, labels_train[idx])
         loss = (loss_weight * ((denoised.float() - x) ** 2).mean((1, 2, 3))).mean()
         opt.zero_grad(set_to_none=True)
