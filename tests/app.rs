@@ -1,6 +1,8 @@
 //! The app driven through its UI with egui_kittest: real widgets, real pointer and key events, and a
 //! real worker thread running the built-in model. File dialogs answer from a script.
 
+mod common;
+
 use cmpaint::app::App;
 use cmpaint::app::dialogs::Dialogs;
 use cmpaint::paint::brush::Tool;
@@ -2083,18 +2085,10 @@ fn file_dialogs_never_block_and_a_path_field_stands_in_where_none_can_open() {
 /// result's recipe, and "from the seed" gives each image of a batch its seed's style.
 #[test]
 fn a_model_with_styles_offers_a_style_picker_and_results_record_their_style() {
-    use cmpaint::engine::model::load::{Checkpoint, save_project};
     let dir = tempfile::tempdir().unwrap();
-    let ck = Checkpoint::embedded_default(None).unwrap();
-    let mut config = ck.config.clone();
-    config.styles = vec!["plain".into(), "fancy".into()];
-    let model = dir.path().join("styled.safetensors");
-    save_project(
-        &model,
-        &config,
-        &ck.load_tensors(&candle_core::Device::Cpu).unwrap(),
-    )
-    .unwrap();
+    let model = common::builtin_with(dir.path(), "styled.safetensors", |config| {
+        config.styles = vec!["plain".into(), "fancy".into()];
+    });
     let script = Scripted::default();
     let mut h = harness(script.clone());
     assert!(

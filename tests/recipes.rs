@@ -7,7 +7,7 @@ mod common;
 use cmpaint::job::{ModelSource, Steps, load_model, plan, run_recipe};
 use cmpaint::picture::{decode, to_rgb8};
 use cmpaint::recipe::{Operation, read_grid, read_recipe};
-use common::{cmpaint, flat_png, s, write_noise};
+use common::{builtin_with, cmpaint, flat_png, s, write_noise};
 use std::path::{Path, PathBuf};
 
 fn builtin() -> PathBuf {
@@ -206,21 +206,13 @@ fn rerun_says_what_is_missing_or_changed() {
 /// same time indices — and the same pixels — from the CLI as from the app's job layer.
 #[test]
 fn the_cli_and_the_app_plan_a_strength_alike() {
-    use cmpaint::engine::model::load::{Checkpoint, save_project};
     let dir = tempfile::tempdir().unwrap();
-    let ck = Checkpoint::embedded_default(None).unwrap();
-    let mut config = ck.config.clone();
-    config.name = "emoji32-narrow".into();
-    config.sampling.sigma_min = 0.02;
-    config.sampling.sigma_max = 20.0;
-    config.sampling.rho = 3.0;
-    let model = dir.path().join("narrow.safetensors");
-    save_project(
-        &model,
-        &config,
-        &ck.load_tensors(&candle_core::Device::Cpu).unwrap(),
-    )
-    .unwrap();
+    let model = builtin_with(dir.path(), "narrow.safetensors", |config| {
+        config.name = "emoji32-narrow".into();
+        config.sampling.sigma_min = 0.02;
+        config.sampling.sigma_max = 20.0;
+        config.sampling.rho = 3.0;
+    });
 
     let picture = flat_png(dir.path(), "flat.png", 32, 90);
     let out = dir.path().join("cli.png");
@@ -279,19 +271,11 @@ fn the_cli_and_the_app_plan_a_strength_alike() {
 /// by name, each image's style from its seed when none is given, and recipes that say which.
 #[test]
 fn a_style_is_a_second_label_beside_the_class() {
-    use cmpaint::engine::model::load::{Checkpoint, save_project};
     let dir = tempfile::tempdir().unwrap();
-    let ck = Checkpoint::embedded_default(None).unwrap();
-    let mut config = ck.config.clone();
     // the built-in model's 10 labels, read as 5 classes × 2 styles
-    config.styles = vec!["plain".into(), "fancy".into()];
-    let model = dir.path().join("styled.safetensors");
-    save_project(
-        &model,
-        &config,
-        &ck.load_tensors(&candle_core::Device::Cpu).unwrap(),
-    )
-    .unwrap();
+    let model = builtin_with(dir.path(), "styled.safetensors", |config| {
+        config.styles = vec!["plain".into(), "fancy".into()];
+    });
     let run = |args: &[&str], out: &Path| {
         let mut all = vec!["generate", "--device", "cpu", "-o", s(out)];
         all.extend(args);

@@ -2,14 +2,14 @@
 
 use super::{
     ModelArgs, OdeArgs, RunArgs, Unlabelled, check_memory, checked_steps, class_labels, load,
-    noise_file, noise_source, on_step, picture_output, progress, report_cost, styles, write_output,
+    noise_file, noise_source, picture_output, run_and_write, styles, write_output,
 };
 use crate::job::io::{
     estimate_sigma, mask_to_tensor, picture_to_tensor, read_tensor_image, tensor_to_rgb8,
 };
 use crate::job::{
-    self, EDIT_STEPS, Explicit, Parameterization, RunOptions, Steps, denoise, network_calls,
-    noise_draws, per_image, plan_with, recipe_steps, strength_to_index,
+    EDIT_STEPS, Explicit, Parameterization, RunOptions, Steps, denoise, noise_draws, plan_with,
+    strength_to_index,
 };
 use crate::picture::{Resize, decode, to_model_size, to_rgb8};
 use crate::recipe::{EmbeddedImage, FileRef, FileRole, Operation, sha256_file};
@@ -285,10 +285,6 @@ pub fn run(args: EditArgs) -> Result<()> {
     let p = cfg.sampling.parameterization;
     let (noise, _) = noise_source(&args.run, [batch, 3, h, w], None, noise_draws(&recipe, p))?;
     recipe.files.extend(noise_file(&args.run)?);
-    let bar = progress(
-        recipe_steps(&recipe, p),
-        args.task.to_possible_value().expect("named").get_name(),
-    );
     // the picture is embedded in the recipe (a PNG), or named by its hash (a tensor image, whose
     // values a PNG would round)
     if is_tensor_file(&args.image) {
@@ -306,26 +302,15 @@ pub fn run(args: EditArgs) -> Result<()> {
         recipe.mask = Some(EmbeddedImage::from_mask(mw, mh, &values)?);
     }
     let opts = RunOptions {
-        labels: labels.clone(),
-        styles: styles.clone(),
+        labels,
+        styles,
         noise,
         images: Some(images),
         mask,
         ..RunOptions::batch(batch)
     };
-    let started = std::time::Instant::now();
-    let x = job::run(&m.model, &m.device, &recipe, opts, &mut on_step(&bar))?
-        .context("the edit was cancelled")?;
-    bar.finish_and_clear();
-    report_cost(network_calls(&recipe, p), started);
-    let recipes = per_image(
-        &recipe,
-        batch,
-        labels.as_deref(),
-        styles.as_deref(),
-        cfg.styles.len(),
-    );
-    write_output(&args.run, &x, args.separate, &recipes)
+    let what = args.task.to_possible_value().expect("named");
+    run_and_write(&m, &recipe, opts, what.get_name(), &args.run, args.separate)
 }
 
 /// --ts and a start (--strength or --strength-index) must agree on the first index.

@@ -2,14 +2,11 @@
 
 use super::{
     ModelArgs, OdeArgs, RunArgs, Unlabelled, check_memory, checked_steps, class_labels, load,
-    noise_file, noise_source, on_step, picture_output, progress, report_cost, styles, write_output,
+    noise_file, noise_source, picture_output, run_and_write, styles,
 };
-use crate::job::{
-    self, Explicit, RunOptions, Steps, network_calls, noise_draws, per_image, plan_with,
-    recipe_steps,
-};
+use crate::job::{Explicit, RunOptions, Steps, noise_draws, plan_with};
 use crate::recipe::Operation;
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use clap::Args;
 
 #[derive(Args, Debug)]
@@ -89,25 +86,12 @@ pub fn run(args: GenerateArgs) -> Result<()> {
     let labels = class_labels(&args.run, cfg, shape[0], Unlabelled::FromSeed)?;
     let styles = styles(&args.run, cfg, shape[0])?;
     recipe.files.extend(noise_file(&args.run)?);
-    let bar = progress(recipe_steps(&recipe, p), "sampling");
     let opts = RunOptions {
-        labels: labels.clone(),
-        styles: styles.clone(),
+        labels,
+        styles,
         noise,
         size: Some((shape[2], shape[3])),
         ..RunOptions::batch(shape[0])
     };
-    let started = std::time::Instant::now();
-    let x = job::run(&m.model, &m.device, &recipe, opts, &mut on_step(&bar))?
-        .context("sampling was cancelled")?;
-    bar.finish_and_clear();
-    report_cost(network_calls(&recipe, p), started);
-    let recipes = per_image(
-        &recipe,
-        shape[0],
-        labels.as_deref(),
-        styles.as_deref(),
-        cfg.styles.len(),
-    );
-    write_output(&args.run, &x, args.separate, &recipes)
+    run_and_write(&m, &recipe, opts, "sampling", &args.run, args.separate)
 }

@@ -12,14 +12,16 @@ mod upscale;
 
 use crate::file_io::write_bytes;
 use crate::job::io::{NoiseSource, ReplayNoise, tensor_to_rgb8, write_tensor_image};
-use crate::job::{LoadedModel, ModelSource, load_model};
+use crate::job::{
+    self, LoadedModel, ModelSource, RunOptions, load_model, network_calls, per_image, recipe_steps,
+};
 use crate::job::{
     MAX_STEPS, ModelConfig, Parameterization, Precision, Step, check_run_memory, preset, presets,
     read_config_file, select_device,
 };
 use crate::picture::{Rgb8, grid};
 use crate::recipe::{FileRef, FileRole, GridRecipe, Recipe, Sampler, encode_png_grid, sha256_file};
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use candle_core::{Device, Tensor};
 use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -390,6 +392,35 @@ fn write_output(run: &RunArgs, x: &Tensor, separate: bool, recipes: &[Recipe]) -
         eprintln!("wrote {}", path.display());
     }
     Ok(())
+}
+
+/// Runs a planned recipe with a progress bar (`what` it is doing), says what it cost, and writes the
+/// images with each one's recipe.
+fn run_and_write(
+    m: &Loaded,
+    recipe: &Recipe,
+    opts: RunOptions,
+    what: &str,
+    run: &RunArgs,
+    separate: bool,
+) -> Result<()> {
+    let p = m.config.sampling.parameterization;
+    let (batch, labels, styles) = (opts.batch, opts.labels.clone(), opts.styles.clone());
+    let bar = progress(recipe_steps(recipe, p), what);
+    let started = std::time::Instant::now();
+    let x = job::run(&m.model, &m.device, recipe, opts, &mut on_step(&bar))?
+        .with_context(|| format!("{what} was cancelled"))?;
+    bar.finish_and_clear();
+    report_cost(network_calls(recipe, p), started);
+    let n_styles = m.config.styles.len();
+    let recipes = per_image(
+        recipe,
+        batch,
+        labels.as_deref(),
+        styles.as_deref(),
+        n_styles,
+    );
+    write_output(run, &x, separate, &recipes)
 }
 
 /// A PNG with its images' recipes (none where the run had none to give).

@@ -95,3 +95,19 @@ pub fn flat_png(dir: &std::path::Path, name: &str, side: usize, grey: u8) -> std
     .unwrap();
     path
 }
+
+/// The built-in model saved as `dir/name` (project format) with its config changed by `edit`
+/// (another σ range, styles…): the same weights, read another way.
+pub fn builtin_with(
+    dir: &std::path::Path,
+    name: &str,
+    edit: impl FnOnce(&mut cmpaint::engine::model::spec::ModelConfig),
+) -> PathBuf {
+    use cmpaint::engine::model::load::{Checkpoint, save_project};
+    let ck = Checkpoint::embedded_default(None).unwrap();
+    let mut config = ck.config.clone();
+    edit(&mut config);
+    let path = dir.join(name);
+    save_project(&path, &config, &ck.load_tensors(&Device::Cpu).unwrap()).unwrap();
+    path
+}
