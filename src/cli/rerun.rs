@@ -41,7 +41,6 @@ pub fn run(args: RerunArgs) -> Result<()> {
         let stem = args.picture.with_extension("");
         PathBuf::from(format!("{}-rerun.png", stem.display()))
     });
-    let (model, device) = load_recipe_model(first, &args)?;
     let batch = recipes.len();
     // a grid's cells are one batch run: consecutive seeds from the first
     let one_run = recipes
@@ -51,6 +50,7 @@ pub fn run(args: RerunArgs) -> Result<()> {
     if !one_run {
         bail!("the cells' seeds are not one batch run's; this picture was not written by cmpaint");
     }
+    let (model, device) = load_recipe_model(first, &args)?;
     let mut opts = RunOptions {
         // each cell's own class and style
         labels: first
@@ -80,7 +80,10 @@ pub fn run(args: RerunArgs) -> Result<()> {
     })?
     .context("the run was cancelled")?;
     // the app exports a result enlarged (Export scale) with the plain recipe: the same whole factor
+    // (a tensor output keeps the model's size)
+    let tensor_output = output.extension().is_some_and(|e| e == "safetensors");
     let scale = match crate::picture::dimensions(&args.picture) {
+        _ if tensor_output => 1,
         Ok((w, _)) if grid_recipe.cells.len() == 1 && x.dim(3)? > 0 => {
             let w = w as usize;
             match w % x.dim(3)? {
@@ -92,6 +95,9 @@ pub fn run(args: RerunArgs) -> Result<()> {
     };
     let run = super::RunArgs::for_output(&output, scale, &args.device);
     write_output(&run, &x, false, &recipes)?;
+    if tensor_output {
+        return Ok(());
+    }
     report_sameness(&args.picture, &output, &x, scale)
 }
 

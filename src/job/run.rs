@@ -113,11 +113,11 @@ pub fn run(
         }
         Operation::Interpolate { seed_b, alpha } => {
             let z_a = noise.next(&shape)?;
-            let shape: Vec<usize> = z_a.dims().to_vec();
             // a replay holds z_b after z_a; seeds draw each from its own generator
-            let z_b = match replay {
-                true => noise.next(&shape)?,
-                false => SeededNoise::new(*seed_b, batch).next(&shape)?,
+            let z_b = if replay {
+                noise.next(&shape)?
+            } else {
+                SeededNoise::new(*seed_b, batch).next(&shape)?
             };
             let alphas = opts.alphas.unwrap_or_else(|| vec![*alpha]);
             let frames = interpolate(
