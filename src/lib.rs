@@ -2,10 +2,11 @@
 //!
 //! Layers: `app` (egui; feature `app`, on by default) → `paint` (document, strokes, project files) and
 //! `worker` (thread, owns the model) → `job` (a recipe planned and run) → `engine` (tensors in,
-//! tensors out); `cli` → `job` (and `engine` for `info`, `convert` and its file formats). `recipe`
-//! is the plain-data description of one result;
+//! tensors out); `cli` → `job` (and `engine` for `info` and `convert`). `recipe` is the plain-data
+//! description of one result;
 //! `picture` (pixels: decode, resize, PNG/GIF), `file_io` (bounded reads of a user's files, atomic
-//! writes) and `labels` (class names) are leaves every layer may use.
+//! writes) and `labels` (class names) are leaves every layer may use. `tests/layering.rs` holds the
+//! arrows allowed.
 #[cfg(feature = "app")]
 pub mod app;
 pub mod cli;

@@ -1,5 +1,6 @@
-//! The command line: `cmpaint generate | edit | interpolate | info | convert | presets`, over the same
-//! engine the app uses. anyhow lives here only.
+//! The command line: `cmpaint generate | edit | interpolate | rerun | info | convert | presets`. Every
+//! sampling command plans a recipe and runs it through the job layer the app's worker uses; only
+//! `info` and `convert` (`info.rs`) read model files through the engine itself. anyhow lives here only.
 
 mod edit;
 mod frames;
