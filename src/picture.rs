@@ -352,10 +352,20 @@ pub fn to_rgb8(img: &image::DynamicImage) -> Rgb8 {
 /// Writes frames as a looping animation, `fps` frames per second: a GIF when `path` ends in `.gif`
 /// (what people share; 256 colours per frame), else an animated PNG (exact colours).
 pub fn write_animation(path: &Path, frames: &[Rgb8], fps: u16) -> Result<()> {
+    write_animation_with_text(path, frames, fps, None)
+}
+
+/// [`write_animation`] with a text chunk (keyword, text) in an animated PNG (a GIF has none).
+pub fn write_animation_with_text(
+    path: &Path,
+    frames: &[Rgb8],
+    fps: u16,
+    text: Option<(&str, &str)>,
+) -> Result<()> {
     if is_gif(path) {
         write_gif(path, frames, fps)
     } else {
-        write_apng(path, frames, fps)
+        write_apng(path, frames, fps, text)
     }
 }
 
@@ -390,7 +400,12 @@ pub fn write_gif(path: &Path, frames: &[Rgb8], fps: u16) -> Result<()> {
 }
 
 /// Writes frames as an animated PNG that loops forever, `fps` frames per second.
-pub fn write_apng(path: &Path, frames: &[Rgb8], fps: u16) -> Result<()> {
+pub fn write_apng(
+    path: &Path,
+    frames: &[Rgb8],
+    fps: u16,
+    chunk: Option<(&str, &str)>,
+) -> Result<()> {
     let fail = |e: String| {
         PictureError(format!(
             "{}: cannot write animated PNG: {e}",
@@ -405,6 +420,10 @@ pub fn write_apng(path: &Path, frames: &[Rgb8], fps: u16) -> Result<()> {
         enc.set_depth(png::BitDepth::Eight);
         enc.set_animated(frames.len() as u32, 0).map_err(text)?;
         enc.set_frame_delay(1, fps.max(1)).map_err(text)?;
+        if let Some((keyword, chunk)) = chunk {
+            enc.add_itxt_chunk(keyword.to_string(), chunk.to_string())
+                .map_err(text)?;
+        }
         let mut writer = enc.write_header().map_err(text)?;
         for frame in frames {
             writer.write_image_data(&frame.pixels).map_err(text)?;
@@ -412,6 +431,27 @@ pub fn write_apng(path: &Path, frames: &[Rgb8], fps: u16) -> Result<()> {
         writer.finish().map_err(text)
     })
     .map_err(|e| PictureError(format!("cannot write animated PNG: {e}")))
+}
+
+/// Every frame of an animated PNG (a still PNG or JPEG: its one picture), as RGB.
+pub fn decode_frames(path: &Path) -> Result<Vec<Rgb8>> {
+    use image::AnimationDecoder;
+    let bytes = crate::file_io::read(path, crate::file_io::limit::PICTURE)
+        .map_err(|e| PictureError(e.to_string()))?;
+    let fail = |e: image::ImageError| PictureError(format!("{}: {e}", path.display()));
+    let decoder = image::codecs::png::PngDecoder::new(std::io::Cursor::new(&bytes[..]));
+    match decoder {
+        Ok(d) if d.is_apng().map_err(fail)? => d
+            .apng()
+            .map_err(fail)?
+            .into_frames()
+            .map(|f| {
+                let rgba = f.map_err(fail)?.into_buffer();
+                Ok(to_rgb8(&image::DynamicImage::ImageRgba8(rgba)))
+            })
+            .collect(),
+        _ => Ok(vec![to_rgb8(&decode(path)?)]),
+    }
 }
 
 #[cfg(test)]

@@ -148,6 +148,20 @@ pub enum Operation {
     SuperRes {
         factor: usize,
     },
+    /// The picture grown past a border (`side`: left, right, up or down) by `pixels`, frame by frame
+    /// (frames of `frame`², each keeping `overlap` of its side over the picture), each frame an
+    /// inpaint from the next seed. A whole run of the CLI's `edit outpaint`.
+    Outpaint {
+        side: String,
+        pixels: usize,
+        overlap: f64,
+        frame: usize,
+    },
+    /// The picture made `factor` times larger, tile by tile (each a super-resolution from the next
+    /// seed). A whole run of the CLI's `edit superres --enlarge`.
+    Enlarge {
+        factor: usize,
+    },
 }
 
 impl Operation {
@@ -159,6 +173,8 @@ impl Operation {
             Operation::Inpaint => "inpaint",
             Operation::Colorize => "colorize",
             Operation::SuperRes { .. } => "super-resolve",
+            Operation::Outpaint { .. } => "outpaint",
+            Operation::Enlarge { .. } => "enlarge",
         }
     }
 
@@ -171,13 +187,29 @@ impl Operation {
                 Some(format!("α {alpha:.2} to seed {seed_b}"))
             }
             Operation::SdEdit { strength } => Some(format!("strength {strength:.2}")),
-            Operation::SuperRes { factor } => Some(format!("×{factor}")),
+            Operation::SuperRes { factor } | Operation::Enlarge { factor } => {
+                Some(format!("×{factor}"))
+            }
+            Operation::Outpaint {
+                side,
+                pixels,
+                overlap,
+                frame,
+            } => Some(format!(
+                "{side} {pixels} px, frames {frame}², overlap {overlap:.2}"
+            )),
         }
     }
 
     /// Whether the operation starts from the picture (and so embeds it in the recipe).
     pub fn needs_input(&self) -> bool {
         !matches!(self, Operation::Generate | Operation::Interpolate { .. })
+    }
+
+    /// Whether it is a run of many frames (each a recipe of its own kind, seeds counting up) rather
+    /// than one network run.
+    pub fn is_frame_run(&self) -> bool {
+        matches!(self, Operation::Outpaint { .. } | Operation::Enlarge { .. })
     }
 }
 
@@ -444,6 +476,16 @@ pub struct GridRecipe {
     pub recipe: Recipe,
     pub cells: Vec<Cell>,
     pub scale: usize,
+    /// An animation (`interpolate --frames`): the grid again at every α, at a frame rate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub strip: Option<Strip>,
+}
+
+/// The frames of an interpolation strip: the α of each, and frames per second.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Strip {
+    pub alphas: Vec<f64>,
+    pub fps: u16,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -468,7 +510,13 @@ impl GridRecipe {
                 })
                 .collect(),
             scale,
+            strip: None,
         }
+    }
+
+    /// As JSON, for a PNG's text chunk under [`GRID_KEYWORD`].
+    pub fn to_json(&self) -> Result<String, RecipeError> {
+        json(self)
     }
 
     /// Every cell's own recipe (an interpolation's second seed moves with the first).

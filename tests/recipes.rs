@@ -399,3 +399,99 @@ fn an_app_export_reruns_from_the_command_line() {
         recipe
     );
 }
+
+/// An outpaint and an enlargement are runs of many frames: their PNGs carry the whole run's recipe
+/// (the picture they started from, the settings, the first frame's seed) and rerun replays it frame
+/// by frame to the same pixels.
+#[test]
+fn outpaint_and_enlarge_rerun_frame_by_frame() {
+    let dir = tempfile::tempdir().unwrap();
+    let picture = dir.path().join("start.png");
+    cmpaint::picture::write_png(
+        &picture,
+        &cmpaint::picture::Rgb8 {
+            width: 32,
+            height: 32,
+            pixels: (0..32 * 32 * 3).map(|i| (i * 13 % 241) as u8).collect(),
+        },
+    )
+    .unwrap();
+    let grown = dir.path().join("grown.png");
+    let (ok, _, err) = cmpaint(&[
+        "edit",
+        "outpaint",
+        "--image",
+        s(&picture),
+        "--extend",
+        "left:16",
+        "--seed",
+        "3",
+        "--device",
+        "cpu",
+        "-o",
+        s(&grown),
+    ]);
+    assert!(ok, "{err}");
+    let recipe = read_recipe(&std::fs::read(&grown).unwrap()).unwrap();
+    assert!(matches!(
+        recipe.operation,
+        Operation::Outpaint { pixels: 16, .. }
+    ));
+    std::fs::remove_file(&picture).unwrap(); // the recipe holds the picture it started from
+    rerun_same(&grown, &[]);
+    let (ok, stdout, _) = cmpaint(&["info", s(&grown)]);
+    assert!(
+        ok && stdout.contains("outpaint · seed 3 · left 16 px"),
+        "{stdout}"
+    );
+
+    let small = flat_png(dir.path(), "small.png", 16, 120);
+    let big = dir.path().join("big.png");
+    let (ok, _, err) = cmpaint(&[
+        "edit",
+        "superres",
+        "--enlarge",
+        "--factor",
+        "2",
+        "--image",
+        s(&small),
+        "--device",
+        "cpu",
+        "-o",
+        s(&big),
+    ]);
+    assert!(ok, "{err}");
+    rerun_same(&big, &[]);
+}
+
+/// An interpolation strip written as an animated PNG carries its recipes (the grid at every α, the
+/// frame rate); rerun makes every frame again.
+#[test]
+fn an_interpolation_strip_reruns_frame_for_frame() {
+    let dir = tempfile::tempdir().unwrap();
+    let strip = dir.path().join("strip.png");
+    let (ok, _, err) = cmpaint(&[
+        "interpolate",
+        "--seed-a",
+        "2",
+        "--seed-b",
+        "9",
+        "--frames",
+        "4",
+        "--batch",
+        "2",
+        "--fps",
+        "6",
+        "--device",
+        "cpu",
+        "-o",
+        s(&strip),
+    ]);
+    assert!(ok, "{err}");
+    let grid = read_grid(&std::fs::read(&strip).unwrap()).unwrap();
+    let alphas = &grid.strip.as_ref().unwrap().alphas;
+    assert_eq!(alphas.len(), 4);
+    assert_eq!((grid.cells.len(), grid.strip.as_ref().unwrap().fps), (2, 6));
+    assert_eq!(cmpaint::picture::decode_frames(&strip).unwrap().len(), 4);
+    rerun_same(&strip, &[]);
+}

@@ -8,7 +8,8 @@ use crate::job::io::{mask_to_tensor, picture_to_tensor, tensor_to_rgb8};
 use crate::job::{self, Explicit, RunOptions, Steps, network_calls, plan_with};
 use crate::paint::document::Document;
 use crate::paint::frame::Frame;
-use crate::recipe::{Operation, Recipe, Sampler};
+use crate::picture::Rgb8;
+use crate::recipe::{EmbeddedImage, Operation, Recipe, Sampler};
 use anyhow::{Context, Result};
 
 pub(super) struct FrameEditor<'a> {
@@ -45,13 +46,13 @@ impl<'a> FrameEditor<'a> {
             frames: 0,
             calls_per_frame: 0,
         };
-        let recipe = editor.plan(FrameTask::Inpaint)?;
+        let recipe = editor.plan(FrameTask::Inpaint, 0)?;
         editor.calls_per_frame = network_calls(&recipe, cfg.sampling.parameterization);
         Ok(editor)
     }
 
-    /// The recipe of the next frame: the model's editing grid, this frame's seed.
-    fn plan(&self, task: FrameTask) -> Result<Recipe> {
+    /// The recipe of frame `index`: the model's editing grid, the frame's seed.
+    fn plan(&self, task: FrameTask, index: usize) -> Result<Recipe> {
         let operation = match task {
             FrameTask::Inpaint => Operation::Inpaint,
             FrameTask::SuperRes { factor } => Operation::SuperRes { factor },
@@ -60,7 +61,7 @@ impl<'a> FrameEditor<'a> {
             sampler: self.sampler.clone(),
             ..Explicit::default()
         };
-        let seed = self.seed.wrapping_add(self.frames as u64);
+        let seed = self.seed.wrapping_add(index as u64);
         let class = self.labels.as_ref().map(|l| l[0]);
         let mut recipe = plan_with(
             &self.model.info,
@@ -71,6 +72,15 @@ impl<'a> FrameEditor<'a> {
             &explicit,
         )?;
         recipe.style = self.style;
+        Ok(recipe)
+    }
+
+    /// The recipe of the whole run — `operation` (an outpaint or an enlargement) on `picture`, the
+    /// first frame's seed, class and style, each frame's grid — which `rerun` replays frame by frame.
+    pub fn whole_run(&self, operation: Operation, picture: &Rgb8) -> Result<Recipe> {
+        let mut recipe = self.plan(FrameTask::Inpaint, 0)?;
+        recipe.operation = operation;
+        recipe.input = Some(EmbeddedImage::from_rgb(picture)?);
         Ok(recipe)
     }
 
@@ -95,7 +105,7 @@ impl<'a> FrameEditor<'a> {
             }
             FrameTask::SuperRes { .. } => None,
         };
-        let recipe = self.plan(task)?;
+        let recipe = self.plan(task, self.frames)?;
         let opts = RunOptions {
             images: Some(picture_to_tensor(&input.image, &m.device)?),
             mask,

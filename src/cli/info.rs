@@ -44,6 +44,15 @@ fn print_recipes(path: &Path) -> Result<()> {
     for r in &recipes {
         println!("  {}", r.describe());
     }
+    if let Some(strip) = &grid.strip {
+        let alphas: Vec<String> = strip.alphas.iter().map(|a| format!("{a:.3}")).collect();
+        println!(
+            "an animation of {} frames at {} fps, α {}",
+            alphas.len(),
+            strip.fps,
+            alphas.join(", ")
+        );
+    }
     let mut shown = serde_json::to_value(&grid.recipe)?;
     for key in ["input", "mask"] {
         if let Some(img) = shown.get_mut(key).filter(|v| !v.is_null()) {

@@ -6,9 +6,10 @@ use super::{
 };
 use crate::job::io::tensor_to_rgb8;
 use crate::job::{self, RunOptions, Steps, per_image, plan};
-use crate::picture::{grid, is_gif, write_animation};
-use crate::recipe::Operation;
+use crate::picture::{grid, is_gif, write_animation_with_text};
+use crate::recipe::{GRID_KEYWORD, GridRecipe, Operation, Strip};
 use anyhow::{Context, Result, bail};
+use candle_core::Tensor;
 use clap::Args;
 
 #[derive(Args, Debug)]
@@ -86,6 +87,7 @@ pub fn run(args: InterpolateArgs) -> Result<()> {
         seed_b: args.seed_b,
         alpha: alphas[0],
     };
+    let alphas_of_strip = args.frames.map(|_| alphas.clone());
     let mut recipe = plan(&m.info, operation, args.seed_a, None, Steps::One)?;
     recipe.files.extend(noise_file(&args.run)?);
     let opts = RunOptions {
@@ -93,41 +95,56 @@ pub fn run(args: InterpolateArgs) -> Result<()> {
         styles: styles.clone(),
         noise,
         size: Some((shape[2], shape[3])),
-        alphas: Some(alphas),
+        alphas: Some(alphas.clone()),
         ..RunOptions::batch(batch)
     };
     let x = job::run(&m.model, &m.device, &recipe, opts, &mut |_| {
         std::ops::ControlFlow::Continue(())
     })?
     .context("interpolation was cancelled")?;
-    let frames = x.chunk(x.dim(0)? / batch, 0)?;
-    if args.frames.is_none() {
-        let recipes = per_image(
-            &recipe,
-            batch,
-            labels.as_deref(),
-            styles.as_deref(),
-            cfg.styles.len(),
-        );
-        return write_output(&args.run, &x, false, &recipes);
+    let recipes = per_image(
+        &recipe,
+        batch,
+        labels.as_deref(),
+        styles.as_deref(),
+        cfg.styles.len(),
+    );
+    match alphas_of_strip {
+        None => write_output(&args.run, &x, false, &recipes),
+        Some(_) if output_kind(&args.run.output)? == OutputKind::Tensor => {
+            write_output(&args.run, &x, false, &[])
+        }
+        Some(alphas) => {
+            let strip = GridRecipe {
+                strip: Some(Strip {
+                    alphas,
+                    fps: args.fps,
+                }),
+                ..GridRecipe::new(&recipes, args.run.scale as usize)
+            };
+            write_strip(&args.run.output, &x, &strip)
+        }
     }
-    if args.frames.is_none() || output_kind(&args.run.output)? == OutputKind::Tensor {
-        return write_output(&args.run, &x, false, &[]);
-    }
-    let images = frames
-        .iter()
+}
+
+/// An interpolation strip — `x` holds every frame's grid in turn — as an animation, an animated
+/// PNG carrying its recipes (`strip`).
+pub(super) fn write_strip(path: &std::path::Path, x: &Tensor, strip: &GridRecipe) -> Result<()> {
+    let (cells, alphas) = (
+        strip.cells.len(),
+        &strip.strip.as_ref().expect("a strip").alphas,
+    );
+    let images = (0..alphas.len())
         .map(|f| {
-            let tiles = (0..batch)
-                .map(|i| Ok(tensor_to_rgb8(&f.get(i)?)?.enlarged(args.run.scale as usize)))
+            let tiles = (0..cells)
+                .map(|i| Ok(tensor_to_rgb8(&x.get(f * cells + i)?)?.enlarged(strip.scale)))
                 .collect::<Result<Vec<_>>>()?;
             Ok(grid(&tiles))
         })
         .collect::<Result<Vec<_>>>()?;
-    write_animation(&args.run.output, &images, args.fps)?;
-    eprintln!(
-        "wrote {} ({} frames)",
-        args.run.output.display(),
-        images.len()
-    );
+    let json = strip.to_json()?;
+    let fps = strip.strip.as_ref().map_or(10, |s| s.fps);
+    write_animation_with_text(path, &images, fps, Some((GRID_KEYWORD, &json)))?;
+    eprintln!("wrote {} ({} frames)", path.display(), images.len());
     Ok(())
 }

@@ -9,6 +9,7 @@ use crate::job::io::picture_to_tensor;
 use crate::paint::document::{Document, Side};
 use crate::paint::frame::{Frame, band_starts};
 use crate::picture::{decode, to_rgb8};
+use crate::recipe::Operation;
 use anyhow::{Context, Result, bail};
 
 /// `--extend SIDE:N`: which border grows, by how many pixels.
@@ -46,7 +47,8 @@ pub fn run(args: &EditArgs) -> Result<()> {
     let m = load(&args.model, &args.run)?;
     let cfg = &m.config;
     let size = cfg.unet.image_size;
-    let mut doc = Document::from_picture(&to_rgb8(&decode(&args.image)?));
+    let original = to_rgb8(&decode(&args.image)?);
+    let mut doc = Document::from_picture(&original);
     doc.extend(extend.side, extend.pixels)
         .map_err(anyhow::Error::msg)?;
     let (w, h) = (doc.width, doc.height);
@@ -100,6 +102,15 @@ pub fn run(args: &EditArgs) -> Result<()> {
         }
     );
     report_cost(frames * editor.calls_per_frame, started);
+    let recipe = editor.whole_run(
+        Operation::Outpaint {
+            side: format!("{:?}", extend.side).to_lowercase(),
+            pixels: extend.pixels,
+            overlap,
+            frame: frame_size,
+        },
+        &original,
+    )?;
     let picture = picture_to_tensor(&doc.composite(), &m.device)?;
-    write_output(&args.run, &picture, false, &[])
+    write_output(&args.run, &picture, false, &[recipe])
 }

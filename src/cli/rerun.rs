@@ -3,13 +3,13 @@
 
 use super::{ModelArgs, load_model_for, write_output};
 use crate::file_io::{self, limit};
-use crate::job::io::{ReplayNoise, read_tensor_image, tensor_to_rgb8};
+use crate::job::io::{ReplayNoise, read_tensor_image};
 use crate::job::{self, LoadedModel, ModelSource, RunOptions};
-use crate::picture::{decode, grid, to_rgb8};
+use crate::picture::{Rgb8, decode_frames};
 use crate::recipe::{FileRef, FileRole, GridRecipe, Operation, Recipe, read_grid, sha256_file};
 use anyhow::{Context, Result, bail};
 use candle_core::{Device, Tensor};
-use clap::Args;
+use clap::{Args, Parser};
 use std::path::{Path, PathBuf};
 
 #[derive(Args, Debug)]
@@ -50,7 +50,11 @@ pub fn run(args: RerunArgs) -> Result<()> {
     if !one_run {
         bail!("the cells' seeds are not one batch run's; this picture was not written by cmpaint");
     }
-    let (model, device) = load_recipe_model(first, &args)?;
+    let source = recipe_model(first, &args)?;
+    if first.operation.is_frame_run() {
+        return rerun_frames(first, &source, &args, &output);
+    }
+    let (model, device) = load_model_for(&source, &args.device)?;
     let mut opts = RunOptions {
         // each cell's own class and style
         labels: first
@@ -75,13 +79,20 @@ pub fn run(args: RerunArgs) -> Result<()> {
             }
         }
     }
+    if let Some(strip) = &grid_recipe.strip {
+        opts.alphas = Some(strip.alphas.clone());
+    }
     let x = job::run(&model, &device, first, opts, &mut |_| {
         std::ops::ControlFlow::Continue(())
     })?
     .context("the run was cancelled")?;
-    // the app exports a result enlarged (Export scale) with the plain recipe: the same whole factor
-    // (a tensor output keeps the model's size)
+    // a tensor output keeps the model's size and holds every frame of a strip
     let tensor_output = output.extension().is_some_and(|e| e == "safetensors");
+    if grid_recipe.strip.is_some() && !tensor_output {
+        super::interpolate::write_strip(&output, &x, &grid_recipe)?;
+        return report_sameness(&args.picture, &output);
+    }
+    // the app exports a result enlarged (Export scale) with the plain recipe: the same whole factor
     let scale = match crate::picture::dimensions(&args.picture) {
         _ if tensor_output => 1,
         Ok((w, _)) if grid_recipe.cells.len() == 1 && x.dim(3)? > 0 => {
@@ -98,12 +109,84 @@ pub fn run(args: RerunArgs) -> Result<()> {
     if tensor_output {
         return Ok(());
     }
-    report_sameness(&args.picture, &output, &x, scale)
+    report_sameness(&args.picture, &output)
+}
+
+/// An outpaint or an enlargement replayed as it ran: `cmpaint edit` over the recipe's picture (a
+/// temporary file) with the recipe's settings, frame by frame.
+fn rerun_frames(
+    recipe: &Recipe,
+    source: &ModelSource,
+    args: &RerunArgs,
+    output: &Path,
+) -> Result<()> {
+    let picture = recipe
+        .input
+        .as_ref()
+        .context("the recipe holds no picture to start from")?
+        .to_rgb()?;
+    let input = std::env::temp_dir().join(format!("cmpaint-rerun-{}.png", std::process::id()));
+    crate::picture::write_png(&input, &picture)?;
+    let mut argv: Vec<String> = vec!["cmpaint".into(), "edit".into()];
+    match &recipe.operation {
+        Operation::Outpaint {
+            side,
+            pixels,
+            overlap,
+            frame,
+        } => argv.extend([
+            "outpaint".into(),
+            format!("--extend={side}:{pixels}"),
+            format!("--overlap={overlap}"),
+            format!("--frame={frame}"),
+        ]),
+        Operation::Enlarge { factor } => argv.extend([
+            "superres".into(),
+            "--enlarge".into(),
+            format!("--factor={factor}"),
+        ]),
+        _ => unreachable!("a frame run"),
+    }
+    argv.push(format!("--image={}", input.display()));
+    argv.push(format!("--seed={}", recipe.seed));
+    argv.extend(recipe.class.map(|c| format!("--class={c}")));
+    argv.extend(recipe.style.map(|s| format!("--style={s}")));
+    argv.extend(
+        source
+            .file
+            .as_ref()
+            .map(|f| format!("--model={}", f.display())),
+    );
+    argv.extend(args.model.config.as_ref().map(|c| format!("--config={c}")));
+    if let Some(s) = &recipe.sampler {
+        argv.push(format!(
+            "--sampler={}",
+            if s.euler { "euler" } else { "heun" }
+        ));
+        argv.push(format!("--s-churn={}", s.s_churn));
+        argv.push(format!("--s-tmin={}", s.s_tmin));
+        argv.extend(s.s_tmax.map(|t| format!("--s-tmax={t}")));
+        argv.push(format!("--s-noise={}", s.s_noise));
+    }
+    argv.push(format!("--device={}", args.device));
+    argv.push(format!("--output={}", output.display()));
+    let parsed = super::Cli::try_parse_from(&argv);
+    let ran = match parsed.map(|c| c.command) {
+        Ok(Some(super::Command::Edit(edit))) => super::edit::run(edit),
+        Ok(_) => unreachable!("an edit command"),
+        Err(e) => Err(anyhow::anyhow!("the recipe's settings do not parse: {e}")),
+    };
+    let _ = std::fs::remove_file(&input);
+    ran?;
+    if output.extension().is_some_and(|e| e == "safetensors") {
+        return Ok(());
+    }
+    report_sameness(&args.picture, output)
 }
 
 /// The recipe's model: `--model` if given, else the file the recipe names (the built-in one when it
-/// names none); refused when its hash is not the recipe's.
-fn load_recipe_model(recipe: &Recipe, args: &RerunArgs) -> Result<(LoadedModel, Device)> {
+/// names none); refused, before anything loads, when its hash is not the recipe's.
+fn recipe_model(recipe: &Recipe, args: &RerunArgs) -> Result<ModelSource> {
     let file = args
         .model
         .model
@@ -121,25 +204,22 @@ fn load_recipe_model(recipe: &Recipe, args: &RerunArgs) -> Result<(LoadedModel, 
             f.display()
         );
     }
-    let source = ModelSource {
-        file,
-        ..super::model_source(&args.model)?
-    };
-    let (model, device) = load_model_for(&source, &args.device)?;
-    if model.info.sha256 != recipe.model.sha256 {
+    let sha256 = job::weights_sha256(file.as_deref())?;
+    if sha256 != recipe.model.sha256 {
         bail!(
             "{} is not the recipe's model: its SHA-256 is {}, the recipe's {} ({}) is {}",
-            source
-                .file
-                .as_ref()
+            file.as_ref()
                 .map_or("the built-in model".into(), |f| f.display().to_string()),
-            short(&model.info.sha256),
+            short(&sha256),
             recipe.model.name,
             recipe.model.file.as_deref().unwrap_or("built in"),
             short(&recipe.model.sha256)
         );
     }
-    Ok((model, device))
+    Ok(ModelSource {
+        file,
+        ..super::model_source(&args.model)?
+    })
 }
 
 fn short(sha: &str) -> String {
@@ -191,13 +271,19 @@ fn tensor_input(
     })
 }
 
-/// Says whether the new picture has the original's pixels.
-fn report_sameness(original: &Path, output: &Path, x: &Tensor, scale: usize) -> Result<()> {
-    let before = to_rgb8(&decode(original)?);
-    let cells = (0..x.dim(0)?)
-        .map(|i| Ok(tensor_to_rgb8(&x.get(i)?)?.enlarged(scale)))
-        .collect::<Result<Vec<_>>>()?;
-    let after = grid(&cells);
+/// Says whether the new picture has the original's pixels (an animation's: every frame's).
+fn report_sameness(original: &Path, output: &Path) -> Result<()> {
+    let (before, after) = (decode_frames(original)?, decode_frames(output)?);
+    if before.len() != after.len() {
+        eprintln!(
+            "{}: {} frames, the original {}",
+            output.display(),
+            after.len(),
+            before.len()
+        );
+        return Ok(());
+    }
+    let (before, after) = (joined(&before), joined(&after));
     if (before.width, before.height) != (after.width, after.height) {
         eprintln!(
             "{}: {}×{}, the original {}×{}",
@@ -220,4 +306,16 @@ fn report_sameness(original: &Path, output: &Path, x: &Tensor, scale: usize) -> 
         n => eprintln!("{n} pixels differ from {}", original.display()),
     }
     Ok(())
+}
+
+/// An animation's frames one above the other (a still picture: itself), to compare as one.
+fn joined(frames: &[Rgb8]) -> Rgb8 {
+    Rgb8 {
+        width: frames[0].width,
+        height: frames.iter().map(|f| f.height).sum(),
+        pixels: frames
+            .iter()
+            .flat_map(|f| f.pixels.iter().copied())
+            .collect(),
+    }
 }

@@ -11,6 +11,7 @@ use crate::job::io::picture_to_tensor;
 use crate::paint::document::{Document, MAX_SIDE};
 use crate::paint::frame::upscale_tiles;
 use crate::picture::{decode, keep_patch_means, to_rgb8};
+use crate::recipe::Operation;
 use anyhow::{Result, bail};
 
 /// How many pixels each tile blends into the one before it (the app's default Blend edge).
@@ -55,10 +56,11 @@ pub fn run(args: &EditArgs) -> Result<()> {
         if tiles.len() == 1 { "" } else { "s" }
     );
     report_cost(tiles.len() * editor.calls_per_frame, started);
+    let recipe = editor.whole_run(Operation::Enlarge { factor }, &picture)?;
     write_output(
         &args.run,
         &picture_to_tensor(&enlarged, &m.device)?,
         false,
-        &[],
+        &[recipe],
     )
 }

@@ -7,7 +7,9 @@ mod model;
 mod plan;
 mod run;
 
-pub use model::{LoadedModel, ModelInfo, ModelSource, hash_weights, is_builtin_name, load_model};
+pub use model::{
+    LoadedModel, ModelInfo, ModelSource, hash_weights, is_builtin_name, load_model, weights_sha256,
+};
 pub use plan::{Explicit, Steps, network_calls, noise_draws, plan, plan_with, recipe_steps};
 pub use run::{RunOptions, ode_options, per_image, run, run_recipe, style_of_seed};
 

@@ -95,13 +95,7 @@ pub fn load_model(
 ) -> Result<LoadedModel> {
     let file = source.file.as_deref();
     let ck = source.open()?;
-    let sha256 = match file {
-        Some(path) if let Some(b) = default_model::named(path) => sha256_hex(b.bytes),
-        Some(path) => hash_weights(path).map_err(|e| {
-            EngineError::InvalidInput(format!("{}: cannot read: {e}", path.display()))
-        })?,
-        None => sha256_hex(default_model::BYTES),
-    };
+    let sha256 = weights_sha256(file)?;
     let unet = ck.load_with(device, precision)?;
     let cfg = &ck.config;
     let info = ModelInfo {
@@ -119,6 +113,18 @@ pub fn load_model(
         size_guessed: ck.config_source == ConfigSource::Inferred,
         config: ck.config,
         unet,
+    })
+}
+
+/// The SHA-256 recipes name a model by: of a weight file (or a built-in model's bytes; None: the
+/// built-in default), without loading it.
+pub fn weights_sha256(file: Option<&Path>) -> Result<String> {
+    Ok(match file {
+        Some(path) if let Some(b) = default_model::named(path) => sha256_hex(b.bytes),
+        Some(path) => hash_weights(path).map_err(|e| {
+            EngineError::InvalidInput(format!("{}: cannot read: {e}", path.display()))
+        })?,
+        None => sha256_hex(default_model::BYTES),
     })
 }
 

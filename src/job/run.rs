@@ -269,6 +269,12 @@ fn edit_task(
             };
             EditTask::Inpaint { regenerate }
         }
+        Operation::Outpaint { .. } | Operation::Enlarge { .. } => {
+            return invalid(format!(
+                "{} runs frame by frame (`cmpaint edit`, `cmpaint rerun`), not as one edit",
+                op.label()
+            ));
+        }
         Operation::Generate | Operation::Interpolate { .. } => {
             unreachable!("generation is not an edit")
         }
