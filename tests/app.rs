@@ -2101,6 +2101,7 @@ fn a_model_with_styles_offers_a_style_picker_and_results_record_their_style() {
     wait_until(&mut h, "the styled model loads", |a| {
         a.model.as_ref().is_some_and(|m| m.styles.len() == 2)
     });
+    h.get_by_label_contains("5 classes × 2 styles");
     h.get_by_label("Style").click();
     h.run();
     h.get_by_label("fancy").click();

@@ -362,9 +362,10 @@ fn model_section(state: &mut AppState, ui: &mut egui::Ui, out: &mut Vec<Action>)
                 m.image_size,
                 m.image_size,
                 m.parameters as f64 / 1e6,
-                match m.num_classes {
-                    Some(n) => format!("{n} classes"),
-                    None => "unconditional".into(),
+                match (m.num_classes, m.styles.len()) {
+                    (Some(n), 0) => format!("{n} classes"),
+                    (Some(n), s) => format!("{n} classes × {s} styles"),
+                    (None, _) => "unconditional".into(),
                 }
             ));
             ui.label(match m.parameterization() {
