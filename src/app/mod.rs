@@ -306,7 +306,7 @@ pub struct App {
     run: Runtime,
 }
 
-/// The data reads through: `app.state.doc` is `app.state.doc`.
+/// The data reads through: `app.doc` is `app.state.doc`.
 impl std::ops::Deref for App {
     type Target = AppState;
     fn deref(&self) -> &AppState {
