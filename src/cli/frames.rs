@@ -111,10 +111,8 @@ impl<'a> FrameEditor<'a> {
             mask,
             ..RunOptions::batch(1)
         };
-        let x = job::run(&m.model, &m.device, &recipe, opts, &mut |_| {
-            std::ops::ControlFlow::Continue(())
-        })?
-        .context("the edit was cancelled")?;
+        let x = job::run(&m.model, &m.device, &recipe, opts, &mut job::run_to_end)?
+            .context("the edit was cancelled")?;
         doc.paste(frame, &tensor_to_rgb8(&x.get(0)?)?, &input.paste, None);
         self.frames += 1;
         Ok(())

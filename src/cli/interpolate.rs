@@ -98,10 +98,8 @@ pub fn run(args: InterpolateArgs) -> Result<()> {
         alphas: Some(alphas.clone()),
         ..RunOptions::batch(batch)
     };
-    let x = job::run(&m.model, &m.device, &recipe, opts, &mut |_| {
-        std::ops::ControlFlow::Continue(())
-    })?
-    .context("interpolation was cancelled")?;
+    let x = job::run(&m.model, &m.device, &recipe, opts, &mut job::run_to_end)?
+        .context("interpolation was cancelled")?;
     let recipes = per_image(
         &recipe,
         batch,

@@ -82,10 +82,8 @@ pub fn run(args: RerunArgs) -> Result<()> {
     if let Some(strip) = &grid_recipe.strip {
         opts.alphas = Some(strip.alphas.clone());
     }
-    let x = job::run(&model, &device, first, opts, &mut |_| {
-        std::ops::ControlFlow::Continue(())
-    })?
-    .context("the run was cancelled")?;
+    let x = job::run(&model, &device, first, opts, &mut job::run_to_end)?
+        .context("the run was cancelled")?;
     // a tensor output keeps the model's size and holds every frame of a strip
     let tensor_output = output.extension().is_some_and(|e| e == "safetensors");
     if grid_recipe.strip.is_some() && !tensor_output {

@@ -16,7 +16,7 @@ pub use run::{RunOptions, ode_options, per_image, run, run_recipe, style_of_seed
 // What the CLI needs of the engine besides recipes, handed on here so that the CLI reaches the
 // engine only through this layer: the parameterization and editing-grid facts that shape its
 // arguments, one-call denoising, and the tensor side of pictures and noise files.
-pub use crate::engine::cm::sample::Step;
+pub use crate::engine::cm::sample::{Step, run_to_end};
 pub use crate::engine::model::load::{check_run_memory, read_config_file};
 pub use crate::engine::model::spec::{MAX_STEPS, ModelConfig, Parameterization, preset, presets};
 pub use crate::engine::pipeline::{EDIT_STEPS, denoise, strength_to_index};
