@@ -15,10 +15,12 @@
 //! | tasks wired to a model's schedule         | `pipeline.rs`        |
 //! | pictures ⇄ tensors (pixels: `crate::picture`) | `image.rs`       |
 //! | fast CPU convolution, GroupNorm+SiLU      | `kernels/`, `model/layers.rs` |
+//! | latent consistency models (LCM, SD + LCM-LoRA) | `latent/`     |
 pub mod cm;
 pub mod error;
 pub mod image;
 pub mod kernels;
+pub mod latent;
 pub mod model;
 pub mod pipeline;
 

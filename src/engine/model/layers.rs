@@ -55,16 +55,23 @@ impl Module for Conv2d {
 pub struct GroupNorm {
     weight: Tensor,
     bias: Tensor,
+    eps: f64,
 }
 
 impl GroupNorm {
     pub fn new(channels: usize, vb: VarBuilder) -> Result<Self> {
+        Self::with_eps(channels, GN_EPS, vb)
+    }
+
+    /// 32 groups and another ε (diffusers' VAE and transformer blocks use 1e-6).
+    pub fn with_eps(channels: usize, eps: f64, vb: VarBuilder) -> Result<Self> {
         if !channels.is_multiple_of(GROUPS) {
             candle_core::bail!("GroupNorm({GROUPS}) over {channels} channels")
         }
         Ok(Self {
             weight: vb.get(channels, "weight")?,
             bias: vb.get(channels, "bias")?,
+            eps,
         })
     }
 
@@ -96,24 +103,30 @@ impl GroupNorm {
         if x.device().is_cpu() {
             let op = GroupNormAffine {
                 groups: GROUPS,
-                eps: GN_EPS,
+                eps: self.eps,
                 silu,
             };
             return x.contiguous()?.apply_op3_no_bwd(a, d, &op);
         }
-        normalize_with_candle_ops(x, a, d, silu)
+        normalize_with_candle_ops(x, a, d, silu, self.eps)
     }
 }
 
 /// The same as the CPU kernel, from candle's operations (any device).
-fn normalize_with_candle_ops(x: &Tensor, a: &Tensor, d: &Tensor, silu: bool) -> Result<Tensor> {
+fn normalize_with_candle_ops(
+    x: &Tensor,
+    a: &Tensor,
+    d: &Tensor,
+    silu: bool,
+    eps: f64,
+) -> Result<Tensor> {
     let (b, c) = (x.dim(0)?, x.dim(1)?);
     let grouped = x.reshape((b, GROUPS, ()))?;
     let mean = grouped.mean_keepdim(2)?;
     let centred = grouped.broadcast_sub(&mean)?;
     let var = centred.sqr()?.mean_keepdim(2)?;
     let normed = centred
-        .broadcast_div(&(var + GN_EPS)?.sqrt()?)?
+        .broadcast_div(&(var + eps)?.sqrt()?)?
         .reshape(x.shape())?;
     let per_channel = |t: &Tensor| -> Result<Tensor> {
         let mut dims = vec![if t.rank() == 2 { b } else { 1 }, c];
@@ -151,7 +164,7 @@ mod tests {
         let d = (factor.broadcast_mul(&gn.bias)? + &shift)?;
         for (a, d, silu) in [(&gn.weight, &gn.bias, false), (&a, &d, true)] {
             let kernel = gn.normalize(&x, a, d, silu)?;
-            let fallback = normalize_with_candle_ops(&x, a, d, silu)?;
+            let fallback = normalize_with_candle_ops(&x, a, d, silu, GN_EPS)?;
             let err = (kernel - fallback)?.abs()?.max_all()?.to_scalar::<f32>()?;
             assert!(err < 1e-5, "silu {silu}: max error {err}");
         }

@@ -1,0 +1,23 @@
+//! Latent consistency models (LCM, and Stable Diffusion with an LCM-LoRA): the networks of a
+//! diffusers pipeline folder and the LCM sampler, checked against diffusers on tiny random pipelines
+//! (tests/fixtures/make_lcm_fixtures.py).
+//!
+//! | diffusers / transformers                 | file            |
+//! |------------------------------------------|-----------------|
+//! | `CLIPTokenizer` (vocab.json, merges.txt) | `tokenizer.rs`  |
+//! | `CLIPTextModel`                          | `clip.rs`       |
+//! | `UNet2DConditionModel`                   | `unet.rs`       |
+//! | `AutoencoderKL`                          | `vae.rs`        |
+//! | their shared blocks                      | `blocks.rs`, `nn.rs` |
+//! | `LCMScheduler`, the w-embedding          | `lcm.rs`        |
+//! | the folder and its text-to-image run     | `pipeline.rs`   |
+pub mod blocks;
+pub mod clip;
+pub mod lcm;
+pub mod nn;
+pub mod pipeline;
+pub mod tokenizer;
+pub mod unet;
+pub mod vae;
+
+pub use pipeline::{GuidanceKind, LatentModel, TextToImage, is_pipeline_dir};

@@ -1,0 +1,89 @@
+//! Layers the latent pipeline's networks share: a linear layer that also reads 1×1-convolution
+//! weights, multi-head attention (the engine's blockwise CPU kernel for self-attention, candle's
+//! operations for the rest), and reading a diffusers/transformers `config.json`.
+
+use crate::engine::error::{EngineError, Result};
+use crate::engine::kernels::attention::Attention;
+use candle_core::{Module, Tensor};
+use candle_nn::VarBuilder;
+use serde::de::DeserializeOwned;
+use std::path::Path;
+
+pub fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| EngineError::InvalidInput(format!("cannot read {}: {e}", path.display())))?;
+    serde_json::from_str(&text)
+        .map_err(|e| EngineError::InvalidInput(format!("{}: {e}", path.display())))
+}
+
+/// y = x·Wᵀ + b over the last axis, any leading axes.
+pub struct Linear {
+    pub weight: Tensor,
+    pub bias: Option<Tensor>,
+}
+
+/// `weight` [out, in] — or [out, in, 1, 1], as older checkpoints store some projections.
+pub fn linear(cin: usize, cout: usize, bias: bool, vb: VarBuilder) -> Result<Linear> {
+    let weight = if vb.contains_tensor("weight") && vb.get_unchecked("weight")?.rank() == 4 {
+        vb.get((cout, cin, 1, 1), "weight")?.reshape((cout, cin))?
+    } else {
+        vb.get((cout, cin), "weight")?
+    };
+    let bias = if bias {
+        Some(vb.get(cout, "bias")?)
+    } else {
+        None
+    };
+    Ok(Linear { weight, bias })
+}
+
+impl Module for Linear {
+    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let dims = x.dims();
+        let cin = dims[dims.len() - 1];
+        let rows = x.elem_count() / cin;
+        let y = x.reshape((rows, cin))?.matmul(&self.weight.t()?)?;
+        let y = match &self.bias {
+            Some(b) => y.broadcast_add(b)?,
+            None => y,
+        };
+        let mut out = dims.to_vec();
+        *out.last_mut().expect("rank ≥ 1") = self.weight.dim(0)?;
+        y.reshape(out)
+    }
+}
+
+/// Scaled dot-product attention of q [B, T, C] over k, v [B, S, C] in `heads` heads of C/heads
+/// channels (head h is channels [h·d, (h+1)·d)), with an additive mask [T, S] → [B, T, C].
+pub fn attention(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    heads: usize,
+    mask: Option<&Tensor>,
+) -> Result<Tensor> {
+    let (b, t, c) = q.dims3()?;
+    let s = k.dim(1)?;
+    if q.device().is_cpu() && mask.is_none() && s == t && k.dim(2)? == c {
+        // The blockwise kernel reads Q, K, V as channel slices of one [B, 3C, T] tensor.
+        let qkv = Tensor::cat(&[q, k, v], 2)?.transpose(1, 2)?.contiguous()?;
+        let out = qkv.apply_op1_no_bwd(&Attention { heads })?;
+        return Ok(out.transpose(1, 2)?.contiguous()?);
+    }
+    let d = c / heads;
+    let split = |x: &Tensor, n: usize| -> candle_core::Result<Tensor> {
+        x.reshape((b, n, heads, d))?.transpose(1, 2)?.contiguous()
+    };
+    let (q, k, v) = (split(q, t)?, split(k, s)?, split(v, s)?);
+    let scores = (q.matmul(&k.transpose(2, 3)?.contiguous()?)? * (1.0 / (d as f64).sqrt()))?;
+    let scores = match mask {
+        Some(m) => scores.broadcast_add(m)?,
+        None => scores,
+    };
+    let weights = candle_nn::ops::softmax_last_dim(&scores)?;
+    Ok(weights
+        .matmul(&v)?
+        .transpose(1, 2)?
+        .contiguous()?
+        .reshape((b, t, c))?)
+}

@@ -1,0 +1,162 @@
+//! The latent consistency pipeline against diffusers + transformers on a tiny random LCM
+//! (tests/fixtures/make_lcm_fixtures.py). Tolerance 1e-4 (f32) everywhere; the tokenizer exactly.
+
+mod common;
+
+use candle_core::{DType, Device, Tensor};
+use cmpaint::engine::Precision;
+use cmpaint::engine::latent::tokenizer::ClipTokenizer;
+use cmpaint::engine::latent::{LatentModel, TextToImage};
+use common::{fixture, max_abs_diff};
+use std::collections::HashMap;
+use std::sync::OnceLock;
+
+const TOLERANCE: f32 = 1e-4;
+
+fn expected() -> &'static HashMap<String, Tensor> {
+    static E: OnceLock<HashMap<String, Tensor>> = OnceLock::new();
+    E.get_or_init(|| {
+        candle_core::safetensors::load(fixture("lcm_expected.safetensors"), &Device::Cpu).unwrap()
+    })
+}
+
+fn cases() -> serde_json::Value {
+    let file = std::fs::read(fixture("lcm_expected.safetensors")).unwrap();
+    let (_, meta) = safetensors::SafeTensors::read_metadata(&file).unwrap();
+    let text = &meta.metadata().as_ref().unwrap()["lcm.cases"];
+    serde_json::from_str(text).unwrap()
+}
+
+fn tensor(name: &str) -> Tensor {
+    expected()[name].clone()
+}
+
+fn model() -> &'static LatentModel {
+    static M: OnceLock<LatentModel> = OnceLock::new();
+    M.get_or_init(|| LatentModel::load(&fixture("tiny_lcm"), &Device::Cpu, Precision::F32).unwrap())
+}
+
+#[test]
+fn tokenizer_ids_are_transformers() {
+    let tokenizer = ClipTokenizer::from_dir(&fixture("tiny_lcm/tokenizer")).unwrap();
+    let cases = cases();
+    let prompts = cases["prompts"].as_array().unwrap();
+    assert_eq!(prompts.len(), 7);
+    for (i, prompt) in prompts.iter().enumerate() {
+        let want: Vec<i64> = tensor(&format!("ids_{i}")).to_vec1().unwrap();
+        let got: Vec<i64> = tokenizer
+            .encode(prompt.as_str().unwrap())
+            .into_iter()
+            .map(i64::from)
+            .collect();
+        assert_eq!(got, want, "prompt {i}: {prompt}");
+    }
+}
+
+#[test]
+fn text_encoder_states() {
+    let ids = tensor("ids_0")
+        .to_dtype(DType::U32)
+        .unwrap()
+        .unsqueeze(0)
+        .unwrap();
+    let states = model().text_encoder.forward(&ids).unwrap();
+    let err = max_abs_diff(&states, &tensor("text_states"));
+    assert!(err < TOLERANCE, "text states off by {err}");
+}
+
+#[test]
+fn unet_call_with_the_w_embedding() {
+    let m = model();
+    let dim = m.unet.config.time_cond_proj_dim.unwrap();
+    let w: f32 = tensor("unet_w").to_vec1::<f32>().unwrap()[0];
+    let w_emb = cmpaint::engine::latent::lcm::guidance_embedding(w as f64, dim);
+    let w_emb = Tensor::from_vec(w_emb, (1, dim), &Device::Cpu).unwrap();
+    let t = tensor("unet_t").to_vec1::<f32>().unwrap()[0] as f64;
+    let out = m
+        .unet
+        .forward(
+            &tensor("unet_sample"),
+            t,
+            &tensor("text_states"),
+            Some(&w_emb),
+        )
+        .unwrap();
+    let err = max_abs_diff(&out, &tensor("unet_out"));
+    assert!(err < TOLERANCE, "UNet output off by {err}");
+}
+
+#[test]
+fn vae_decode_and_encode() {
+    let vae = &model().vae;
+    let decoded = vae.decode(&tensor("vae_latents")).unwrap();
+    let err = max_abs_diff(&decoded, &tensor("vae_decoded"));
+    assert!(err < TOLERANCE, "decode off by {err}");
+    let (mean, std) = vae.encode(&tensor("vae_image")).unwrap();
+    let err = max_abs_diff(&mean, &tensor("vae_mean"));
+    assert!(err < TOLERANCE, "encoded mean off by {err}");
+    let err = max_abs_diff(&std, &tensor("vae_std"));
+    assert!(err < TOLERANCE, "encoded std off by {err}");
+}
+
+#[test]
+fn text_to_image_with_replayed_noise_at_1_2_and_4_steps() {
+    let cases = cases();
+    for steps in [1usize, 2, 4] {
+        let case = &cases[format!("txt2img_{steps}")];
+        let want_ts: Vec<usize> = serde_json::from_value(case["timesteps"].clone()).unwrap();
+        assert_eq!(model().scheduler.timesteps(steps, 1.0).unwrap(), want_ts);
+        let request = TextToImage {
+            prompt: case["prompt"].as_str().unwrap(),
+            negative_prompt: "",
+            steps,
+            guidance: case["guidance_scale"].as_f64().unwrap(),
+        };
+        let mut calls = vec![];
+        let image = model()
+            .text_to_image(
+                &request,
+                &tensor(&format!("txt2img_noise_{steps}")),
+                &mut |done, total| calls.push((done, total)),
+            )
+            .unwrap();
+        let err = max_abs_diff(&image, &tensor(&format!("txt2img_image_{steps}")));
+        assert!(err < TOLERANCE, "{steps} steps: off by {err}");
+        let want_calls: Vec<_> = (1..=steps + 1).map(|d| (d, steps + 1)).collect();
+        assert_eq!(
+            calls, want_calls,
+            "a progress report per UNet call and one for the VAE"
+        );
+    }
+}
+
+#[test]
+fn a_folder_without_a_part_names_it() {
+    let dir = tempfile::tempdir().unwrap();
+    for part in ["tokenizer", "text_encoder", "unet", "scheduler"] {
+        copy_dir(&fixture("tiny_lcm").join(part), &dir.path().join(part));
+    }
+    std::fs::copy(
+        fixture("tiny_lcm/model_index.json"),
+        dir.path().join("model_index.json"),
+    )
+    .unwrap();
+    let err = LatentModel::load(dir.path(), &Device::Cpu, Precision::F32)
+        .err()
+        .expect("no vae")
+        .to_string();
+    assert!(err.contains("vae"), "{err}");
+    let err = LatentModel::load(&fixture("tiny_lcm/unet"), &Device::Cpu, Precision::F32)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("model_index.json"), "{err}");
+}
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+    }
+}
