@@ -33,7 +33,9 @@ fn tensor(name: &str) -> Tensor {
 
 fn model() -> &'static LatentModel {
     static M: OnceLock<LatentModel> = OnceLock::new();
-    M.get_or_init(|| LatentModel::load(&fixture("tiny_lcm"), &Device::Cpu, Precision::F32).unwrap())
+    M.get_or_init(|| {
+        LatentModel::load(&fixture("tiny_lcm"), None, &Device::Cpu, Precision::F32).unwrap()
+    })
 }
 
 #[test]
@@ -141,15 +143,20 @@ fn a_folder_without_a_part_names_it() {
         dir.path().join("model_index.json"),
     )
     .unwrap();
-    let err = LatentModel::load(dir.path(), &Device::Cpu, Precision::F32)
+    let err = LatentModel::load(dir.path(), None, &Device::Cpu, Precision::F32)
         .err()
         .expect("no vae")
         .to_string();
     assert!(err.contains("vae"), "{err}");
-    let err = LatentModel::load(&fixture("tiny_lcm/unet"), &Device::Cpu, Precision::F32)
-        .err()
-        .unwrap()
-        .to_string();
+    let err = LatentModel::load(
+        &fixture("tiny_lcm/unet"),
+        None,
+        &Device::Cpu,
+        Precision::F32,
+    )
+    .err()
+    .unwrap()
+    .to_string();
     assert!(err.contains("model_index.json"), "{err}");
 }
 
@@ -159,4 +166,53 @@ fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
         let entry = entry.unwrap();
         std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
     }
+}
+
+/// An SD folder plus a LoRA in either layout gives diffusers' `load_lora_weights` + `fuse_lora` UNet.
+#[test]
+fn lora_merges_as_diffusers_fuses_it_from_both_layouts() {
+    for file in [
+        "tiny_lcm_lora.safetensors",
+        "tiny_lcm_lora_kohya.safetensors",
+    ] {
+        let m = LatentModel::load(
+            &fixture("tiny_sd"),
+            Some(&fixture(file)),
+            &Device::Cpu,
+            Precision::F32,
+        )
+        .unwrap();
+        assert_eq!(
+            m.guidance_kind(),
+            cmpaint::engine::latent::GuidanceKind::ClassifierFree
+        );
+        let out = m
+            .unet
+            .forward(&tensor("unet_sample"), 759.0, &tensor("text_states"), None)
+            .unwrap();
+        let err = max_abs_diff(&out, &tensor("lora_out"));
+        assert!(err < TOLERANCE, "{file}: off by {err}");
+    }
+    let plain = LatentModel::load(&fixture("tiny_sd"), None, &Device::Cpu, Precision::F32).unwrap();
+    let out = plain
+        .unet
+        .forward(&tensor("unet_sample"), 759.0, &tensor("text_states"), None)
+        .unwrap();
+    assert!(
+        max_abs_diff(&out, &tensor("lora_out")) > 1e-2,
+        "the LoRA changes the UNet"
+    );
+    // a LoRA for another network names its first stray layer
+    let err = LatentModel::load(
+        &fixture("tiny_lcm"),
+        Some(&fixture(
+            "tiny_diffusers/unet/diffusion_pytorch_model.safetensors",
+        )),
+        &Device::Cpu,
+        Precision::F32,
+    )
+    .err()
+    .unwrap()
+    .to_string();
+    assert!(err.contains("LoRA") && err.contains("neither a peft"), "{err}");
 }

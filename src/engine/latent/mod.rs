@@ -10,10 +10,12 @@
 //! | `AutoencoderKL`                          | `vae.rs`        |
 //! | their shared blocks                      | `blocks.rs`, `nn.rs` |
 //! | `LCMScheduler`, the w-embedding          | `lcm.rs`        |
+//! | LoRA merge (`load_lora_weights` + `fuse_lora`), peft and kohya | `lora.rs` |
 //! | the folder and its text-to-image run     | `pipeline.rs`   |
 pub mod blocks;
 pub mod clip;
 pub mod lcm;
+pub mod lora;
 pub mod nn;
 pub mod pipeline;
 pub mod tokenizer;

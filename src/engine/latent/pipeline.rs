@@ -4,6 +4,7 @@
 
 use super::clip::{ClipConfig, ClipTextEncoder};
 use super::lcm::{LcmScheduler, guidance_embedding};
+use super::lora::Merged;
 use super::tokenizer::ClipTokenizer;
 use super::unet::{UNet2DCondition, UNetConfig};
 use super::vae::{AutoencoderKL, VaeConfig};
@@ -57,7 +58,13 @@ pub fn is_pipeline_dir(dir: &Path) -> bool {
 }
 
 impl LatentModel {
-    pub fn load(dir: &Path, device: &Device, precision: Precision) -> Result<Self> {
+    /// Loads the folder `dir`, with an LCM-LoRA (or any UNet LoRA) merged into its UNet.
+    pub fn load(
+        dir: &Path,
+        lora: Option<&Path>,
+        device: &Device,
+        precision: Precision,
+    ) -> Result<Self> {
         if !is_pipeline_dir(dir) {
             return Err(EngineError::InvalidInput(format!(
                 "{}: not a diffusers folder (no model_index.json)",
@@ -68,10 +75,24 @@ impl LatentModel {
         let mut weights = |name: &'static str| -> Result<VarBuilder<'static>> {
             let file = weights_file(&dir.join(name))?;
             let bytes = std::fs::metadata(&file).map(|m| m.len()).unwrap_or(0);
-            // SAFETY: the file is mapped read-only; cmpaint never writes model files while they are
-            // loaded.
-            let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[&file], DType::F32, device) }
-                .map_err(|e| part_error(name, &file, e))?;
+            let vb = match lora.filter(|_| name == "unet") {
+                Some(lora_file) => {
+                    let merged = Merged::new(&file, lora_file, 1.0)?;
+                    let bytes = std::fs::metadata(lora_file).map(|m| m.len()).unwrap_or(0);
+                    parts.push(Part {
+                        name: "lora",
+                        file: lora_file.to_owned(),
+                        bytes,
+                    });
+                    VarBuilder::from_backend(Box::new(merged), DType::F32, device.clone())
+                }
+                // SAFETY: the file is mapped read-only; cmpaint never writes model files while
+                // they are loaded.
+                None => {
+                    unsafe { VarBuilder::from_mmaped_safetensors(&[&file], DType::F32, device) }
+                        .map_err(|e| part_error(name, &file, e))?
+                }
+            };
             parts.push(Part { name, file, bytes });
             Ok(vb)
         };
