@@ -6,7 +6,7 @@ mod common;
 use candle_core::{DType, Device, Tensor};
 use cmpaint::engine::Precision;
 use cmpaint::engine::latent::tokenizer::ClipTokenizer;
-use cmpaint::engine::latent::{LatentModel, TextToImage};
+use cmpaint::engine::latent::{LatentEdit, LatentModel, LatentRequest};
 use common::{fixture, max_abs_diff};
 use std::collections::HashMap;
 use std::sync::OnceLock;
@@ -108,7 +108,7 @@ fn text_to_image_with_replayed_noise_at_1_2_and_4_steps() {
         let case = &cases[format!("txt2img_{steps}")];
         let want_ts: Vec<usize> = serde_json::from_value(case["timesteps"].clone()).unwrap();
         assert_eq!(model().scheduler.timesteps(steps, 1.0).unwrap(), want_ts);
-        let request = TextToImage {
+        let request = LatentRequest {
             prompt: case["prompt"].as_str().unwrap(),
             negative_prompt: "",
             steps,
@@ -116,8 +116,9 @@ fn text_to_image_with_replayed_noise_at_1_2_and_4_steps() {
         };
         let mut calls = vec![];
         let image = model()
-            .text_to_image(
+            .run(
                 &request,
+                None,
                 &tensor(&format!("txt2img_noise_{steps}")),
                 &mut |done, total| calls.push((done, total)),
             )
@@ -130,6 +131,122 @@ fn text_to_image_with_replayed_noise_at_1_2_and_4_steps() {
             "a progress report per UNet call and one for the VAE"
         );
     }
+}
+
+fn case_request(case: &serde_json::Value) -> LatentRequest<'_> {
+    LatentRequest {
+        prompt: case["prompt"].as_str().unwrap(),
+        negative_prompt: case["negative_prompt"].as_str().unwrap_or(""),
+        steps: case["steps"].as_u64().unwrap() as usize,
+        guidance: case["guidance_scale"].as_f64().unwrap(),
+    }
+}
+
+/// SD + LCM-LoRA with classifier-free guidance and a negative prompt, as StableDiffusionPipeline with
+/// the LCMScheduler runs it.
+#[test]
+fn classifier_free_guidance_with_a_lora() {
+    let m = LatentModel::load(
+        &fixture("tiny_sd"),
+        Some(&fixture("tiny_lcm_lora_kohya.safetensors")),
+        &Device::Cpu,
+        Precision::F32,
+    )
+    .unwrap();
+    let cases = cases();
+    let image = m
+        .run(
+            &case_request(&cases["cfg"]),
+            None,
+            &tensor("cfg_noise"),
+            &mut |_, _| {},
+        )
+        .unwrap();
+    let err = max_abs_diff(&image, &tensor("cfg_image"));
+    assert!(err < TOLERANCE, "off by {err}");
+}
+
+/// Sketch → picture: diffusers' LCM img2img pipeline at strength 0.5 (the picture encoded to its
+/// latent mean).
+#[test]
+fn image_to_image() {
+    let cases = cases();
+    let case = &cases["img2img"];
+    let picture = tensor("edit_picture");
+    let edit = LatentEdit {
+        picture: &picture,
+        mask: None,
+        strength: case["strength"].as_f64().unwrap(),
+    };
+    let want_ts: Vec<usize> = serde_json::from_value(case["timesteps"].clone()).unwrap();
+    assert_eq!(
+        model().scheduler.timesteps(4, edit.strength).unwrap(),
+        want_ts
+    );
+    let mut calls = 0;
+    let image = model()
+        .run(
+            &case_request(case),
+            Some(&edit),
+            &tensor("img2img_noise"),
+            &mut |_, _| calls += 1,
+        )
+        .unwrap();
+    let err = max_abs_diff(&image, &tensor("img2img_image"));
+    assert!(err < TOLERANCE, "off by {err}");
+    assert_eq!(calls, 6, "encode, four steps, decode");
+}
+
+/// Inpainting against the step-by-step mirror in make_lcm_fixtures.py; outside the mask every pixel
+/// is the picture's, bit for bit.
+#[test]
+fn inpainting_keeps_unmasked_pixels_exact() {
+    let cases = cases();
+    let (picture, mask) = (tensor("edit_picture"), tensor("edit_mask"));
+    let edit = LatentEdit {
+        picture: &picture,
+        mask: Some(&mask),
+        strength: 1.0,
+    };
+    let image = model()
+        .run(
+            &case_request(&cases["inpaint"]),
+            Some(&edit),
+            &tensor("inpaint_noise"),
+            &mut |_, _| {},
+        )
+        .unwrap();
+    let err = max_abs_diff(&image, &tensor("inpaint_image"));
+    assert!(err < TOLERANCE, "off by {err}");
+    let outside: Vec<u8> = mask
+        .eq(0f32)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1()
+        .unwrap();
+    let (got, want): (Vec<f32>, Vec<f32>) = (
+        image.flatten_all().unwrap().to_vec1().unwrap(),
+        picture.flatten_all().unwrap().to_vec1().unwrap(),
+    );
+    let plane = outside.len();
+    let mut kept = 0;
+    for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+        if outside[i % plane] == 1 {
+            assert_eq!(
+                g.to_bits(),
+                w.to_bits(),
+                "pixel {i} outside the mask changed"
+            );
+            kept += 1;
+        }
+    }
+    assert!(
+        kept > 3 * plane / 2,
+        "most of the picture is outside the mask ({kept})"
+    );
+    let inside = max_abs_diff(&image, &picture);
+    assert!(inside > 0.05, "the masked part is painted anew ({inside})");
 }
 
 #[test]
@@ -214,5 +331,8 @@ fn lora_merges_as_diffusers_fuses_it_from_both_layouts() {
     .err()
     .unwrap()
     .to_string();
-    assert!(err.contains("LoRA") && err.contains("neither a peft"), "{err}");
+    assert!(
+        err.contains("LoRA") && err.contains("neither a peft"),
+        "{err}"
+    );
 }

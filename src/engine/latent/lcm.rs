@@ -29,8 +29,6 @@ pub struct LcmConfig {
     pub timestep_scaling: f64,
     #[serde(default = "epsilon")]
     pub prediction_type: String,
-    #[serde(default = "yes")]
-    pub set_alpha_to_one: bool,
     #[serde(default)]
     pub clip_sample: bool,
     #[serde(default = "one")]
@@ -57,9 +55,6 @@ fn timestep_scaling() -> f64 {
 }
 fn epsilon() -> String {
     "epsilon".into()
-}
-fn yes() -> bool {
-    true
 }
 fn one() -> f64 {
     1.0
@@ -156,30 +151,15 @@ impl LcmScheduler {
             .collect())
     }
 
-    fn alpha(&self, t: Option<usize>) -> f64 {
-        match t {
-            Some(t) => self.alphas_cumprod[t] as f64,
-            None if self.config.set_alpha_to_one => 1.0,
-            None => self.alphas_cumprod[0] as f64,
-        }
-    }
-
     /// ᾱ_t.
-    pub fn alpha_cumprod(&self, t: usize) -> f64 {
-        self.alpha(Some(t))
+    pub fn alpha(&self, t: usize) -> f64 {
+        self.alphas_cumprod[t] as f64
     }
 
-    /// One step at timestep `t`: the network's output at `sample` → (the consistency model's x₀
-    /// estimate, "denoised"; the next sample). `next`: the following timestep and the draw z that
-    /// noises x₀ to it; None after the last step (the next sample is then the estimate).
-    pub fn step(
-        &self,
-        model_output: &Tensor,
-        t: usize,
-        sample: &Tensor,
-        next: Option<(usize, &Tensor)>,
-    ) -> Result<(Tensor, Tensor)> {
-        let alpha = self.alpha(Some(t));
+    /// One step at timestep `t`: the network's output at `sample` → the consistency model's x₀
+    /// estimate ("denoised"). The next sample noises it to the next timestep ([`Self::add_noise`]).
+    pub fn step(&self, model_output: &Tensor, t: usize, sample: &Tensor) -> Result<Tensor> {
+        let alpha = self.alpha(t);
         let (a, s) = (alpha.sqrt(), (1.0 - alpha).sqrt());
         let x0 = match self.prediction {
             Prediction::Epsilon => ((sample - (model_output * s)?)? / a)?,
@@ -193,15 +173,7 @@ impl LcmScheduler {
             x0
         };
         let (c_skip, c_out) = self.boundary_scalings(t);
-        let denoised = ((x0 * c_out)? + (sample * c_skip)?)?;
-        let next_sample = match next {
-            Some((t_next, z)) => {
-                let alpha = self.alpha(Some(t_next));
-                ((&denoised * alpha.sqrt())? + (z * (1.0 - alpha).sqrt())?)?
-            }
-            None => denoised.clone(),
-        };
-        Ok((denoised, next_sample))
+        Ok(((x0 * c_out)? + (sample * c_skip)?)?)
     }
 
     /// c_skip = σ_d²/((t·s)² + σ_d²), c_out = t·s/√((t·s)² + σ_d²), σ_d = 0.5, s = timestep_scaling.
@@ -212,9 +184,10 @@ impl LcmScheduler {
         (sigma_data * sigma_data / d, scaled / d.sqrt())
     }
 
-    /// Noises clean latents to timestep `t` (img2img's start): √ᾱ_t·x₀ + √(1 − ᾱ_t)·z.
+    /// Noises clean latents to timestep `t` (between steps, and img2img's start): √ᾱ_t·x₀ +
+    /// √(1 − ᾱ_t)·z.
     pub fn add_noise(&self, x0: &Tensor, z: &Tensor, t: usize) -> Result<Tensor> {
-        let alpha = self.alpha(Some(t));
+        let alpha = self.alpha(t);
         Ok(((x0 * alpha.sqrt())? + (z * (1.0 - alpha).sqrt())?)?)
     }
 }

@@ -22,4 +22,4 @@ pub mod tokenizer;
 pub mod unet;
 pub mod vae;
 
-pub use pipeline::{GuidanceKind, LatentModel, TextToImage, is_pipeline_dir};
+pub use pipeline::{GuidanceKind, LatentEdit, LatentModel, LatentRequest, is_pipeline_dir};

@@ -1,6 +1,8 @@
-//! A latent consistency model as users have it — a diffusers folder — and its text-to-image run:
-//! prompt → CLIP states; initial latents; each LCM step one UNet call (two with classifier-free
-//! guidance); the VAE decodes the last estimate.
+//! A latent consistency model as users have it — a diffusers folder — and its runs: prompt → CLIP
+//! states; initial latents (noise, or the encoded picture noised to the first timestep); each LCM
+//! step one UNet call (two with classifier-free guidance) whose x₀ estimate keeps the picture's
+//! latents outside an inpainting mask (the paper's Algorithm 4, in latent space) and is noised again
+//! for the next step; the VAE decodes the last estimate, and unmasked pixels are the picture's.
 
 use super::clip::{ClipConfig, ClipTextEncoder};
 use super::lcm::{LcmScheduler, guidance_embedding};
@@ -42,14 +44,24 @@ pub struct LatentModel {
     device: Device,
 }
 
-/// What one text-to-image run asks for.
+/// What one run asks for.
 #[derive(Debug, Clone)]
-pub struct TextToImage<'a> {
+pub struct LatentRequest<'a> {
     pub prompt: &'a str,
     pub negative_prompt: &'a str,
     pub steps: usize,
     /// The pipeline's `guidance_scale` (8 for a w-embedding LCM; 1–2 for CFG).
     pub guidance: f64,
+}
+
+/// Image to image (sketch → picture) and inpainting: the picture [1 or B, 3, H, W] in [−1, 1], the
+/// mask [1 or B, 1, H, W] (1 = paint anew, soft edges allowed; None = the whole picture) and the
+/// strength (how far up the timestep grid the picture is noised: 1 = all the way).
+#[derive(Debug, Clone, Copy)]
+pub struct LatentEdit<'a> {
+    pub picture: &'a Tensor,
+    pub mask: Option<&'a Tensor>,
+    pub strength: f64,
 }
 
 /// Whether `dir` looks like a diffusers pipeline folder.
@@ -172,17 +184,21 @@ impl LatentModel {
         self.text_encoder.forward(&ids)
     }
 
-    /// Text to image. `noise` [N ≥ steps, B, 4, h, w]: entry 0 the initial latents, entry i the draw
-    /// that re-noises after step i. `on_call(done, total)` after each network call (the VAE last).
-    /// → pictures [B, 3, 8h, 8w] in [−1, 1].
-    pub fn text_to_image(
+    /// One run: text to image, or — with `edit` — image to image and inpainting. `noise` [N ≥ steps,
+    /// B, 4, h, w]: entry 0 the initial latents (text to image) or the draw that noises the encoded
+    /// picture to the first timestep (edits); entry i the draw that noises again after step i.
+    /// `on_call(done, total)` after each network call: the VAE's encode (edits), each step's UNet
+    /// call(s), the VAE's decode. → pictures [B, 3, 8h, 8w] in [−1, 1].
+    pub fn run(
         &self,
-        request: &TextToImage,
+        request: &LatentRequest,
+        edit: Option<&LatentEdit>,
         noise: &Tensor,
         on_call: &mut dyn FnMut(usize, usize),
     ) -> Result<Tensor> {
-        let timesteps = self.scheduler.timesteps(request.steps, 1.0)?;
-        let (n, b) = (noise.dim(0)?, noise.dim(1)?);
+        let strength = edit.map_or(1.0, |e| e.strength);
+        let timesteps = self.scheduler.timesteps(request.steps, strength)?;
+        let (n, batch) = (noise.dim(0)?, noise.dim(1)?);
         if n < timesteps.len() {
             return Err(EngineError::InvalidInput(format!(
                 "the noise holds {n} entries; {} steps need {}",
@@ -190,75 +206,114 @@ impl LatentModel {
                 timesteps.len()
             )));
         }
-        let latents = noise.get(0)?;
-        let final_latents = self.sample(request, latents, &timesteps, noise, b, on_call)?;
-        self.decode(&final_latents, on_call, timesteps.len())
+        let total = timesteps.len() + 1 + usize::from(edit.is_some());
+        let mut done = 0;
+        let mut report = |on_call: &mut dyn FnMut(usize, usize)| {
+            done += 1;
+            on_call(done, total)
+        };
+        let context = self.conditioning(request, batch)?;
+        // The picture's latents (the distribution's mean: a sketch always starts from the same ones)
+        // and, for inpainting, where they are kept: outside the mask max-pooled to the latents.
+        let (mut latents, known, keep) = match edit {
+            None => (noise.get(0)?, None, None),
+            Some(e) => {
+                let (mean, _) = self.vae.encode(e.picture)?;
+                let known = (mean * self.vae.config.scaling_factor)?
+                    .broadcast_as(noise.get(0)?.shape())?
+                    .contiguous()?;
+                report(on_call);
+                let keep = e
+                    .mask
+                    .map(|m| {
+                        (1.0 - m.max_pool2d(self.vae_factor())?)?
+                            .broadcast_as(known.shape())?
+                            .contiguous()
+                    })
+                    .transpose()?;
+                let start = self
+                    .scheduler
+                    .add_noise(&known, &noise.get(0)?, timesteps[0])?;
+                (start, Some(known), keep)
+            }
+        };
+        let mut denoised = latents.clone();
+        for (i, &t) in timesteps.iter().enumerate() {
+            let out = self.predict(&latents, t, &context, request.guidance)?;
+            denoised = self.scheduler.step(&out, t, &latents)?;
+            if let (Some(known), Some(keep)) = (&known, &keep) {
+                denoised = ((keep * known)? + ((1.0 - keep)? * &denoised)?)?;
+            }
+            if let Some(&next) = timesteps.get(i + 1) {
+                latents = self
+                    .scheduler
+                    .add_noise(&denoised, &noise.get(i + 1)?, next)?;
+            }
+            report(on_call);
+        }
+        let scaled = (denoised / self.vae.config.scaling_factor)?;
+        let image = self.vae.decode(&scaled)?.clamp(-1f32, 1f32)?;
+        report(on_call);
+        match edit.and_then(|e| e.mask.map(|m| (e.picture, m))) {
+            // Every pixel outside the mask is the picture's own.
+            Some((picture, mask)) => {
+                Ok((image.broadcast_mul(mask)? + picture.broadcast_mul(&(1.0 - mask)?)?)?)
+            }
+            None => Ok(image),
+        }
     }
 
-    /// The LCM loop from `latents` at timesteps[0]: → the last step's x₀ estimate (scaled latents).
-    fn sample(
-        &self,
-        request: &TextToImage,
-        mut latents: Tensor,
-        timesteps: &[usize],
-        noise: &Tensor,
-        batch: usize,
-        on_call: &mut dyn FnMut(usize, usize),
-    ) -> Result<Tensor> {
+    /// The prompt's states for the batch, with the w-embedding or the negative prompt's states.
+    fn conditioning(&self, request: &LatentRequest, batch: usize) -> Result<Conditioning> {
         let cond = self.encode_prompt(request.prompt)?.repeat((batch, 1, 1))?;
-        let (context, w_embedding, cfg) = match self.guidance_kind() {
+        Ok(match self.guidance_kind() {
             GuidanceKind::Embedded => {
                 let dim = self.unet.config.time_cond_proj_dim.unwrap_or(256);
                 let w = guidance_embedding(request.guidance - 1.0, dim);
                 let w = Tensor::from_vec(w, (1, dim), &self.device)?.repeat((batch, 1))?;
-                (cond, Some(w), false)
+                Conditioning::Embedded { states: cond, w }
             }
             GuidanceKind::ClassifierFree if request.guidance > 1.0 => {
                 let uncond = self
                     .encode_prompt(request.negative_prompt)?
                     .repeat((batch, 1, 1))?;
-                (Tensor::cat(&[&uncond, &cond], 0)?, None, true)
+                Conditioning::ClassifierFree {
+                    both: Tensor::cat(&[&uncond, &cond], 0)?,
+                }
             }
-            GuidanceKind::ClassifierFree => (cond, None, false),
-        };
-        let total = timesteps.len() + 1;
-        let mut denoised = latents.clone();
-        for (i, &t) in timesteps.iter().enumerate() {
-            let input = if cfg {
-                Tensor::cat(&[&latents, &latents], 0)?
-            } else {
-                latents.clone()
-            };
-            let out = self
-                .unet
-                .forward(&input, t as f64, &context, w_embedding.as_ref())?;
-            let out = if cfg {
-                let (u, c) = (out.narrow(0, 0, batch)?, out.narrow(0, batch, batch)?);
-                (&u + ((c - &u)? * request.guidance)?)?
-            } else {
-                out
-            };
-            let next = timesteps.get(i + 1).map(|&t| (t, i + 1));
-            let draw = next.map(|(_, k)| noise.get(k)).transpose()?;
-            let next = next.zip(draw.as_ref()).map(|((t, _), z)| (t, z));
-            (denoised, latents) = self.scheduler.step(&out, t, &latents, next)?;
-            on_call(i + 1, total);
-        }
-        Ok(denoised)
+            GuidanceKind::ClassifierFree => Conditioning::Plain { states: cond },
+        })
     }
 
-    /// Scaled latents → pictures in [−1, 1] (the VAE's output clamped).
-    fn decode(
+    /// The UNet's prediction at `latents`, guided: one call, or with CFG two (batched as one),
+    /// uncond + g·(cond − uncond).
+    fn predict(
         &self,
         latents: &Tensor,
-        on_call: &mut dyn FnMut(usize, usize),
-        done: usize,
+        t: usize,
+        c: &Conditioning,
+        guidance: f64,
     ) -> Result<Tensor> {
-        let scaled = (latents / self.vae.config.scaling_factor)?;
-        let image = self.vae.decode(&scaled)?.clamp(-1f32, 1f32)?;
-        on_call(done + 1, done + 1);
-        Ok(image)
+        let t = t as f64;
+        match c {
+            Conditioning::Embedded { states, w } => self.unet.forward(latents, t, states, Some(w)),
+            Conditioning::Plain { states } => self.unet.forward(latents, t, states, None),
+            Conditioning::ClassifierFree { both } => {
+                let b = latents.dim(0)?;
+                let out =
+                    self.unet
+                        .forward(&Tensor::cat(&[latents, latents], 0)?, t, both, None)?;
+                let (u, c) = (out.narrow(0, 0, b)?, out.narrow(0, b, b)?);
+                Ok((&u + ((c - &u)? * guidance)?)?)
+            }
+        }
     }
+}
+
+enum Conditioning {
+    Embedded { states: Tensor, w: Tensor },
+    ClassifierFree { both: Tensor },
+    Plain { states: Tensor },
 }
 
 /// A part's weights: `model.safetensors` (transformers) or `diffusion_pytorch_model.safetensors`
