@@ -36,6 +36,9 @@ pub struct Recipe {
     /// An EDM teacher's solver and churn, where not deterministic Heun (the CLI's `--sampler`, `--s-*`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sampler: Option<Sampler>,
+    /// A latent model's prompt and guidance (then `steps` is the number of LCM steps and `ts` None).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt: Option<Prompt>,
     /// The picture an edit started from.
     pub input: Option<EmbeddedImage>,
     /// The inpainting mask (white = regenerate), as a grey picture.
@@ -81,6 +84,16 @@ impl Sampler {
     }
 }
 
+/// What a latent model is asked for: the prompt, the negative prompt (read where the model runs
+/// classifier-free guidance) and the guidance scale (the pipeline's `guidance_scale`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Prompt {
+    pub text: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub negative: String,
+    pub guidance: f64,
+}
+
 /// A file a recipe names: what it was for, where it was, and the SHA-256 of its bytes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FileRef {
@@ -96,6 +109,8 @@ pub enum FileRole {
     Noise,
     /// The picture an edit started from, as a tensor image.
     Image,
+    /// A LoRA merged into the model's UNet (an LCM-LoRA on a Stable Diffusion folder).
+    Lora,
 }
 
 impl Recipe {
@@ -109,6 +124,16 @@ impl Recipe {
         parts.extend(self.operation.setting());
         parts.extend(self.class.map(|c| format!("class {c}")));
         parts.extend(self.style.map(|s| format!("style {s}")));
+        if let Some(p) = &self.prompt {
+            parts.push(format!("“{}”", p.text));
+            if !p.negative.is_empty() {
+                parts.push(format!("not “{}”", p.negative));
+            }
+            parts.push(format!("guidance {}", p.guidance));
+            parts.push(format!("{} steps", self.steps));
+            parts.push(self.model.name.clone());
+            return parts.join(" · ");
+        }
         parts.push(match &self.ts {
             Some(ts) => {
                 let ts: Vec<String> = ts.iter().map(usize::to_string).collect();
@@ -590,6 +615,7 @@ mod tests {
             steps: 40,
             ts: Some(vec![0, 39]),
             sampler: None,
+            prompt: None,
             input: Some(EmbeddedImage::from_rgb(&img).unwrap()),
             mask: Some(EmbeddedImage::from_mask(2, 1, &[0.0, 1.0]).unwrap()),
             files: Vec::new(),

@@ -675,6 +675,7 @@ impl cmpaint::worker::Backend for Stepwise {
                 sketch_strength: Some(0.5),
                 ..cmpaint::engine::model::spec::SamplingConfig::with_grid(self.steps, None)
             },
+            latent: None,
         })
     }
 
@@ -1816,6 +1817,7 @@ impl cmpaint::worker::Backend for Detailing {
                 sketch_strength: Some(0.5),
                 ..cmpaint::engine::model::spec::SamplingConfig::with_grid(40, None)
             },
+            latent: None,
         })
     }
 

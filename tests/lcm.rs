@@ -5,10 +5,12 @@ mod common;
 
 use candle_core::{DType, Device, Tensor};
 use cmpaint::engine::Precision;
+use cmpaint::engine::cm::sample::{Step, run_to_end};
 use cmpaint::engine::latent::tokenizer::ClipTokenizer;
 use cmpaint::engine::latent::{LatentEdit, LatentModel, LatentRequest};
 use common::{fixture, max_abs_diff};
 use std::collections::HashMap;
+use std::ops::ControlFlow;
 use std::sync::OnceLock;
 
 const TOLERANCE: f32 = 1e-4;
@@ -120,8 +122,12 @@ fn text_to_image_with_replayed_noise_at_1_2_and_4_steps() {
                 &request,
                 None,
                 &tensor(&format!("txt2img_noise_{steps}")),
-                &mut |done, total| calls.push((done, total)),
+                &mut |step: Step| {
+                    calls.push((step.done, step.total));
+                    ControlFlow::Continue(())
+                },
             )
+            .unwrap()
             .unwrap();
         let err = max_abs_diff(&image, &tensor(&format!("txt2img_image_{steps}")));
         assert!(err < TOLERANCE, "{steps} steps: off by {err}");
@@ -159,8 +165,9 @@ fn classifier_free_guidance_with_a_lora() {
             &case_request(&cases["cfg"]),
             None,
             &tensor("cfg_noise"),
-            &mut |_, _| {},
+            &mut run_to_end,
         )
+        .unwrap()
         .unwrap();
     let err = max_abs_diff(&image, &tensor("cfg_image"));
     assert!(err < TOLERANCE, "off by {err}");
@@ -189,8 +196,12 @@ fn image_to_image() {
             &case_request(case),
             Some(&edit),
             &tensor("img2img_noise"),
-            &mut |_, _| calls += 1,
+            &mut |_| {
+                calls += 1;
+                ControlFlow::Continue(())
+            },
         )
+        .unwrap()
         .unwrap();
     let err = max_abs_diff(&image, &tensor("img2img_image"));
     assert!(err < TOLERANCE, "off by {err}");
@@ -213,8 +224,9 @@ fn inpainting_keeps_unmasked_pixels_exact() {
             &case_request(&cases["inpaint"]),
             Some(&edit),
             &tensor("inpaint_noise"),
-            &mut |_, _| {},
+            &mut run_to_end,
         )
+        .unwrap()
         .unwrap();
     let err = max_abs_diff(&image, &tensor("inpaint_image"));
     assert!(err < TOLERANCE, "off by {err}");
@@ -335,4 +347,275 @@ fn lora_merges_as_diffusers_fuses_it_from_both_layouts() {
         err.contains("LoRA") && err.contains("neither a peft"),
         "{err}"
     );
+}
+
+// ---- the CLI end to end, through the job layer ----
+
+use common::{cmpaint, read_image, s, write_noise};
+
+#[test]
+fn cli_generate_replays_diffusers_and_reruns_the_png() {
+    let dir = tempfile::tempdir().unwrap();
+    let noise = dir.path().join("noise.safetensors");
+    write_noise(&noise, &tensor("txt2img_noise_4"));
+    let out = dir.path().join("out.safetensors");
+    let (ok, _, err) = cmpaint(&[
+        "generate",
+        "--model",
+        s(&fixture("tiny_lcm")),
+        "--prompt",
+        "a photo of a red cat",
+        "--steps",
+        "4",
+        "--noise",
+        s(&noise),
+        "-o",
+        s(&out),
+    ]);
+    assert!(ok, "{err}");
+    let err = max_abs_diff(&read_image(&out), &tensor("txt2img_image_4"));
+    assert!(err < TOLERANCE, "off by {err}");
+
+    // a seeded batch as a PNG grid carries its recipes; rerun makes the same pixels
+    let png = dir.path().join("cats.png");
+    let mut args = vec!["generate"];
+    args.extend([
+        "--prompt",
+        "a red cat",
+        "--batch",
+        "2",
+        "--seed",
+        "5",
+        "-o",
+        s(&png),
+    ]);
+    let (ok, _, err) = cli_lcm_at(&args);
+    assert!(ok, "{err}");
+    let (ok, _, err) = cmpaint(&["rerun", s(&png), "-o", s(&dir.path().join("again.png"))]);
+    assert!(ok, "{err}");
+    assert!(err.contains("the same pixels"), "{err}");
+    let (ok, out, err) = cmpaint(&["info", s(&png)]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("“a red cat”") && out.contains("seed 6"),
+        "{out}"
+    );
+}
+
+/// The subcommand first, then the model: `cmpaint generate --model … …`.
+fn cli_lcm_at(args: &[&str]) -> (bool, String, String) {
+    let lcm = fixture("tiny_lcm");
+    let mut all = vec![args[0], "--model", s(&lcm), "--device", "cpu"];
+    all.extend_from_slice(&args[1..]);
+    cmpaint(&all)
+}
+
+#[test]
+fn cli_sketch_to_image_and_inpaint_rerun_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let picture = dir.path().join("picture.safetensors");
+    candle_core::safetensors::save(
+        &HashMap::from([("image".to_string(), tensor("edit_picture"))]),
+        &picture,
+    )
+    .unwrap();
+    let noise = dir.path().join("noise.safetensors");
+    write_noise(&noise, &tensor("img2img_noise"));
+    let out = dir.path().join("sketch.safetensors");
+    let (ok, _, err) = cli_lcm_at(&[
+        "edit",
+        "sdedit",
+        "--image",
+        s(&picture),
+        "--prompt",
+        "a photo of a red cat",
+        "--strength",
+        "0.5",
+        "--noise",
+        s(&noise),
+        "-o",
+        s(&out),
+    ]);
+    assert!(ok, "{err}");
+    let e = max_abs_diff(&read_image(&out), &tensor("img2img_image"));
+    assert!(e < TOLERANCE, "img2img off by {e}");
+
+    // inpainting from PNGs, a batch of two; unmasked pixels are the picture's; rerun is exact
+    let png = dir.path().join("picture.png");
+    let rgb = cmpaint::job::io::tensor_to_rgb8(&tensor("edit_picture").get(0).unwrap()).unwrap();
+    cmpaint::picture::write_png(&png, &rgb).unwrap();
+    let mask = dir.path().join("mask.png");
+    let m = tensor("edit_mask")
+        .ge(0.5f32)
+        .unwrap()
+        .to_dtype(DType::U8)
+        .unwrap();
+    let m: Vec<u8> = (m * 255.0)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1()
+        .unwrap();
+    image::GrayImage::from_raw(64, 64, m.clone())
+        .unwrap()
+        .save(&mask)
+        .unwrap();
+    let out = dir.path().join("inpainted.png");
+    let (ok, _, err) = cli_lcm_at(&[
+        "edit",
+        "inpaint",
+        "--image",
+        s(&png),
+        "--mask",
+        s(&mask),
+        "--prompt",
+        "a red cat",
+        "--batch",
+        "2",
+        "-o",
+        s(&out),
+        "--separate",
+    ]);
+    assert!(ok, "{err}");
+    let first = dir.path().join("inpainted_000.png");
+    let got = image::open(&first).unwrap().to_rgb8();
+    let (want, mut kept) = (image::open(&png).unwrap().to_rgb8(), 0);
+    for (i, (g, w)) in got.pixels().zip(want.pixels()).enumerate() {
+        if m[i] == 0 {
+            assert_eq!(g, w, "pixel {i} outside the mask");
+            kept += 1;
+        }
+    }
+    assert!(kept > 2000, "{kept}");
+    let (ok, _, err) = cmpaint(&["rerun", s(&first), "-o", s(&dir.path().join("again.png"))]);
+    assert!(ok, "{err}");
+    assert!(err.contains("the same pixels"), "{err}");
+}
+
+#[test]
+fn cli_interpolation_strip_and_lora_with_a_negative_prompt() {
+    let dir = tempfile::tempdir().unwrap();
+    let strip = dir.path().join("strip.png");
+    let (ok, _, err) = cli_lcm_at(&[
+        "interpolate",
+        "--prompt",
+        "a cat",
+        "--frames",
+        "3",
+        "--steps",
+        "2",
+        "-o",
+        s(&strip),
+    ]);
+    assert!(ok, "{err}");
+    let (ok, _, err) = cmpaint(&["rerun", s(&strip), "-o", s(&dir.path().join("again.png"))]);
+    assert!(ok, "{err}");
+    assert!(err.contains("the same pixels"), "{err}");
+
+    let noise = dir.path().join("noise.safetensors");
+    write_noise(&noise, &tensor("cfg_noise"));
+    let out = dir.path().join("lora.safetensors");
+    let (ok, _, err) = cmpaint(&[
+        "generate",
+        "--model",
+        s(&fixture("tiny_sd")),
+        "--lora",
+        s(&fixture("tiny_lcm_lora.safetensors")),
+        "--prompt",
+        "a photo of a red cat",
+        "--negative-prompt",
+        "blurry",
+        "--guidance",
+        "1.5",
+        "--steps",
+        "2",
+        "--noise",
+        s(&noise),
+        "-o",
+        s(&out),
+    ]);
+    assert!(ok, "{err}");
+    let e = max_abs_diff(&read_image(&out), &tensor("cfg_image"));
+    assert!(e < TOLERANCE, "CFG off by {e}");
+}
+
+#[test]
+fn cli_refuses_what_a_latent_model_cannot_do_in_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("x.png");
+    let png = dir.path().join("p.png");
+    image::RgbImage::new(64, 64).save(&png).unwrap();
+    for (args, says) in [
+        (vec!["generate", "-o", s(&out)], "give --prompt"),
+        (
+            vec!["generate", "--prompt", "a", "--class", "2", "-o", s(&out)],
+            "no classes",
+        ),
+        (
+            vec![
+                "generate",
+                "--prompt",
+                "a",
+                "--negative-prompt",
+                "b",
+                "-o",
+                s(&out),
+            ],
+            "no negative prompt",
+        ),
+        (
+            vec!["generate", "--prompt", "a", "--ts", "0,5", "-o", s(&out)],
+            "--steps",
+        ),
+        (
+            vec![
+                "edit",
+                "colorize",
+                "--image",
+                s(&png),
+                "--prompt",
+                "a",
+                "-o",
+                s(&out),
+            ],
+            "works on pixels",
+        ),
+        (
+            vec![
+                "edit",
+                "denoise",
+                "--image",
+                s(&png),
+                "--prompt",
+                "a",
+                "-o",
+                s(&out),
+            ],
+            "works on pixels",
+        ),
+    ] {
+        let (ok, _, err) = cli_lcm_at(&args);
+        assert!(!ok, "{args:?} should fail");
+        assert!(err.contains(says), "{args:?}: {err}");
+        assert_eq!(
+            err.lines().filter(|l| l.starts_with("error")).count(),
+            1,
+            "{err}"
+        );
+    }
+    let (ok, _, err) = cmpaint(&[
+        "generate",
+        "--model",
+        s(&fixture("tiny_lcm")),
+        "--lora",
+        s(&fixture(
+            "tiny_lcm/unet/diffusion_pytorch_model.safetensors",
+        )),
+        "--prompt",
+        "a",
+        "-o",
+        s(&out),
+    ]);
+    assert!(!ok);
+    assert!(err.contains("LoRA"), "{err}");
 }

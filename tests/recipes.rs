@@ -4,7 +4,7 @@
 
 mod common;
 
-use cmpaint::job::{ModelSource, Steps, load_model, plan, run_recipe};
+use cmpaint::job::{ModelSource, Steps, load_any, plan, run_recipe};
 use cmpaint::picture::{decode, to_rgb8};
 use cmpaint::recipe::{Operation, read_grid, read_recipe};
 use common::{builtin_with, cmpaint, flat_png, s, write_noise};
@@ -236,14 +236,14 @@ fn the_cli_and_the_app_plan_a_strength_alike() {
     let from_cli = read_recipe(&std::fs::read(&out).unwrap()).unwrap();
 
     let device = candle_core::Device::Cpu;
-    let loaded = load_model(
+    let loaded = load_any(
         &ModelSource::file(Some(&model)),
         &device,
         cmpaint::job::Precision::F32,
     )
     .unwrap();
     let planned = plan(
-        &loaded.info,
+        loaded.info(),
         Operation::SdEdit { strength: 0.49 },
         4,
         from_cli.class,
@@ -359,7 +359,7 @@ fn an_app_export_reruns_from_the_command_line() {
     use cmpaint::recipe::{EmbeddedImage, encode_png};
     let dir = tempfile::tempdir().unwrap();
     let device = candle_core::Device::Cpu;
-    let loaded = load_model(
+    let loaded = load_any(
         &ModelSource::file(None),
         &device,
         cmpaint::job::Precision::F32,
@@ -371,7 +371,7 @@ fn an_app_export_reruns_from_the_command_line() {
         pixels: (0..32 * 32 * 3).map(|i| (i * 7 % 251) as u8).collect(),
     };
     let mut recipe = plan(
-        &loaded.info,
+        loaded.info(),
         Operation::SdEdit { strength: 0.4 },
         11,
         Some(7),

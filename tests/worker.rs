@@ -65,6 +65,7 @@ fn info() -> ModelInfo {
             sketch_strength: Some(0.59),
             ..cmpaint::engine::model::spec::SamplingConfig::with_grid(40, None)
         },
+        latent: None,
     }
 }
 
@@ -86,6 +87,7 @@ fn recipe(seed: u64) -> Box<Recipe> {
         steps: 40,
         ts: None,
         sampler: None,
+        prompt: None,
         input: None,
         mask: None,
         files: Vec::new(),

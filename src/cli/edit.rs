@@ -1,18 +1,18 @@
 //! `cmpaint edit`: zero-shot edits of a picture (paper Algorithm 4) and denoising.
 
 use super::{
-    ModelArgs, OdeArgs, RunArgs, Unlabelled, check_memory, checked_steps, class_labels, load,
-    noise_file, noise_source, picture_output, run_and_write, styles, write_output,
+    Loaded, ModelArgs, OdeArgs, RunArgs, Unlabelled, check_memory, checked_steps, class_labels,
+    load, noise_file, noise_source, picture_output, prompt, run_and_write, styles, write_output,
 };
 use crate::job::io::{
     estimate_sigma, mask_to_tensor, picture_to_tensor, read_tensor_image, tensor_to_rgb8,
 };
 use crate::job::{
-    EDIT_STEPS, Explicit, Parameterization, RunOptions, Steps, denoise, noise_draws, plan_with,
-    strength_to_index,
+    AnyModel, EDIT_STEPS, Explicit, Parameterization, RunOptions, Steps, denoise, noise_draws,
+    plan_with, strength_to_index,
 };
 use crate::picture::{Resize, decode, to_model_size, to_rgb8};
-use crate::recipe::{EmbeddedImage, FileRef, FileRole, Operation, sha256_file};
+use crate::recipe::{EmbeddedImage, FileRef, FileRole, Operation, Recipe, sha256_file};
 use anyhow::{Context, Result, bail};
 use candle_core::{Device, Tensor};
 use clap::{Args, ValueEnum};
@@ -196,13 +196,17 @@ pub fn run(args: EditArgs) -> Result<()> {
     if args.sigma.is_some() && args.task != Task::Denoise {
         return wrong("--sigma", "denoise");
     }
-    let m = load(&args.model, &args.run)?;
+    let loaded = load(&args.model, &args.run)?;
+    if let AnyModel::Latent(_) = &loaded.model {
+        return edit_prompted(&args, &loaded);
+    }
+    let m = loaded.pixel("edit")?;
     let cfg = &m.config;
     let size = cfg.unet.image_size;
     let factor = (args.task == Task::Superres).then(|| args.factor.unwrap_or((size / 32).max(2)));
     let downsampling = 1 << (cfg.unet.channel_mult.len() - 1);
     let free = m.size_guessed.then_some(downsampling);
-    let mut images = read_picture(&args, size, factor, free, &m.device)?;
+    let mut images = read_picture(&args, size, factor, free, &loaded.device)?;
     if m.size_guessed && images.dims()[2..] != [size, size] {
         eprintln!(
             "image size: {}×{} from the picture (the checkpoint does not say)",
@@ -244,7 +248,7 @@ pub fn run(args: EditArgs) -> Result<()> {
     }
 
     let mask = match args.task {
-        Task::Inpaint => Some(read_mask(&args, size, h, w, &m.device)?),
+        Task::Inpaint => Some(read_mask(&args, size, h, w, &loaded.device)?),
         _ => None,
     };
     let edm = cfg.sampling.parameterization == Parameterization::Edm;
@@ -285,22 +289,7 @@ pub fn run(args: EditArgs) -> Result<()> {
     let p = cfg.sampling.parameterization;
     let (noise, _) = noise_source(&args.run, [batch, 3, h, w], None, noise_draws(&recipe, p))?;
     recipe.files.extend(noise_file(&args.run)?);
-    // the picture is embedded in the recipe (a PNG), or named by its hash (a tensor image, whose
-    // values a PNG would round)
-    if is_tensor_file(&args.image) {
-        recipe.files.push(FileRef {
-            role: FileRole::Image,
-            path: args.image.display().to_string(),
-            sha256: sha256_file(&args.image)?,
-        });
-    } else {
-        recipe.input = Some(EmbeddedImage::from_rgb(&tensor_to_rgb8(&images.get(0)?)?)?);
-    }
-    if let Some(mask) = &mask {
-        let (_, _, mh, mw) = mask.dims4()?;
-        let values = mask.flatten_all()?.to_vec1::<f32>()?;
-        recipe.mask = Some(EmbeddedImage::from_mask(mw, mh, &values)?);
-    }
+    embed_inputs(&mut recipe, &args, &images, mask.as_ref())?;
     let opts = RunOptions {
         labels,
         styles,
@@ -310,7 +299,95 @@ pub fn run(args: EditArgs) -> Result<()> {
         ..RunOptions::batch(batch)
     };
     let what = args.task.to_possible_value().expect("named");
-    run_and_write(&m, &recipe, opts, what.get_name(), &args.run, args.separate)
+    run_and_write(
+        &loaded,
+        &recipe,
+        opts,
+        what.get_name(),
+        &args.run,
+        args.separate,
+    )
+}
+
+/// The picture an edit starts from goes into its recipe (a PNG), or is named by its hash (a tensor
+/// image, whose values a PNG would round); the mask goes in as grey.
+fn embed_inputs(
+    recipe: &mut Recipe,
+    args: &EditArgs,
+    images: &Tensor,
+    mask: Option<&Tensor>,
+) -> Result<()> {
+    recipe.files.extend(noise_file(&args.run)?);
+    if is_tensor_file(&args.image) {
+        recipe.files.push(FileRef {
+            role: FileRole::Image,
+            path: args.image.display().to_string(),
+            sha256: sha256_file(&args.image)?,
+        });
+    } else {
+        recipe.input = Some(EmbeddedImage::from_rgb(&tensor_to_rgb8(&images.get(0)?)?)?);
+    }
+    if let Some(mask) = mask {
+        let (_, _, mh, mw) = mask.dims4()?;
+        let values = mask.flatten_all()?.to_vec1::<f32>()?;
+        recipe.mask = Some(EmbeddedImage::from_mask(mw, mh, &values)?);
+    }
+    Ok(())
+}
+
+/// `edit sdedit|inpaint --prompt` on a latent model: the picture at its own size (a multiple of the
+/// model's 64 px, else --resize to the model's), LCM steps, the prompt.
+fn edit_prompted(args: &EditArgs, loaded: &Loaded) -> Result<()> {
+    let info = loaded.info();
+    let facts = prompt::latent_facts(loaded, &args.run)?;
+    if args.ts.is_some() || args.strength_index.is_some() {
+        bail!("a latent model takes --strength and --steps, not --ts or --strength-index");
+    }
+    let operation = match args.task {
+        Task::Sdedit => Operation::SdEdit {
+            strength: args.strength.unwrap_or(info.sketch_strength()),
+        },
+        Task::Inpaint => Operation::Inpaint,
+        Task::Colorize => Operation::Colorize,
+        Task::Superres => Operation::SuperRes {
+            factor: args.factor.unwrap_or(2),
+        },
+        Task::Denoise => bail!(
+            "{} is a latent model: denoise works on pixels; use a pixel-space model",
+            info.name
+        ),
+        Task::Outpaint => unreachable!("outpaint runs frame by frame"),
+    };
+    let mut recipe =
+        prompt::plan_prompted(loaded, operation, args.run.seed, args.steps, &args.run)?;
+    let side = info.image_size;
+    let device = &loaded.device;
+    let mut images = read_picture(args, side, None, Some(facts.size_multiple), device)?;
+    if let Some(b) = args.batch {
+        images = images.repeat((b, 1, 1, 1))?;
+    }
+    let (batch, _, h, w) = images.dims4()?;
+    let mask = match args.task {
+        Task::Inpaint => Some(read_mask(args, side, h, w, device)?),
+        _ => None,
+    };
+    let (noise, _) = prompt::latent_noise(&args.run, facts, &recipe, batch, (h, w), 0)?;
+    embed_inputs(&mut recipe, args, &images, mask.as_ref())?;
+    let opts = RunOptions {
+        noise,
+        images: Some(images),
+        mask,
+        ..RunOptions::batch(batch)
+    };
+    let what = args.task.to_possible_value().expect("named");
+    run_and_write(
+        loaded,
+        &recipe,
+        opts,
+        what.get_name(),
+        &args.run,
+        args.separate,
+    )
 }
 
 /// --ts and a start (--strength or --strength-index) must agree on the first index.

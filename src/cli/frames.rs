@@ -34,7 +34,7 @@ pub(super) enum FrameTask {
 
 impl<'a> FrameEditor<'a> {
     pub fn new(model: &'a Loaded, args: &EditArgs) -> Result<Self> {
-        let cfg = &model.config;
+        let cfg = &model.pixel("a frame-by-frame edit")?.config;
         let labels = class_labels(&args.run, cfg, 1, Unlabelled::AppDefault)?;
         let style = styles(&args.run, cfg, 1)?.map(|s| s[0]);
         let mut editor = Self {
@@ -64,7 +64,7 @@ impl<'a> FrameEditor<'a> {
         let seed = self.seed.wrapping_add(index as u64);
         let class = self.labels.as_ref().map(|l| l[0]);
         let mut recipe = plan_with(
-            &self.model.info,
+            self.model.info(),
             operation,
             seed,
             class,
@@ -93,7 +93,7 @@ impl<'a> FrameEditor<'a> {
         feather: usize,
     ) -> Result<()> {
         let m = self.model;
-        let size = m.config.unet.image_size;
+        let size = m.info().image_size;
         let input = doc.frame_input(frame, size, matches!(task, FrameTask::Inpaint), feather);
         let mask = match task {
             FrameTask::Inpaint => {

@@ -1,10 +1,10 @@
 //! `cmpaint generate`: images from noise, one step or multistep.
 
 use super::{
-    ModelArgs, OdeArgs, RunArgs, Unlabelled, check_memory, checked_steps, class_labels, load,
-    noise_file, noise_source, picture_output, run_and_write, styles,
+    Loaded, ModelArgs, OdeArgs, RunArgs, Unlabelled, check_memory, checked_steps, class_labels,
+    load, noise_file, noise_source, picture_output, prompt, run_and_write, styles,
 };
-use crate::job::{Explicit, RunOptions, Steps, noise_draws, plan_with};
+use crate::job::{AnyModel, Explicit, RunOptions, Steps, noise_draws, plan_with};
 use crate::recipe::Operation;
 use anyhow::{Result, bail};
 use clap::Args;
@@ -37,7 +37,11 @@ pub struct GenerateArgs {
 
 pub fn run(args: GenerateArgs) -> Result<()> {
     picture_output(&args.run)?;
-    let m = load(&args.model, &args.run)?;
+    let loaded = load(&args.model, &args.run)?;
+    if let AnyModel::Latent(_) = &loaded.model {
+        return generate_prompted(&args, &loaded);
+    }
+    let m = loaded.pixel("generate")?;
     let cfg = &m.config;
     checked_steps(args.steps)?;
     let explicit = Explicit {
@@ -93,5 +97,43 @@ pub fn run(args: GenerateArgs) -> Result<()> {
         size: Some((shape[2], shape[3])),
         ..RunOptions::batch(shape[0])
     };
-    run_and_write(&m, &recipe, opts, "sampling", &args.run, args.separate)
+    run_and_write(&loaded, &recipe, opts, "sampling", &args.run, args.separate)
+}
+
+/// `generate --prompt` on a latent model: LCM steps (`--steps`, default the model's), pictures at
+/// the model's size or the noise file's.
+fn generate_prompted(args: &GenerateArgs, loaded: &Loaded) -> Result<()> {
+    if args.ts.is_some() || args.multistep {
+        bail!("a latent model samples --steps N (1 to 8 are usual), not --ts or --multistep");
+    }
+    let facts = prompt::latent_facts(loaded, &args.run)?;
+    let mut recipe = prompt::plan_prompted(
+        loaded,
+        Operation::Generate,
+        args.run.seed,
+        args.steps,
+        &args.run,
+    )?;
+    let batch = args.batch.unwrap_or(1);
+    if batch == 0 {
+        bail!("--batch must be at least 1");
+    }
+    let side = loaded.info().image_size;
+    let (noise, shape) = prompt::latent_noise(&args.run, facts, &recipe, batch, (side, side), 0)?;
+    if let Some(b) = args.batch
+        && b != shape[0]
+    {
+        bail!(
+            "--batch {b} disagrees with the noise file's batch of {}",
+            shape[0]
+        );
+    }
+    recipe.files.extend(noise_file(&args.run)?);
+    let f = facts.vae_factor;
+    let opts = RunOptions {
+        noise,
+        size: Some((shape[2] * f, shape[3] * f)),
+        ..RunOptions::batch(shape[0])
+    };
+    run_and_write(loaded, &recipe, opts, "sampling", &args.run, args.separate)
 }

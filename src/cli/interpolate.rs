@@ -1,13 +1,13 @@
 //! `cmpaint interpolate`: one-step images between two noise seeds, as single frames or an animation.
 
 use super::{
-    ModelArgs, OutputKind, RunArgs, Unlabelled, check_memory, class_labels, load, noise_file,
-    noise_source, output_kind, styles, write_output,
+    Loaded, ModelArgs, OutputKind, RunArgs, Unlabelled, check_memory, class_labels, load,
+    noise_file, noise_source, output_kind, prompt, styles, write_output,
 };
 use crate::job::io::tensor_to_rgb8;
-use crate::job::{self, RunOptions, Steps, per_image, plan};
+use crate::job::{self, AnyModel, LoadedModel, RunOptions, Steps, per_image, plan};
 use crate::picture::{grid, is_gif, write_animation_with_text};
-use crate::recipe::{GRID_KEYWORD, GridRecipe, Operation, Strip};
+use crate::recipe::{GRID_KEYWORD, GridRecipe, Operation, Recipe, Strip};
 use anyhow::{Context, Result, bail};
 use candle_core::Tensor;
 use clap::Args;
@@ -42,6 +42,9 @@ pub struct InterpolateArgs {
     /// Images per frame (with --noise: the file's batch).
     #[arg(long)]
     pub batch: Option<usize>,
+    /// Latent models: LCM steps per frame (default: the model's).
+    #[arg(long)]
+    pub steps: Option<usize>,
 }
 
 /// The most frames one strip may have (a minute at 60 frames per second, ten times over).
@@ -54,30 +57,12 @@ pub fn run(args: InterpolateArgs) -> Result<()> {
     if args.run.scale > 1 && output_kind(&args.run.output)? == OutputKind::Tensor {
         bail!("--scale is for .png and .gif outputs; a tensor output keeps the model's size");
     }
-    let m = load(&args.model, &args.run)?;
-    let cfg = &m.config;
-    let size = cfg.unet.image_size;
-    let batch = args.batch.unwrap_or(1);
+    let loaded = load(&args.model, &args.run)?;
     if let Some(k) = args.frames
         && k > MAX_FRAMES
     {
         bail!("--frames {k}: at most {MAX_FRAMES} frames");
     }
-    // every frame's batch is kept until the animation is written
-    let kept = batch.saturating_mul(args.frames.unwrap_or(1));
-    check_memory(cfg, kept, size)?;
-    let shape = [batch, cfg.unet.in_channels, size, size];
-    let factor = 1 << (cfg.unet.channel_mult.len() - 1);
-    // The noise file holds z_a then z_b; seeds draw each from its own generator.
-    let (noise, shape) = noise_source(&args.run, shape, Some(factor), 2)?;
-    let batch = shape[0];
-    check_memory(
-        cfg,
-        batch.saturating_mul(args.frames.unwrap_or(1)),
-        shape[2].max(shape[3]),
-    )?;
-    let labels = class_labels(&args.run, cfg, batch, Unlabelled::FromSeed)?;
-    let styles = styles(&args.run, cfg, batch)?;
     let alphas: Vec<f64> = match (args.alpha, args.frames) {
         (Some(a), _) => vec![a],
         (None, Some(k)) if k >= 2 => (0..k).map(|i| i as f64 / (k - 1) as f64).collect(),
@@ -88,24 +73,29 @@ pub fn run(args: InterpolateArgs) -> Result<()> {
         alpha: alphas[0],
     };
     let alphas_of_strip = args.frames.map(|_| alphas.clone());
-    let mut recipe = plan(&m.info, operation, args.seed_a, None, Steps::One)?;
-    recipe.files.extend(noise_file(&args.run)?);
-    let opts = RunOptions {
-        labels: labels.clone(),
-        styles: styles.clone(),
-        noise,
-        size: Some((shape[2], shape[3])),
-        alphas: Some(alphas.clone()),
-        ..RunOptions::batch(batch)
+    let (recipe, opts) = match &loaded.model {
+        AnyModel::Latent(_) => prompted(&args, &loaded, operation)?,
+        AnyModel::Pixel(m) => pixel(&args, m, operation)?,
     };
-    let x = job::run(&m.model, &m.device, &recipe, opts, &mut job::run_to_end)?
-        .context("interpolation was cancelled")?;
+    let (batch, labels, styles) = (opts.batch, opts.labels.clone(), opts.styles.clone());
+    let opts = RunOptions {
+        alphas: Some(alphas),
+        ..opts
+    };
+    let x = job::run(
+        &loaded.model,
+        &loaded.device,
+        &recipe,
+        opts,
+        &mut job::run_to_end,
+    )?
+    .context("interpolation was cancelled")?;
     let recipes = per_image(
         &recipe,
         batch,
         labels.as_deref(),
         styles.as_deref(),
-        cfg.styles.len(),
+        loaded.info().styles.len(),
     );
     match alphas_of_strip {
         None => write_output(&args.run, &x, false, &recipes),
@@ -123,6 +113,60 @@ pub fn run(args: InterpolateArgs) -> Result<()> {
             write_strip(&args.run.output, &x, &strip)
         }
     }
+}
+
+/// A pixel model's interpolation: its classes and styles, the noise of its size.
+fn pixel(
+    args: &InterpolateArgs,
+    m: &LoadedModel,
+    operation: Operation,
+) -> Result<(Recipe, RunOptions)> {
+    let cfg = &m.config;
+    let size = cfg.unet.image_size;
+    let batch = args.batch.unwrap_or(1);
+    // every frame's batch is kept until the animation is written
+    let frames = args.frames.unwrap_or(1);
+    check_memory(cfg, batch.saturating_mul(frames), size)?;
+    let shape = [batch, cfg.unet.in_channels, size, size];
+    let factor = 1 << (cfg.unet.channel_mult.len() - 1);
+    // The noise file holds z_a then z_b; seeds draw each from its own generator.
+    let (noise, shape) = noise_source(&args.run, shape, Some(factor), 2)?;
+    let batch = shape[0];
+    check_memory(cfg, batch.saturating_mul(frames), shape[2].max(shape[3]))?;
+    let labels = class_labels(&args.run, cfg, batch, Unlabelled::FromSeed)?;
+    let styles = styles(&args.run, cfg, batch)?;
+    let mut recipe = plan(&m.info, operation, args.seed_a, None, Steps::One)?;
+    recipe.files.extend(noise_file(&args.run)?);
+    let opts = RunOptions {
+        labels,
+        styles,
+        noise,
+        size: Some((shape[2], shape[3])),
+        ..RunOptions::batch(batch)
+    };
+    Ok((recipe, opts))
+}
+
+/// A latent model's interpolation: the prompt fixed, the initial latents slerped (a noise file
+/// holds z_a, z_b, then the re-noising draws).
+fn prompted(
+    args: &InterpolateArgs,
+    loaded: &Loaded,
+    operation: Operation,
+) -> Result<(Recipe, RunOptions)> {
+    let facts = prompt::latent_facts(loaded, &args.run)?;
+    let mut recipe = prompt::plan_prompted(loaded, operation, args.seed_a, args.steps, &args.run)?;
+    let side = loaded.info().image_size;
+    let batch = args.batch.unwrap_or(1);
+    let (noise, shape) = prompt::latent_noise(&args.run, facts, &recipe, batch, (side, side), 1)?;
+    recipe.files.extend(noise_file(&args.run)?);
+    let f = facts.vae_factor;
+    let opts = RunOptions {
+        noise,
+        size: Some((shape[2] * f, shape[3] * f)),
+        ..RunOptions::batch(shape[0])
+    };
+    Ok((recipe, opts))
 }
 
 /// An interpolation strip — `x` holds every frame's grid in turn — as an animation, an animated

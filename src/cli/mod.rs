@@ -8,13 +8,15 @@ mod generate;
 mod info;
 mod interpolate;
 mod outpaint;
+mod prompt;
 mod rerun;
 mod upscale;
 
 use crate::file_io::write_bytes;
 use crate::job::io::{NoiseSource, ReplayNoise, tensor_to_rgb8, write_tensor_image};
 use crate::job::{
-    self, LoadedModel, ModelSource, RunOptions, load_model, network_calls, per_image, recipe_steps,
+    self, AnyModel, LoadedModel, ModelSource, RunOptions, load_any, network_calls, per_image,
+    recipe_steps,
 };
 use crate::job::{
     MAX_STEPS, ModelConfig, Parameterization, Precision, Step, check_run_memory, preset, presets,
@@ -78,6 +80,10 @@ pub struct ModelArgs {
     /// teachers, sampled with Heun). Normally read from the file, a preset or an `edm_` file name.
     #[arg(long, value_enum)]
     pub parameterization: Option<ParameterizationArg>,
+    /// A LoRA (.safetensors, peft or kohya layout) merged into a Stable Diffusion folder's UNet as it
+    /// loads: an LCM-LoRA makes a plain SD 1.5 folder a latent consistency model.
+    #[arg(long)]
+    pub lora: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -177,10 +183,20 @@ pub struct RunArgs {
     /// sample's style comes from its seed (seed mod the number of styles).
     #[arg(long, value_delimiter = ',')]
     pub style: Option<Vec<String>>,
+    /// Latent models (Stable Diffusion LCMs): what to paint.
+    #[arg(long)]
+    pub prompt: Option<String>,
+    /// Latent models with classifier-free guidance (SD + LCM-LoRA): what to paint away from.
+    #[arg(long)]
+    pub negative_prompt: Option<String>,
+    /// Latent models: the guidance scale (default: the model's, 8 for an LCM, 1.5 with a LoRA).
+    #[arg(long)]
+    pub guidance: Option<f64>,
     /// Seed of the noise (sample i of a batch uses seed + i).
     #[arg(long, default_value_t = 0, conflicts_with = "noise")]
     pub seed: u64,
-    /// Replay noise: safetensors with f32 `noise` [S, B, 3, H, W]; replaces every random draw.
+    /// Replay noise: safetensors with f32 `noise` [S, B, 3, H, W] (a latent model's: [S, B, 4, h, w],
+    /// entry 0 the initial latents, entry i the draw after step i); replaces every random draw.
     #[arg(long)]
     pub noise: Option<PathBuf>,
     /// cpu, cuda or auto.
@@ -205,6 +221,9 @@ impl RunArgs {
         Self {
             class: None,
             style: None,
+            prompt: None,
+            negative_prompt: None,
+            guidance: None,
             seed: 0,
             noise: None,
             device: device.to_string(),
@@ -291,19 +310,37 @@ fn model_source(args: &ModelArgs) -> Result<ModelSource> {
         file: args.model.clone(),
         config,
         parameterization: args.parameterization.map(Into::into),
+        lora: args.lora.clone(),
     })
 }
 
 /// A model loaded for sampling, and its device.
 struct Loaded {
-    model: LoadedModel,
+    model: AnyModel,
     device: Device,
 }
 
-impl std::ops::Deref for Loaded {
-    type Target = LoadedModel;
-    fn deref(&self) -> &LoadedModel {
-        &self.model
+impl Loaded {
+    /// The pixel-space model, or why `what` needs one.
+    fn pixel(&self, what: &str) -> Result<&LoadedModel> {
+        Ok(self.model.pixel(what)?)
+    }
+
+    fn info(&self) -> &job::ModelInfo {
+        self.model.info()
+    }
+
+    /// The LoRA merged into a latent model's UNet.
+    fn lora(&self) -> Option<&Path> {
+        match &self.model {
+            AnyModel::Latent(m) => m
+                .pipeline
+                .parts
+                .iter()
+                .find(|p| p.name == "lora")
+                .map(|p| p.file.as_path()),
+            AnyModel::Pixel(_) => None,
+        }
     }
 }
 
@@ -315,14 +352,15 @@ fn load(model: &ModelArgs, run: &RunArgs) -> Result<Loaded> {
         "device: {}",
         if device.is_cuda() { "cuda:0" } else { "cpu" }
     );
-    let model = load_model(&model_source(model)?, &device, run.precision)?;
+    let model = load_any(&model_source(model)?, &device, run.precision)?;
     Ok(Loaded { model, device })
 }
 
 /// A model on the device `--device` names (f32), as `rerun` loads the recipe's.
-fn load_model_for(source: &ModelSource, device: &str) -> Result<(LoadedModel, Device)> {
+fn load_model_for(source: &ModelSource, device: &str) -> Result<Loaded> {
     let device = select_device(device)?;
-    Ok((load_model(source, &device, Precision::F32)?, device))
+    let model = load_any(source, &device, Precision::F32)?;
+    Ok(Loaded { model, device })
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -405,7 +443,7 @@ fn run_and_write(
     run: &RunArgs,
     separate: bool,
 ) -> Result<()> {
-    let p = m.config.sampling.parameterization;
+    let p = m.info().parameterization();
     let (batch, labels, styles) = (opts.batch, opts.labels.clone(), opts.styles.clone());
     let bar = progress(recipe_steps(recipe, p), what);
     let started = std::time::Instant::now();
@@ -413,7 +451,7 @@ fn run_and_write(
         .with_context(|| format!("{what} was cancelled"))?;
     bar.finish_and_clear();
     report_cost(network_calls(recipe, p), started);
-    let n_styles = m.config.styles.len();
+    let n_styles = m.info().styles.len();
     let recipes = per_image(
         recipe,
         batch,

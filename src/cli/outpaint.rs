@@ -45,7 +45,7 @@ pub fn run(args: &EditArgs) -> Result<()> {
         );
     }
     let m = load(&args.model, &args.run)?;
-    let cfg = &m.config;
+    let cfg = &m.pixel("outpaint")?.config;
     let size = cfg.unet.image_size;
     let original = to_rgb8(&decode(&args.image)?);
     let mut doc = Document::from_picture(&original);

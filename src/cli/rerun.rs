@@ -4,7 +4,7 @@
 use super::{ModelArgs, load_model_for, write_output};
 use crate::file_io::{self, limit};
 use crate::job::io::{ReplayNoise, read_tensor_image};
-use crate::job::{self, LoadedModel, ModelSource, RunOptions};
+use crate::job::{self, ModelInfo, ModelSource, RunOptions};
 use crate::picture::{Rgb8, decode_frames};
 use crate::recipe::{FileRef, FileRole, GridRecipe, Operation, Recipe, read_grid, sha256_file};
 use anyhow::{Context, Result, bail};
@@ -50,11 +50,24 @@ pub fn run(args: RerunArgs) -> Result<()> {
     if !one_run {
         bail!("the cells' seeds are not one batch run's; this picture was not written by cmpaint");
     }
-    let source = recipe_model(first, &args)?;
+    let mut source = recipe_model(first, &args)?;
     if first.operation.is_frame_run() {
         return rerun_frames(first, &source, &args, &output);
     }
-    let (model, device) = load_model_for(&source, &args.device)?;
+    // the LoRA merged into a latent model's UNet: where the recipe says, unless --lora moved it
+    if let Some(lora) = first.files.iter().find(|f| f.role == FileRole::Lora) {
+        let file = FileRef {
+            path: source
+                .lora
+                .as_ref()
+                .map_or(lora.path.clone(), |p| p.display().to_string()),
+            ..lora.clone()
+        };
+        check_hash(&file)?;
+        source.lora = Some(PathBuf::from(file.path));
+    }
+    let loaded = load_model_for(&source, &args.device)?;
+    let (model, device) = (&loaded.model, &loaded.device);
     let mut opts = RunOptions {
         // each cell's own class and style
         labels: first
@@ -75,14 +88,15 @@ pub fn run(args: RerunArgs) -> Result<()> {
                 opts.noise = Some(Box::new(noise));
             }
             FileRole::Image => {
-                opts.images = Some(tensor_input(first, &file.path, &model, &device)?);
+                opts.images = Some(tensor_input(first, &file.path, model.info(), device)?);
             }
+            FileRole::Lora => {}
         }
     }
     if let Some(strip) = &grid_recipe.strip {
         opts.alphas = Some(strip.alphas.clone());
     }
-    let x = job::run(&model, &device, first, opts, &mut job::run_to_end)?
+    let x = job::run(model, device, first, opts, &mut job::run_to_end)?
         .context("the run was cancelled")?;
     // a tensor output keeps the model's size and holds every frame of a strip
     let tensor_output = output.extension().is_some_and(|e| e == "safetensors");
@@ -229,6 +243,7 @@ fn check_hash(file: &FileRef) -> Result<()> {
     let what = match file.role {
         FileRole::Noise => "noise file",
         FileRole::Image => "input picture",
+        FileRole::Lora => "LoRA",
     };
     let path = Path::new(&file.path);
     if !path.exists() {
@@ -252,15 +267,10 @@ fn check_hash(file: &FileRef) -> Result<()> {
 
 /// A tensor image an edit started from, brought to the model's size as `edit` brought it (a
 /// low-resolution super-resolution input is repeated F×F).
-fn tensor_input(
-    recipe: &Recipe,
-    path: &str,
-    model: &LoadedModel,
-    device: &Device,
-) -> Result<Tensor> {
+fn tensor_input(recipe: &Recipe, path: &str, model: &ModelInfo, device: &Device) -> Result<Tensor> {
     let x = read_tensor_image(Path::new(path), device)?;
     let (_, _, h, w) = x.dims4()?;
-    let size = model.config.unet.image_size;
+    let size = model.image_size;
     Ok(match recipe.operation {
         Operation::SuperRes { factor } if (h * factor, w * factor) == (size, size) => {
             x.upsample_nearest2d(size, size)?

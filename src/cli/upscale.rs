@@ -24,7 +24,7 @@ pub fn run(args: &EditArgs) -> Result<()> {
         );
     }
     let m = load(&args.model, &args.run)?;
-    let cfg = &m.config;
+    let cfg = &m.pixel("superres --enlarge")?.config;
     let size = cfg.unet.image_size;
     let factor = args.factor.unwrap_or((size / 32).max(2));
     let picture = to_rgb8(&decode(&args.image)?);

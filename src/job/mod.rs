@@ -3,12 +3,15 @@
 //! a strength, steps, what a run costs); [`run()`] calls the engine with progress, previews and
 //! cancel. Above it: `worker` (the thread the app talks to) and `cli`; below it: `engine`.
 
+mod latent;
 mod model;
 mod plan;
 mod run;
 
 pub use model::{
-    LoadedModel, ModelInfo, ModelSource, hash_weights, is_builtin_name, load_model, weights_sha256,
+    AnyModel, LATENT_SKETCH_STRENGTH, LatentFacts, LatentLoaded, LoadedModel, ModelInfo,
+    ModelSource, hash_weights, is_builtin_name, is_latent_folder, load_any, load_model,
+    weights_sha256,
 };
 pub use plan::{Explicit, Steps, network_calls, noise_draws, plan, plan_with, recipe_steps};
 pub use run::{RunOptions, ode_options, per_image, run, run_recipe, style_of_seed};

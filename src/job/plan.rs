@@ -2,11 +2,11 @@
 //! complete [`Recipe`] — the grid N, the time indices (from a strength for SDEdit), and what the
 //! run will cost. The app and the CLI plan through here, so one request gives one recipe everywhere.
 
-use super::model::ModelInfo;
+use super::model::{LatentFacts, ModelInfo};
 use crate::engine::model::spec::{Parameterization, SamplingConfig};
 use crate::engine::pipeline::{EDIT_STEPS, sdedit_ts, strength_to_index};
 use crate::engine::{EngineError, Result};
-use crate::recipe::{Operation, RECIPE_VERSION, Recipe, Sampler};
+use crate::recipe::{Operation, Prompt, RECIPE_VERSION, Recipe, Sampler};
 
 /// How a generation samples: one step, or the model's tuned multistep list.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -52,6 +52,9 @@ pub fn plan_with(
     steps: Steps,
     explicit: &Explicit,
 ) -> Result<Recipe> {
+    if let Some(latent) = &model.latent {
+        return plan_latent(model, latent, operation, seed, explicit);
+    }
     let s = &model.sampling;
     if explicit.sampler.is_some() && s.parameterization == Parameterization::Consistency {
         return invalid(format!(
@@ -75,6 +78,66 @@ pub fn plan_with(
         steps: n,
         ts,
         sampler: explicit.sampler.clone(),
+        prompt: None,
+        input: None,
+        mask: None,
+        files: Vec::new(),
+    })
+}
+
+/// A latent model's recipe: its default number of LCM steps (or the caller's) and an empty prompt
+/// at its default guidance, which the caller fills in. Colorize and super-resolution are refused: a
+/// VAE's latents cannot hold a grey picture's shading apart from its colour, nor a small picture's
+/// pixels apart from their detail, as Algorithm 4 needs in pixel space.
+fn plan_latent(
+    model: &ModelInfo,
+    latent: &LatentFacts,
+    operation: Operation,
+    seed: u64,
+    explicit: &Explicit,
+) -> Result<Recipe> {
+    match &operation {
+        Operation::Colorize | Operation::SuperRes { .. } | Operation::Enlarge { .. } => {
+            return invalid(format!(
+                "{} is a latent model: {} works on pixels (Algorithm 4 in pixel space), which a VAE's \
+                 latents do not keep apart; use a pixel-space model",
+                model.name,
+                operation.label()
+            ));
+        }
+        Operation::SdEdit { strength } if !(*strength > 0.0 && *strength <= 1.0) => {
+            return invalid(format!("strength {strength}: it must lie in (0, 1]"));
+        }
+        _ => {}
+    }
+    if explicit.ts.is_some() || explicit.start.is_some() || explicit.sampler.is_some() {
+        return invalid(format!(
+            "{} is a latent model: it takes --steps (1…{}), not --ts, --strength-index or an EDM sampler",
+            model.name, latent.max_steps
+        ));
+    }
+    let steps = explicit.steps.unwrap_or(latent.steps);
+    if !(1..=latent.max_steps).contains(&steps) {
+        return invalid(format!(
+            "{steps} steps: {} takes 1…{}",
+            model.name, latent.max_steps
+        ));
+    }
+    Ok(Recipe {
+        version: RECIPE_VERSION,
+        model: model.model_ref(),
+        operation,
+        seed,
+        class: None,
+        style: None,
+        steps,
+        ts: None,
+        sampler: None,
+        prompt: Some(Prompt {
+            text: String::new(),
+            negative: String::new(),
+            guidance: latent.guidance,
+        }),
         input: None,
         mask: None,
         files: Vec::new(),
@@ -161,8 +224,12 @@ fn edm_steps(recipe: &Recipe) -> usize {
     recipe.steps.saturating_sub(start.unwrap_or(0)).max(1)
 }
 
-/// Sampler steps a recipe takes (what progress reports count).
+/// Sampler steps a recipe takes (what progress reports count). A latent model's: its LCM steps and
+/// the VAE's decode, and its encode for an edit.
 pub fn recipe_steps(recipe: &Recipe, parameterization: Parameterization) -> usize {
+    if recipe.prompt.is_some() {
+        return recipe.steps + 1 + usize::from(recipe.operation.needs_input());
+    }
     match (&recipe.operation, &recipe.ts) {
         (Operation::Interpolate { .. }, _) => 1, // one frame, reported when done
         _ if parameterization == Parameterization::Edm => edm_steps(recipe),
@@ -172,8 +239,12 @@ pub fn recipe_steps(recipe: &Recipe, parameterization: Parameterization) -> usiz
 }
 
 /// Network calls a recipe takes per image batch: one per step; an EDM teacher's Heun adds a
-/// correction after every step but the one that ends at σ = 0 (Euler adds none).
+/// correction after every step but the one that ends at σ = 0 (Euler adds none). A latent model's
+/// UNet calls (classifier-free guidance batches its two predictions into one call).
 pub fn network_calls(recipe: &Recipe, parameterization: Parameterization) -> usize {
+    if recipe.prompt.is_some() {
+        return recipe.steps;
+    }
     match parameterization {
         Parameterization::Edm if recipe.sampler.as_ref().is_some_and(Sampler::is_euler) => {
             edm_steps(recipe)
@@ -184,8 +255,12 @@ pub fn network_calls(recipe: &Recipe, parameterization: Parameterization) -> usi
 }
 
 /// Random draws a run takes: the initial one, then one per step — a consistency model's
-/// multistep re-noising (one per time index), or an EDM teacher's churn (none without it).
+/// multistep re-noising (one per time index), or an EDM teacher's churn (none without it). A latent
+/// model's: the initial latents (or the edit's noising), then one after every step but the last.
 pub fn noise_draws(recipe: &Recipe, parameterization: Parameterization) -> usize {
+    if recipe.prompt.is_some() {
+        return recipe.steps;
+    }
     match parameterization {
         Parameterization::Edm if recipe.sampler.as_ref().is_some_and(Sampler::churns) => {
             1 + edm_steps(recipe)

@@ -1,7 +1,7 @@
 //! Running: a planned recipe through the engine, with progress, step previews and cancel. The
 //! worker thread (for the app) and the CLI both run recipes here.
 
-use super::model::LoadedModel;
+use super::model::{AnyModel, LoadedModel};
 use crate::engine::cm::noise::{NoiseSource, SeededNoise};
 use crate::engine::cm::pf_ode::{Churn, OdeOptions, Solver};
 use crate::engine::cm::sample::{OnStep, Step};
@@ -51,7 +51,7 @@ impl RunOptions {
     }
 }
 
-fn invalid<T>(message: String) -> Result<T> {
+pub(super) fn invalid<T>(message: String) -> Result<T> {
     Err(EngineError::InvalidInput(message))
 }
 
@@ -71,6 +71,23 @@ pub fn ode_options(sampler: Option<&Sampler>) -> Option<OdeOptions> {
 /// Runs `recipe` on `model`: `[B, 3, H, W]`, unclamped (edits keep their kept pixels exactly).
 /// None when `on_step` cancelled it.
 pub fn run(
+    model: &AnyModel,
+    device: &Device,
+    recipe: &Recipe,
+    opts: RunOptions,
+    on_step: OnStep,
+) -> Result<Option<Tensor>> {
+    if opts.batch == 0 {
+        return invalid("a batch of 0 images".into());
+    }
+    match model {
+        AnyModel::Pixel(m) => run_pixel(m, device, recipe, opts, on_step),
+        AnyModel::Latent(m) => super::latent::run(m, device, recipe, opts, on_step),
+    }
+}
+
+/// [`run`] on a pixel-space model.
+fn run_pixel(
     model: &LoadedModel,
     device: &Device,
     recipe: &Recipe,
@@ -78,9 +95,6 @@ pub fn run(
     on_step: OnStep,
 ) -> Result<Option<Tensor>> {
     let batch = opts.batch;
-    if batch == 0 {
-        return invalid("a batch of 0 images".into());
-    }
     let cfg = &model.config;
     let labels = class_labels(model, recipe, &opts)?;
     let ode = ode_options(recipe.sampler.as_ref());
@@ -224,6 +238,18 @@ pub fn style_of_seed(seed: u64, styles: usize) -> u32 {
 
 /// The recipe's embedded picture at the model's size, repeated for the batch.
 fn embedded_picture(recipe: &Recipe, size: usize, batch: usize, device: &Device) -> Result<Tensor> {
+    let picture = recipe_picture(recipe, device)?;
+    let (_, _, h, w) = picture.dims4()?;
+    if (w, h) != (size, size) {
+        return invalid(format!(
+            "the picture is {w}×{h}, the model works at {size}×{size}"
+        ));
+    }
+    Ok(picture.repeat((batch, 1, 1, 1))?)
+}
+
+/// The recipe's embedded picture, [1, 3, H, W] in [−1, 1].
+pub(super) fn recipe_picture(recipe: &Recipe, device: &Device) -> Result<Tensor> {
     let picture = recipe
         .input
         .as_ref()
@@ -232,15 +258,25 @@ fn embedded_picture(recipe: &Recipe, size: usize, batch: usize, device: &Device)
         })?
         .to_rgb()
         .map_err(|e| EngineError::InvalidInput(e.to_string()))?;
-    if (picture.width, picture.height) != (size, size) {
-        return invalid(format!(
-            "the picture is {}×{}, the model works at {size}×{size}",
-            picture.width, picture.height
-        ));
+    Ok(rgb8_to_tensor(&picture, device)?.unsqueeze(0)?)
+}
+
+/// An inpainting mask [1, 1, H, W] in [0, 1] (1 = paint anew): the one given, else the recipe's.
+pub(super) fn recipe_mask(
+    recipe: &Recipe,
+    given: Option<Tensor>,
+    device: &Device,
+) -> Result<Tensor> {
+    if let Some(m) = given {
+        return Ok(m);
     }
-    Ok(rgb8_to_tensor(&picture, device)?
-        .unsqueeze(0)?
-        .repeat((batch, 1, 1, 1))?)
+    let (w, h, mask) = recipe
+        .mask
+        .as_ref()
+        .ok_or_else(|| EngineError::InvalidInput("inpaint needs a mask".into()))?
+        .to_mask()
+        .map_err(|e| EngineError::InvalidInput(e.to_string()))?;
+    Ok(Tensor::from_vec(mask, (1, 1, h, w), device)?)
 }
 
 /// The engine's editing task for an operation: the one place an operation becomes a task.
@@ -254,21 +290,9 @@ fn edit_task(
         Operation::SdEdit { .. } => EditTask::SdEdit,
         Operation::Colorize => EditTask::Colorize,
         Operation::SuperRes { factor } => EditTask::SuperRes { factor: *factor },
-        Operation::Inpaint => {
-            let regenerate = match mask {
-                Some(m) => m,
-                None => {
-                    let (w, h, mask) = recipe
-                        .mask
-                        .as_ref()
-                        .ok_or_else(|| EngineError::InvalidInput("inpaint needs a mask".into()))?
-                        .to_mask()
-                        .map_err(|e| EngineError::InvalidInput(e.to_string()))?;
-                    Tensor::from_vec(mask, (1, 1, h, w), device)?
-                }
-            };
-            EditTask::Inpaint { regenerate }
-        }
+        Operation::Inpaint => EditTask::Inpaint {
+            regenerate: recipe_mask(recipe, mask, device)?,
+        },
         Operation::Outpaint { .. } | Operation::Enlarge { .. } => {
             return invalid(format!(
                 "{} runs frame by frame (`cmpaint edit`, `cmpaint rerun`), not as one edit",
@@ -284,7 +308,7 @@ fn edit_task(
 /// Runs a recipe for `batch` images, each returned as a picture beside its own recipe (its seed,
 /// and its class where `labels` gave one per image). None when `on_step` cancelled it.
 pub fn run_recipe(
-    model: &LoadedModel,
+    model: &AnyModel,
     recipe: &Recipe,
     batch: usize,
     device: &Device,
@@ -293,7 +317,7 @@ pub fn run_recipe(
     let Some(x) = run(model, device, recipe, RunOptions::batch(batch), on_step)? else {
         return Ok(None);
     };
-    let recipes = per_image(recipe, batch, None, None, model.config.styles.len());
+    let recipes = per_image(recipe, batch, None, None, model.info().styles.len());
     let images = recipes
         .into_iter()
         .enumerate()

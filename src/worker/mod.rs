@@ -13,7 +13,7 @@
 
 use crate::engine::cm::sample::{OnStep, Step};
 use crate::engine::image::tensor_to_rgb8;
-use crate::job::{LoadedModel, ModelSource, load_model, run_recipe};
+use crate::job::{AnyModel, ModelSource, load_any, run_recipe};
 pub use crate::job::{ModelInfo, Steps, network_calls, plan, recipe_steps};
 use crate::picture::Rgb8;
 use crate::recipe::Recipe;
@@ -213,7 +213,7 @@ pub struct CandleBackend {
     device: Device,
     /// the convolutions' number format on the CPU (`--precision`)
     precision: Precision,
-    model: Option<LoadedModel>,
+    model: Option<AnyModel>,
 }
 
 impl CandleBackend {
@@ -228,9 +228,9 @@ impl CandleBackend {
 
 impl Backend for CandleBackend {
     fn load(&mut self, path: Option<&std::path::Path>) -> Result<ModelInfo, String> {
-        let loaded = load_model(&ModelSource::file(path), &self.device, self.precision)
+        let loaded = load_any(&ModelSource::file(path), &self.device, self.precision)
             .map_err(|e| e.to_string())?;
-        let info = loaded.info.clone();
+        let info = loaded.info().clone();
         self.model = Some(loaded);
         Ok(info)
     }
@@ -245,10 +245,11 @@ impl Backend for CandleBackend {
             .model
             .as_ref()
             .ok_or("no model is loaded: open one in the Model panel")?;
-        if recipe.model.sha256 != model.info.sha256 {
+        if recipe.model.sha256 != model.info().sha256 {
             return Err(format!(
                 "the recipe was made with {} and the loaded model is {}: load that model first",
-                recipe.model.name, model.info.name
+                recipe.model.name,
+                model.info().name
             ));
         }
         check_memory(model, batch)?;
@@ -379,8 +380,12 @@ impl WorkerThread {
     }
 }
 
-/// Refuses a batch whose activations would not fit in the memory the system has free.
-fn check_memory(model: &LoadedModel, batch: usize) -> Result<(), String> {
+/// Refuses a batch whose activations would not fit in the memory the system has free (a pixel
+/// model's; a latent model's need is not estimated yet).
+fn check_memory(model: &AnyModel, batch: usize) -> Result<(), String> {
+    let AnyModel::Pixel(model) = model else {
+        return Ok(());
+    };
     let unet = &model.config.unet;
     crate::engine::model::load::check_run_memory(unet, batch, unet.image_size)
         .map_err(|e| e.to_string())

@@ -10,10 +10,12 @@ use super::lora::Merged;
 use super::tokenizer::ClipTokenizer;
 use super::unet::{UNet2DCondition, UNetConfig};
 use super::vae::{AutoencoderKL, VaeConfig};
+use crate::engine::cm::sample::{OnStep, Step};
 use crate::engine::error::{EngineError, Result};
 use crate::engine::kernels::Precision;
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
+use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 
 /// One part of the folder and the weights file it was read from.
@@ -22,6 +24,20 @@ pub struct Part {
     pub name: &'static str,
     pub file: PathBuf,
     pub bytes: u64,
+    pub parameters: usize,
+}
+
+/// The number of values a safetensors file holds (its header's shapes).
+fn parameter_count(file: &Path) -> usize {
+    // SAFETY: mapped read-only, only the header is read.
+    unsafe { candle_core::safetensors::MmapedSafetensors::new(file) }
+        .map(|st| {
+            st.tensors()
+                .iter()
+                .map(|(_, t)| t.shape().iter().product::<usize>())
+                .sum()
+        })
+        .unwrap_or(0)
 }
 
 /// How the model follows the prompt: an LCM distilled with guidance reads w as an embedding (one
@@ -95,6 +111,7 @@ impl LatentModel {
                         name: "lora",
                         file: lora_file.to_owned(),
                         bytes,
+                        parameters: parameter_count(lora_file),
                     });
                     VarBuilder::from_backend(Box::new(merged), DType::F32, device.clone())
                 }
@@ -105,7 +122,13 @@ impl LatentModel {
                         .map_err(|e| part_error(name, &file, e))?
                 }
             };
-            parts.push(Part { name, file, bytes });
+            let parameters = parameter_count(&file);
+            parts.push(Part {
+                name,
+                file,
+                bytes,
+                parameters,
+            });
             Ok(vb)
         };
         let config = |name: &str, file: &str| {
@@ -150,6 +173,15 @@ impl LatentModel {
         })
     }
 
+    /// Parameters of the text encoder, UNet and VAE (a LoRA's are merged into the UNet's).
+    pub fn parameters(&self) -> usize {
+        self.parts
+            .iter()
+            .filter(|p| p.name != "lora")
+            .map(|p| p.parameters)
+            .sum()
+    }
+
     pub fn guidance_kind(&self) -> GuidanceKind {
         if self.unet.config.time_cond_proj_dim.is_some() {
             GuidanceKind::Embedded
@@ -187,15 +219,15 @@ impl LatentModel {
     /// One run: text to image, or — with `edit` — image to image and inpainting. `noise` [N ≥ steps,
     /// B, 4, h, w]: entry 0 the initial latents (text to image) or the draw that noises the encoded
     /// picture to the first timestep (edits); entry i the draw that noises again after step i.
-    /// `on_call(done, total)` after each network call: the VAE's encode (edits), each step's UNet
-    /// call(s), the VAE's decode. → pictures [B, 3, 8h, 8w] in [−1, 1].
+    /// `on_step` after each network call — the VAE's encode (edits), each step's UNet call, the
+    /// VAE's decode — and `Break` cancels. → pictures [B, 3, 8h, 8w] in [−1, 1]; None if cancelled.
     pub fn run(
         &self,
         request: &LatentRequest,
         edit: Option<&LatentEdit>,
         noise: &Tensor,
-        on_call: &mut dyn FnMut(usize, usize),
-    ) -> Result<Tensor> {
+        on_step: OnStep,
+    ) -> Result<Option<Tensor>> {
         let strength = edit.map_or(1.0, |e| e.strength);
         let timesteps = self.scheduler.timesteps(request.steps, strength)?;
         let (n, batch) = (noise.dim(0)?, noise.dim(1)?);
@@ -208,9 +240,9 @@ impl LatentModel {
         }
         let total = timesteps.len() + 1 + usize::from(edit.is_some());
         let mut done = 0;
-        let mut report = |on_call: &mut dyn FnMut(usize, usize)| {
+        let mut cancelled = |on_step: &mut dyn FnMut(Step) -> ControlFlow<()>| {
             done += 1;
-            on_call(done, total)
+            on_step(Step::progress(done, total)).is_break()
         };
         let context = self.conditioning(request, batch)?;
         // The picture's latents (the distribution's mean: a sketch always starts from the same ones)
@@ -222,7 +254,9 @@ impl LatentModel {
                 let known = (mean * self.vae.config.scaling_factor)?
                     .broadcast_as(noise.get(0)?.shape())?
                     .contiguous()?;
-                report(on_call);
+                if cancelled(on_step) {
+                    return Ok(None);
+                }
                 let keep = e
                     .mask
                     .map(|m| {
@@ -249,18 +283,24 @@ impl LatentModel {
                     .scheduler
                     .add_noise(&denoised, &noise.get(i + 1)?, next)?;
             }
-            report(on_call);
+            if cancelled(on_step) {
+                return Ok(None);
+            }
         }
         let scaled = (denoised / self.vae.config.scaling_factor)?;
         let image = self.vae.decode(&scaled)?.clamp(-1f32, 1f32)?;
-        report(on_call);
-        match edit.and_then(|e| e.mask.map(|m| (e.picture, m))) {
-            // Every pixel outside the mask is the picture's own.
-            Some((picture, mask)) => {
-                Ok((image.broadcast_mul(mask)? + picture.broadcast_mul(&(1.0 - mask)?)?)?)
-            }
-            None => Ok(image),
+        if cancelled(on_step) {
+            return Ok(None);
         }
+        Ok(Some(
+            match edit.and_then(|e| e.mask.map(|m| (e.picture, m))) {
+                // Every pixel outside the mask is the picture's own.
+                Some((picture, mask)) => image
+                    .broadcast_mul(mask)?
+                    .broadcast_add(&picture.broadcast_mul(&(1.0 - mask)?)?)?,
+                None => image,
+            },
+        ))
     }
 
     /// The prompt's states for the batch, with the w-embedding or the negative prompt's states.
