@@ -287,6 +287,34 @@ fn a_folder_without_a_part_names_it() {
     .unwrap()
     .to_string();
     assert!(err.contains("model_index.json"), "{err}");
+
+    // parts of different models: named in one line before any weight loads
+    let mixed = tempfile::tempdir().unwrap();
+    for part in ["tokenizer", "text_encoder", "unet", "vae", "scheduler"] {
+        copy_dir(&fixture("tiny_lcm").join(part), &mixed.path().join(part));
+    }
+    std::fs::copy(
+        fixture("tiny_lcm/model_index.json"),
+        mixed.path().join("model_index.json"),
+    )
+    .unwrap();
+    let unet_config = mixed.path().join("unet/config.json");
+    let text = std::fs::read_to_string(&unet_config).unwrap();
+    std::fs::write(
+        &unet_config,
+        text.replace("\"cross_attention_dim\": 32", "\"cross_attention_dim\": 64"),
+    )
+    .unwrap();
+    let err = LatentModel::load(mixed.path(), None, &Device::Cpu, Precision::F32)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("32 wide") && err.contains("reads 64"), "{err}");
+    let (ok, _, err) = cmpaint(&["info", "--model", s(mixed.path())]);
+    assert!(!ok && err.contains("reads 64"), "{err}");
+    let (ok, out, err) = cmpaint(&["info", "--model", s(&fixture("tiny_lcm"))]);
+    assert!(ok, "{err}");
+    assert!(out.contains("an LCM") && out.contains("unet:"), "{out}");
 }
 
 fn copy_dir(from: &std::path::Path, to: &std::path::Path) {

@@ -2,6 +2,7 @@
 //! two commands that read the engine's model files directly rather than through the job layer.
 
 use super::{ConvertArgs, ModelArgs, model_source};
+use crate::engine::latent::pipeline::inspect;
 use crate::engine::model::load::{Checkpoint, activation_bytes, save_project};
 use crate::engine::model::spec::Parameterization;
 use anyhow::Result;
@@ -72,6 +73,13 @@ pub(super) fn run_info(args: InfoArgs) -> Result<()> {
         return print_recipes(picture);
     }
     let args = args.model;
+    if let Some(dir) = args
+        .model
+        .as_deref()
+        .filter(|d| crate::job::is_latent_folder(d))
+    {
+        return print_latent_folder(dir, args.lora.as_deref());
+    }
     let ck = open_checkpoint(&args)?;
     let c = &ck.config;
     println!("model:        {}", ck.path.display());
@@ -103,6 +111,62 @@ pub(super) fn run_info(args: InfoArgs) -> Result<()> {
         mib(activation_bytes(&c.unet, 1)),
         c.unet.image_size
     );
+    Ok(())
+}
+
+/// A Stable Diffusion folder's parts, read from configs and file headers (nothing is loaded).
+fn print_latent_folder(dir: &Path, lora: Option<&Path>) -> Result<()> {
+    let f = inspect(dir, lora)?;
+    let (u, v, t, s) = (&f.unet, &f.vae, &f.text_encoder, &f.scheduler);
+    let factor = v.factor();
+    println!("model:        {}", dir.display());
+    println!(
+        "kind:         a latent consistency model ({})",
+        match (u.time_cond_proj_dim, &f.lora_layers) {
+            (Some(d), _) => format!("an LCM: guidance read as a {d}-wide embedding, default 8"),
+            (None, Some(n)) => format!(
+                "Stable Diffusion + LoRA on {n} UNet layers: classifier-free guidance, default 1.5"
+            ),
+            (None, None) => "no w-embedding and no LoRA: give --lora (an LCM-LoRA)".into(),
+        }
+    );
+    println!(
+        "native size:  {}² (sides: multiples of {})",
+        u.sample_size.unwrap_or(64) * factor,
+        factor << u.downsamplings()
+    );
+    println!(
+        "tokenizer:    {} tokens; text encoder {} layers × {} ({})",
+        f.vocabulary, t.num_hidden_layers, t.hidden_size, t.hidden_act
+    );
+    println!(
+        "unet:         channels {:?}, {} per block, cross-attention {}{}",
+        u.block_out_channels,
+        u.layers_per_block,
+        u.cross_attention_dim,
+        if u.use_linear_projection {
+            ", linear projections (SD 2.x)"
+        } else {
+            ""
+        }
+    );
+    println!(
+        "vae:          channels {:?}, {} latent channels, scaling {}",
+        v.block_out_channels, v.latent_channels, v.scaling_factor
+    );
+    println!(
+        "scheduler:    LCM over {} of {} training steps, timestep scaling {}, {} prediction",
+        s.original_inference_steps, s.num_train_timesteps, s.timestep_scaling, s.prediction_type
+    );
+    for p in &f.parts {
+        println!(
+            "{:13} {} parameters, {} ({})",
+            format!("{}:", p.name),
+            p.parameters,
+            mib(p.bytes as usize),
+            p.file.display()
+        );
+    }
     Ok(())
 }
 

@@ -189,7 +189,9 @@ pub fn load_any(source: &ModelSource, device: &Device, precision: Precision) -> 
                 lora.display()
             )));
         }
-        return Ok(AnyModel::Pixel(Box::new(load_model(source, device, precision)?)));
+        return Ok(AnyModel::Pixel(Box::new(load_model(
+            source, device, precision,
+        )?)));
     };
     if source.config.is_some() || source.parameterization.is_some() {
         return Err(EngineError::InvalidInput(format!(

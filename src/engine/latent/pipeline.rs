@@ -143,23 +143,16 @@ impl LatentModel {
             }
         };
         let tokenizer = ClipTokenizer::from_dir(&dir.join("tokenizer"))?;
-        let text_encoder = ClipTextEncoder::new(
-            &ClipConfig::read(&config("text_encoder", "config.json")?)?,
-            weights("text_encoder")?,
-        )
-        .map_err(|e| in_part("text_encoder", e))?;
-        let unet = UNet2DCondition::new(
-            UNetConfig::read(&config("unet", "config.json")?)?,
-            precision,
-            weights("unet")?,
-        )
-        .map_err(|e| in_part("unet", e))?;
-        let vae = AutoencoderKL::new(
-            VaeConfig::read(&config("vae", "config.json")?)?,
-            precision,
-            weights("vae")?,
-        )
-        .map_err(|e| in_part("vae", e))?;
+        let text_config = ClipConfig::read(&config("text_encoder", "config.json")?)?;
+        let unet_config = UNetConfig::read(&config("unet", "config.json")?)?;
+        let vae_config = VaeConfig::read(&config("vae", "config.json")?)?;
+        parts_agree(&text_config, &unet_config, &vae_config)?;
+        let text_encoder = ClipTextEncoder::new(&text_config, weights("text_encoder")?)
+            .map_err(|e| in_part("text_encoder", e))?;
+        let unet = UNet2DCondition::new(unet_config, precision, weights("unet")?)
+            .map_err(|e| in_part("unet", e))?;
+        let vae = AutoencoderKL::new(vae_config, precision, weights("vae")?)
+            .map_err(|e| in_part("vae", e))?;
         let scheduler = LcmScheduler::read(&config("scheduler", "scheduler_config.json")?)?;
         Ok(Self {
             dir: dir.to_owned(),
@@ -356,6 +349,77 @@ enum Conditioning {
     Plain { states: Tensor },
 }
 
+/// What a folder holds, read from its configs and weight-file headers without loading a weight:
+/// what `cmpaint info` prints. Every part is checked to be there and to parse.
+pub struct FolderSummary {
+    pub parts: Vec<Part>,
+    pub text_encoder: ClipConfig,
+    pub unet: UNetConfig,
+    pub vae: VaeConfig,
+    pub scheduler: super::lcm::LcmConfig,
+    pub vocabulary: usize,
+    /// The UNet layers a LoRA changes.
+    pub lora_layers: Option<usize>,
+}
+
+pub fn inspect(dir: &Path, lora: Option<&Path>) -> Result<FolderSummary> {
+    if !is_pipeline_dir(dir) {
+        return Err(EngineError::InvalidInput(format!(
+            "{}: not a diffusers folder (no model_index.json)",
+            dir.display()
+        )));
+    }
+    let config = |name: &str, file: &str| -> Result<PathBuf> {
+        let path = dir.join(name).join(file);
+        match path.is_file() {
+            true => Ok(path),
+            false => Err(EngineError::InvalidInput(format!(
+                "{}: the {name} part is missing ({file} not found)",
+                dir.display()
+            ))),
+        }
+    };
+    let mut parts = Vec::new();
+    for name in ["text_encoder", "unet", "vae"] {
+        let file = weights_file(&dir.join(name))?;
+        parts.push(Part {
+            name,
+            bytes: std::fs::metadata(&file).map(|m| m.len()).unwrap_or(0),
+            parameters: parameter_count(&file),
+            file,
+        });
+    }
+    let lora_layers = match lora {
+        Some(l) => {
+            let layers = Merged::new(&parts[1].file, l, 1.0)?.layers();
+            parts.push(Part {
+                name: "lora",
+                file: l.to_owned(),
+                bytes: std::fs::metadata(l).map(|m| m.len()).unwrap_or(0),
+                parameters: parameter_count(l),
+            });
+            Some(layers)
+        }
+        None => None,
+    };
+    let vocabulary: std::collections::HashMap<String, u32> =
+        super::nn::read_json(&config("tokenizer", "vocab.json")?)?;
+    config("tokenizer", "merges.txt")?;
+    let text_encoder = ClipConfig::read(&config("text_encoder", "config.json")?)?;
+    let unet = UNetConfig::read(&config("unet", "config.json")?)?;
+    let vae = VaeConfig::read(&config("vae", "config.json")?)?;
+    parts_agree(&text_encoder, &unet, &vae)?;
+    Ok(FolderSummary {
+        parts,
+        text_encoder,
+        unet,
+        vae,
+        scheduler: LcmScheduler::read(&config("scheduler", "scheduler_config.json")?)?.config,
+        vocabulary: vocabulary.len(),
+        lora_layers,
+    })
+}
+
 /// A part's weights: `model.safetensors` (transformers) or `diffusion_pytorch_model.safetensors`
 /// (diffusers), or their `.fp16` variants.
 fn weights_file(part: &Path) -> Result<PathBuf> {
@@ -382,6 +446,25 @@ fn weights_file(part: &Path) -> Result<PathBuf> {
                 }
             ))
         })
+}
+
+/// The parts must fit together: the text encoder's width is what the UNet's cross-attention reads,
+/// the VAE's latents are what the UNet denoises (a folder mixed from SD 1.x and 2.x fails here, in one
+/// line, rather than in a matrix product).
+fn parts_agree(text: &ClipConfig, unet: &UNetConfig, vae: &VaeConfig) -> Result<()> {
+    if text.hidden_size != unet.cross_attention_dim {
+        return Err(EngineError::InvalidInput(format!(
+            "the text encoder's states are {} wide, the UNet's cross-attention reads {} (parts of different models?)",
+            text.hidden_size, unet.cross_attention_dim
+        )));
+    }
+    if vae.latent_channels != unet.in_channels || unet.in_channels != unet.out_channels {
+        return Err(EngineError::InvalidInput(format!(
+            "the VAE's latents have {} channels, the UNet takes {} and gives {} (an inpainting UNet, or parts of different models?)",
+            vae.latent_channels, unet.in_channels, unet.out_channels
+        )));
+    }
+    Ok(())
 }
 
 fn part_error(name: &str, file: &Path, e: candle_core::Error) -> EngineError {
