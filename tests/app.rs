@@ -2126,3 +2126,103 @@ fn a_model_with_styles_offers_a_style_picker_and_results_record_their_style() {
         assert_eq!(style, Some((seed % 2) as u32), "seed {seed}");
     }
 }
+
+#[test]
+fn a_latent_model_takes_a_prompt_and_its_results_record_it() {
+    let script = Scripted::default();
+    let mut h = harness(script.clone());
+    assert!(
+        h.query_by_label("Prompt").is_none(),
+        "the built-in model takes no prompt"
+    );
+    script.push(common::fixture("tiny_lcm"));
+    h.get_by_label("Open folder…").click();
+    h.step();
+    wait_until(&mut h, "the LCM loads", |a| {
+        a.model.as_ref().is_some_and(|m| m.latent.is_some())
+    });
+    h.get_by_label_contains("follows a prompt");
+    h.get_by_label_contains("latent consistency model");
+    assert_eq!(
+        (h.state().doc.width, h.state().doc.height),
+        (64, 64),
+        "a blank canvas takes the model's native size"
+    );
+    assert!(
+        h.query_by_label("Negative prompt").is_none(),
+        "an LCM has no negative prompt"
+    );
+    h.get_by_label("Prompt").click();
+    h.run();
+    h.get_by_label("Prompt").type_text("a red cat");
+    h.run();
+    assert_eq!(h.state().generate.prompt, "a red cat");
+    h.state_mut().generate.batch = 2;
+    h.get_by_label("Generate images").click();
+    wait_until(&mut h, "two pictures", |a| a.history.len() == 2);
+    for r in &h.state().history {
+        let prompt = r
+            .recipe
+            .prompt
+            .as_ref()
+            .expect("a latent recipe holds its prompt");
+        assert_eq!((prompt.text.as_str(), prompt.guidance), ("a red cat", 8.0));
+        assert_eq!(r.recipe.steps, 4);
+    }
+
+    // sketch → picture on the latent model keeps the prompt; colorize says why it cannot
+    stroke_across_canvas(&mut h);
+    let before = h.state().history.len();
+    h.get_by_label("Generate from sketch").click();
+    wait_until(&mut h, "the sketch's picture", |a| a.history.len() > before);
+    let last = h.state().history.last().unwrap();
+    assert!(matches!(last.recipe.operation, Operation::SdEdit { .. }));
+    assert_eq!(last.recipe.prompt.as_ref().unwrap().text, "a red cat");
+    h.get_by_label("Colorize").click();
+    h.run();
+    assert!(
+        h.state()
+            .messages
+            .iter()
+            .any(|m| m.text.contains("works on pixels")),
+        "{:?}",
+        h.state()
+            .messages
+            .iter()
+            .map(|m| &m.text)
+            .collect::<Vec<_>>()
+    );
+
+    // SD + LCM-LoRA: the negative prompt appears, the LoRA is part of the model's name
+    script.push(common::fixture("tiny_sd"));
+    h.get_by_label("Open folder…").click();
+    h.step();
+    wait_until(&mut h, "plain SD loads", |a| {
+        a.model.as_ref().is_some_and(|m| m.name == "tiny_sd")
+    });
+    script.push(common::fixture("tiny_lcm_lora.safetensors"));
+    h.get_by_label("Add LoRA…").click();
+    h.step();
+    wait_until(&mut h, "the LoRA is merged", |a| {
+        a.model
+            .as_ref()
+            .is_some_and(|m| m.name.contains("tiny_lcm_lora"))
+    });
+    h.get_by_label("Negative prompt").click();
+    h.run();
+    h.get_by_label("Negative prompt").type_text("blurry");
+    h.run();
+    let before = h.state().history.len();
+    h.get_by_label("Generate from sketch").click();
+    wait_until(&mut h, "a LoRA picture", |a| a.history.len() > before);
+    let prompt = h
+        .state()
+        .history
+        .last()
+        .unwrap()
+        .recipe
+        .prompt
+        .clone()
+        .unwrap();
+    assert_eq!((prompt.negative.as_str(), prompt.guidance), ("blurry", 1.5));
+}

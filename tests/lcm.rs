@@ -565,6 +565,30 @@ fn cli_interpolation_strip_and_lora_with_a_negative_prompt() {
     assert!(ok, "{err}");
     let e = max_abs_diff(&read_image(&out), &tensor("cfg_image"));
     assert!(e < TOLERANCE, "CFG off by {e}");
+
+    // the recipe names the LoRA by hash: rerun merges it again, and refuses another LoRA
+    let png = dir.path().join("lora.png");
+    let (ok, _, err) = cmpaint(&[
+        "generate",
+        "--model",
+        s(&fixture("tiny_sd")),
+        "--lora",
+        s(&fixture("tiny_lcm_lora.safetensors")),
+        "--prompt",
+        "a cat",
+        "-o",
+        s(&png),
+    ]);
+    assert!(ok, "{err}");
+    let again = dir.path().join("again.png");
+    let (ok, _, err) = cmpaint(&["rerun", s(&png), "-o", s(&again)]);
+    assert!(ok && err.contains("the same pixels"), "{err}");
+    let other = fixture("tiny_lcm_lora_kohya.safetensors");
+    let (ok, _, err) = cmpaint(&["rerun", s(&png), "--lora", s(&other), "-o", s(&again)]);
+    assert!(
+        !ok && err.contains("LoRA") && err.contains("changed"),
+        "{err}"
+    );
 }
 
 #[test]

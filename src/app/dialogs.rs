@@ -21,6 +21,8 @@ pub enum FileRequest {
     OpenModel {
         folder: bool,
     },
+    /// Model → Add LoRA… (an LCM-LoRA for the Stable Diffusion folder loaded).
+    OpenLora,
     OpenRecipe,
     ExportPng,
     ExportStrip,
@@ -38,6 +40,7 @@ impl FileRequest {
             FileRequest::OpenImage { .. } => "Open image",
             FileRequest::OpenModel { folder: false } => "Open model weights",
             FileRequest::OpenModel { folder: true } => "Open a diffusers model folder",
+            FileRequest::OpenLora => "Open a LoRA (.safetensors) for this model",
             FileRequest::OpenRecipe => "Open a recipe (a PNG exported by cmpaint)",
             FileRequest::ExportPng => "Export PNG",
             FileRequest::ExportStrip => "Export strip (.gif or animated .png)",
@@ -58,6 +61,10 @@ pub trait Dialogs {
     fn open_image(&mut self) -> Option<PathBuf>;
     /// A weight file (`folder` = false) or a diffusers folder.
     fn open_model(&mut self, folder: bool) -> Option<PathBuf>;
+    /// A LoRA's .safetensors.
+    fn open_lora(&mut self) -> Option<PathBuf> {
+        self.open_model(false)
+    }
     /// A PNG exported by cmpaint, to re-run its recipe.
     fn open_recipe(&mut self) -> Option<PathBuf>;
     /// Where to save a PNG (`suggested` is the default file name).
@@ -76,6 +83,7 @@ pub trait Dialogs {
         match request {
             FileRequest::OpenImage { .. } => self.open_image(),
             FileRequest::OpenModel { folder } => self.open_model(folder),
+            FileRequest::OpenLora => self.open_lora(),
             FileRequest::OpenRecipe => self.open_recipe(),
             FileRequest::ExportPng => self.save_png("cmpaint.png"),
             FileRequest::ExportStrip => self.save_animation("interpolation.gif"),
@@ -137,6 +145,13 @@ impl Dialogs for NativeDialogs {
                 .add_filter("Checkpoints", &["pt", "safetensors"])
                 .pick_file()
         }
+    }
+
+    fn open_lora(&mut self) -> Option<PathBuf> {
+        rfd::FileDialog::new()
+            .set_title("Open a LoRA for this model")
+            .add_filter("LoRA", &["safetensors"])
+            .pick_file()
     }
 
     fn open_recipe(&mut self) -> Option<PathBuf> {

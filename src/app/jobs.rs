@@ -25,8 +25,8 @@ use crate::worker::ModelInfo;
 use crate::worker::Reply;
 use crate::worker::Steps;
 use crate::worker::network_calls;
-use crate::worker::plan;
 use crate::worker::recipe_steps;
+use crate::worker::{Explicit, plan_with};
 use eframe::egui;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -262,6 +262,8 @@ impl App {
         self.state.class = info
             .num_classes
             .map(|_| crate::labels::default_class(&names));
+        // a guidance scale means something else to another model (an embedding's 8, CFG's 1.5)
+        self.state.generate.guidance = None;
         if self.state.generate.steps == Steps::Tuned && info.sampling.ts.is_none() {
             self.state.generate.steps = Steps::One;
         }
@@ -419,11 +421,24 @@ impl App {
             self.error("no model is loaded yet");
             return None;
         };
-        match plan(model, operation, seed, self.state.class, steps) {
-            Ok(r) => Some(Recipe {
-                style: self.state.style,
-                ..r
-            }),
+        let g = &self.state.generate;
+        let explicit = Explicit {
+            steps: model.latent.as_ref().map(|_| g.latent_steps),
+            ..Explicit::default()
+        };
+        match plan_with(model, operation, seed, self.state.class, steps, &explicit) {
+            Ok(mut r) => {
+                r.style = self.state.style;
+                // a latent model's prompt, as the Generate panel has it
+                if let (Some(p), Some(facts)) = (&mut r.prompt, &model.latent) {
+                    p.text = g.prompt.clone();
+                    p.guidance = g.guidance.unwrap_or(facts.guidance);
+                    if facts.cfg {
+                        p.negative = g.negative_prompt.clone();
+                    }
+                }
+                Some(r)
+            }
             Err(e) => {
                 self.error(e.to_string());
                 None
@@ -710,6 +725,16 @@ impl App {
 
     pub fn load_model(&mut self, path: Option<PathBuf>) {
         self.run.model_job = Some(self.run.worker.submit(Job::LoadModel(path)));
+    }
+
+    /// The loaded Stable Diffusion folder again, with `lora` merged into its UNet.
+    pub fn load_lora(&mut self, lora: PathBuf) {
+        let folder = self.state.model.as_ref().filter(|m| m.latent.is_some());
+        let Some(folder) = folder.and_then(|m| m.file.clone()) else {
+            return self.error("a LoRA goes with a Stable Diffusion folder: open one first");
+        };
+        let job = Job::LoadWithLora { folder, lora };
+        self.run.model_job = Some(self.run.worker.submit(job));
     }
 
     pub fn is_loading_model(&self) -> bool {

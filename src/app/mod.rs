@@ -133,6 +133,12 @@ pub struct GenerateSettings {
     pub batch: usize,
     /// How far a sketch may move: 0 keeps it, 1 ignores it.
     pub strength: f64,
+    /// A latent model's prompt, and its negative prompt where it runs classifier-free guidance.
+    pub prompt: String,
+    pub negative_prompt: String,
+    /// A latent model's guidance scale (None: the model's own) and LCM steps.
+    pub guidance: Option<f64>,
+    pub latent_steps: usize,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -344,6 +350,10 @@ impl App {
                     steps: Steps::One,
                     batch: 4,
                     strength: crate::worker::PAPER_SKETCH_STRENGTH,
+                    prompt: String::new(),
+                    negative_prompt: String::new(),
+                    guidance: None,
+                    latent_steps: 4,
                 },
                 edit: EditSettings {
                     superres_factor: 4,
@@ -486,6 +496,7 @@ impl App {
                 at_model_size: true,
             } => self.open_image_at_model_size_from(path),
             FileRequest::OpenModel { .. } => self.load_model(Some(path)),
+            FileRequest::OpenLora => self.load_lora(path),
             FileRequest::OpenRecipe => self.open_recipe_from(path),
             FileRequest::ExportPng => self.export_png_to(path),
             FileRequest::ExportStrip => self.export_strip_to(path),
@@ -566,6 +577,8 @@ impl App {
             seed: self.state.generate.seed,
             seed_mode: self.state.generate.seed_mode.name().to_string(),
             batch: self.state.generate.batch,
+            prompt: self.state.generate.prompt.clone(),
+            negative_prompt: self.state.generate.negative_prompt.clone(),
         }
     }
 

@@ -4,14 +4,14 @@
 //! the panels are drawn. No panel sees the worker, a thread or a tensor.
 
 use super::dialogs::FileRequest;
-use super::{AppState, MAX_BATCH, SeedMode};
+use super::{AppState, GenerateSettings, MAX_BATCH, SeedMode};
 use crate::labels::{class_names, search};
 use crate::paint::brush::{MAX_SIZE, MIN_SIZE, Tool};
 use crate::paint::document::{MAX_SIDE, Side};
 use crate::picture::Resize;
 use crate::recipe::Operation;
 use crate::worker::Steps;
-use crate::worker::{Parameterization, TEACHER_SPEC};
+use crate::worker::{LatentFacts, Parameterization, TEACHER_SPEC};
 use eframe::egui::{self, Color32, RichText, Vec2};
 use std::path::PathBuf;
 
@@ -363,19 +363,51 @@ fn model_section(state: &mut AppState, ui: &mut egui::Ui, out: &mut Vec<Action>)
                 m.image_size,
                 m.parameters as f64 / 1e6,
                 match (m.num_classes, m.styles.len()) {
+                    _ if m.latent.is_some() => "follows a prompt".into(),
                     (Some(n), 0) => format!("{n} classes"),
                     (Some(n), s) => format!("{n} classes × {s} styles"),
                     (None, _) => "unconditional".into(),
                 }
             ));
-            ui.label(match m.parameterization() {
-                Parameterization::Consistency => "consistency model: 1 network call".to_string(),
-                Parameterization::Edm => format!(
-                    "EDM teacher: Heun, {} steps = {} network calls",
-                    m.sampling.steps,
-                    2 * m.sampling.steps - 1
-                ),
-            });
+            match &m.latent {
+                Some(l) => {
+                    ui.label(format!(
+                        "latent consistency model: {} network calls by default, guidance {} ({})",
+                        l.steps,
+                        l.guidance,
+                        if l.cfg {
+                            "classifier-free, with a negative prompt"
+                        } else {
+                            "distilled into the network"
+                        }
+                    ));
+                    for (part, bytes) in &l.parts {
+                        ui.weak(format!("{part}: {:.1} MB", *bytes as f64 / 1e6));
+                    }
+                    if ui
+                        .button("Add LoRA…")
+                        .on_hover_text(
+                            "merge a LoRA into the UNet: an LCM-LoRA makes a plain SD 1.5 folder \
+                             sample in 4 steps",
+                        )
+                        .clicked()
+                    {
+                        out.push(Action::Ask(FileRequest::OpenLora));
+                    }
+                }
+                None => {
+                    ui.label(match m.parameterization() {
+                        Parameterization::Consistency => {
+                            "consistency model: 1 network call".to_string()
+                        }
+                        Parameterization::Edm => format!(
+                            "EDM teacher: Heun, {} steps = {} network calls",
+                            m.sampling.steps,
+                            2 * m.sampling.steps - 1
+                        ),
+                    });
+                }
+            }
             ui.weak(match &m.file {
                 Some(f) => f.display().to_string(),
                 None => "built in".into(),
@@ -553,7 +585,11 @@ fn generate_section(state: &mut AppState, ui: &mut egui::Ui, out: &mut Vec<Actio
         .model
         .as_ref()
         .is_some_and(|m| m.parameterization() == Parameterization::Edm);
+    let latent = state.model.as_ref().and_then(|m| m.latent.clone());
     let g = &mut state.generate;
+    if let Some(facts) = &latent {
+        prompt_fields(g, facts, ui);
+    }
     ui.horizontal(|ui| {
         let l = ui.label("Seed");
         ui.add(egui::DragValue::new(&mut g.seed)).labelled_by(l.id);
@@ -565,7 +601,7 @@ fn generate_section(state: &mut AppState, ui: &mut egui::Ui, out: &mut Vec<Actio
                 ui.selectable_value(&mut g.seed_mode, SeedMode::Increment, "Increment");
             });
     });
-    if !is_teacher {
+    if !is_teacher && latent.is_none() {
         ui.horizontal(|ui| {
             ui.selectable_value(&mut g.steps, Steps::One, "1 step");
             ui.add_enabled_ui(has_ts, |ui| {
@@ -594,6 +630,40 @@ fn generate_section(state: &mut AppState, ui: &mut egui::Ui, out: &mut Vec<Actio
         .clicked()
     {
         out.push(Action::Generate);
+    }
+}
+
+/// A latent model's prompt, negative prompt (with classifier-free guidance), steps and guidance.
+fn prompt_fields(g: &mut GenerateSettings, facts: &LatentFacts, ui: &mut egui::Ui) {
+    let l = ui.label("Prompt");
+    ui.add(
+        egui::TextEdit::multiline(&mut g.prompt)
+            .hint_text("what to paint, e.g. a red fox in the snow, watercolour")
+            .desired_rows(2)
+            .desired_width(f32::INFINITY),
+    )
+    .labelled_by(l.id);
+    if facts.cfg {
+        let l = ui.label("Negative prompt");
+        ui.add(
+            egui::TextEdit::singleline(&mut g.negative_prompt)
+                .hint_text("what to paint away from")
+                .desired_width(f32::INFINITY),
+        )
+        .labelled_by(l.id);
+    }
+    let max = facts.max_steps.min(8);
+    g.latent_steps = g.latent_steps.clamp(1, max);
+    ui.add(egui::Slider::new(&mut g.latent_steps, 1..=max).text("Steps"))
+        .on_hover_text("network calls per picture: 1 is fastest, 4 is the usual balance");
+    let mut guidance = g.guidance.unwrap_or(facts.guidance);
+    let range = if facts.cfg { 1.0..=3.0 } else { 1.0..=15.0 };
+    if ui
+        .add(egui::Slider::new(&mut guidance, range).text("Guidance"))
+        .on_hover_text("how closely the picture follows the prompt")
+        .changed()
+    {
+        g.guidance = Some(guidance);
     }
 }
 

@@ -209,6 +209,8 @@ impl App {
         if let Some(s) = &project.settings {
             self.state.generate.seed = s.seed;
             self.state.generate.batch = s.batch.clamp(1, MAX_BATCH);
+            self.state.generate.prompt = s.prompt.clone();
+            self.state.generate.negative_prompt = s.negative_prompt.clone();
             if let Some(mode) = SeedMode::from_name(&s.seed_mode) {
                 self.state.generate.seed_mode = mode;
             }

@@ -50,21 +50,9 @@ pub fn run(args: RerunArgs) -> Result<()> {
     if !one_run {
         bail!("the cells' seeds are not one batch run's; this picture was not written by cmpaint");
     }
-    let mut source = recipe_model(first, &args)?;
+    let source = recipe_model(first, &args)?;
     if first.operation.is_frame_run() {
         return rerun_frames(first, &source, &args, &output);
-    }
-    // the LoRA merged into a latent model's UNet: where the recipe says, unless --lora moved it
-    if let Some(lora) = first.files.iter().find(|f| f.role == FileRole::Lora) {
-        let file = FileRef {
-            path: source
-                .lora
-                .as_ref()
-                .map_or(lora.path.clone(), |p| p.display().to_string()),
-            ..lora.clone()
-        };
-        check_hash(&file)?;
-        source.lora = Some(PathBuf::from(file.path));
     }
     let loaded = load_model_for(&source, &args.device)?;
     let (model, device) = (&loaded.model, &loaded.device);
@@ -216,7 +204,23 @@ fn recipe_model(recipe: &Recipe, args: &RerunArgs) -> Result<ModelSource> {
             f.display()
         );
     }
-    let sha256 = job::weights_sha256(file.as_deref())?;
+    // the LoRA merged into a latent model's UNet: where the recipe says, unless --lora moved it
+    let lora = match recipe.files.iter().find(|f| f.role == FileRole::Lora) {
+        Some(lora) => {
+            let file = FileRef {
+                path: args
+                    .model
+                    .lora
+                    .as_ref()
+                    .map_or(lora.path.clone(), |p| p.display().to_string()),
+                ..lora.clone()
+            };
+            check_hash(&file)?;
+            Some(PathBuf::from(file.path))
+        }
+        None => None,
+    };
+    let sha256 = job::with_lora_sha256(&job::weights_sha256(file.as_deref())?, lora.as_deref())?;
     if sha256 != recipe.model.sha256 {
         bail!(
             "{} is not the recipe's model: its SHA-256 is {}, the recipe's {} ({}) is {}",
@@ -230,6 +234,7 @@ fn recipe_model(recipe: &Recipe, args: &RerunArgs) -> Result<ModelSource> {
     }
     Ok(ModelSource {
         file,
+        lora,
         ..super::model_source(&args.model)?
     })
 }

@@ -200,8 +200,9 @@ pub fn load_any(source: &ModelSource, device: &Device, precision: Precision) -> 
             dir.display()
         )));
     }
-    let sha256 = hash_weights(dir)
+    let folder_sha = hash_weights(dir)
         .map_err(|e| EngineError::InvalidInput(format!("{}: cannot read: {e}", dir.display())))?;
+    let sha256 = with_lora_sha256(&folder_sha, source.lora.as_deref())?;
     let pipeline = LatentModel::load(dir, source.lora.as_deref(), device, precision)?;
     let name = dir
         .file_name()
@@ -290,6 +291,17 @@ pub fn hash_weights(path: &Path) -> std::io::Result<String> {
         .map(|f| sha256_file(f))
         .collect::<std::io::Result<_>>()?;
     Ok(sha256_hex(hashes.join("\n").as_bytes()))
+}
+
+/// A model's SHA-256 with a LoRA merged into it: of the folder's hash and the LoRA file's, so a
+/// recipe names the network that ran (unchanged without a LoRA).
+pub fn with_lora_sha256(model_sha: &str, lora: Option<&Path>) -> Result<String> {
+    let Some(lora) = lora else {
+        return Ok(model_sha.to_string());
+    };
+    let lora_sha = sha256_file(lora)
+        .map_err(|e| EngineError::InvalidInput(format!("{}: cannot read: {e}", lora.display())))?;
+    Ok(sha256_hex(format!("{model_sha}\n{lora_sha}").as_bytes()))
 }
 
 /// Whether a model path is a built-in model's name (`builtin:teacher`) rather than a file.

@@ -51,6 +51,11 @@ pub struct SessionSettings {
     /// "fixed", "random" or "increment".
     pub seed_mode: String,
     pub batch: usize,
+    /// A latent model's prompts (absent in older files).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub prompt: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub negative_prompt: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

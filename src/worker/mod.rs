@@ -14,7 +14,9 @@
 use crate::engine::cm::sample::{OnStep, Step};
 use crate::engine::image::tensor_to_rgb8;
 use crate::job::{AnyModel, ModelSource, load_any, run_recipe};
-pub use crate::job::{ModelInfo, Steps, network_calls, plan, recipe_steps};
+pub use crate::job::{
+    Explicit, LatentFacts, ModelInfo, Steps, network_calls, plan, plan_with, recipe_steps,
+};
 use crate::picture::Rgb8;
 use crate::recipe::Recipe;
 use candle_core::Device;
@@ -49,6 +51,8 @@ pub const PREVIEW_INTERVAL: std::time::Duration = std::time::Duration::from_mill
 pub enum Job {
     /// Load a model file or diffusers folder (None = the built-in model).
     LoadModel(Option<PathBuf>),
+    /// Load a Stable Diffusion folder with a LoRA (an LCM-LoRA) merged into its UNet.
+    LoadWithLora { folder: PathBuf, lora: PathBuf },
     /// Run a recipe for `batch` images (seeds seed … seed+batch−1).
     Run {
         recipe: Box<Recipe>,
@@ -199,6 +203,14 @@ impl Drop for Worker {
 pub trait Backend: Send + 'static {
     /// Loads a model (None = built in), replacing the current one only on success.
     fn load(&mut self, path: Option<&std::path::Path>) -> Result<ModelInfo, String>;
+    /// Loads a Stable Diffusion folder with a LoRA merged in, likewise.
+    fn load_with_lora(
+        &mut self,
+        _folder: &std::path::Path,
+        _lora: &std::path::Path,
+    ) -> Result<ModelInfo, String> {
+        Err("this backend does not merge LoRAs".into())
+    }
     /// Runs a recipe for `batch` images; None when `on_step` cancelled it.
     fn run(
         &mut self,
@@ -226,13 +238,29 @@ impl CandleBackend {
     }
 }
 
-impl Backend for CandleBackend {
-    fn load(&mut self, path: Option<&std::path::Path>) -> Result<ModelInfo, String> {
-        let loaded = load_any(&ModelSource::file(path), &self.device, self.precision)
-            .map_err(|e| e.to_string())?;
+impl CandleBackend {
+    fn load_source(&mut self, source: &ModelSource) -> Result<ModelInfo, String> {
+        let loaded = load_any(source, &self.device, self.precision).map_err(|e| e.to_string())?;
         let info = loaded.info().clone();
         self.model = Some(loaded);
         Ok(info)
+    }
+}
+
+impl Backend for CandleBackend {
+    fn load(&mut self, path: Option<&std::path::Path>) -> Result<ModelInfo, String> {
+        self.load_source(&ModelSource::file(path))
+    }
+
+    fn load_with_lora(
+        &mut self,
+        folder: &std::path::Path,
+        lora: &std::path::Path,
+    ) -> Result<ModelInfo, String> {
+        self.load_source(&ModelSource {
+            lora: Some(lora.to_path_buf()),
+            ..ModelSource::file(Some(folder))
+        })
     }
 
     fn run(
@@ -333,6 +361,10 @@ impl WorkerThread {
         match job {
             Job::LoadModel(path) => {
                 let info = self.backend.load(path.as_deref())?;
+                Ok(Some(Reply::ModelLoaded { id, info }))
+            }
+            Job::LoadWithLora { folder, lora } => {
+                let info = self.backend.load_with_lora(folder, lora)?;
                 Ok(Some(Reply::ModelLoaded { id, info }))
             }
             Job::Run {
