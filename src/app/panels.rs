@@ -370,6 +370,15 @@ fn model_section(state: &mut AppState, ui: &mut egui::Ui, out: &mut Vec<Action>)
                 }
             ));
             match &m.latent {
+                Some(l) if l.cfg && !l.parts.iter().any(|(p, _)| p == "lora") => {
+                    ui.label(
+                        "Stable Diffusion without an LCM-LoRA: its pictures need one to come out \
+                         in a few steps (Add LoRA…)",
+                    );
+                    if ui.button("Add LoRA…").clicked() {
+                        out.push(Action::Ask(FileRequest::OpenLora));
+                    }
+                }
                 Some(l) => {
                     ui.label(format!(
                         "latent consistency model: {} network calls by default, guidance {} ({})",
@@ -670,6 +679,11 @@ fn prompt_fields(g: &mut GenerateSettings, facts: &LatentFacts, ui: &mut egui::U
 fn edit_section(state: &mut AppState, ui: &mut egui::Ui, out: &mut Vec<Action>) {
     let ready = state.model.is_some();
     let seed = state.generate.seed;
+    // colorize and super-resolution keep pixels' luminance or patch means, which a latent model's
+    // VAE does not keep apart
+    let pixels = !state.model.as_ref().is_some_and(|m| m.latent.is_some());
+    const PIXELS_ONLY: &str = "a pixel-space model's edit: a latent model's VAE does not keep a \
+                               picture's luminance or patch means apart";
     ui.add_enabled_ui(ready, |ui| {
         ui.horizontal_wrapped(|ui| {
             if ui
@@ -680,8 +694,9 @@ fn edit_section(state: &mut AppState, ui: &mut egui::Ui, out: &mut Vec<Action>) 
                 out.push(Action::Edit(Operation::Inpaint, seed));
             }
             if ui
-                .button("Colorize")
+                .add_enabled(pixels, egui::Button::new("Colorize"))
                 .on_hover_text("Keep the luminance, generate the colours")
+                .on_disabled_hover_text(PIXELS_ONLY)
                 .clicked()
             {
                 out.push(Action::Edit(Operation::Colorize, seed));
@@ -709,19 +724,21 @@ fn edit_section(state: &mut AppState, ui: &mut egui::Ui, out: &mut Vec<Action>) 
                     }
                 });
             if ui
-                .button("Super-resolve")
+                .add_enabled(pixels, egui::Button::new("Super-resolve"))
                 .on_hover_text("In place: keep the mean of every F×F patch, generate the detail")
+                .on_disabled_hover_text(PIXELS_ONLY)
                 .clicked()
             {
                 let factor = state.edit.superres_factor;
                 out.push(Action::Edit(Operation::SuperRes { factor }, seed));
             }
             if ui
-                .button("Upscale")
+                .add_enabled(pixels, egui::Button::new("Upscale"))
                 .on_hover_text(
                     "Enlarge the canvas F times: every pixel becomes an F×F patch with generated \
                      detail, tile by tile",
                 )
+                .on_disabled_hover_text(PIXELS_ONLY)
                 .clicked()
             {
                 out.push(Action::Upscale);
@@ -817,6 +834,12 @@ fn history_section(state: &mut AppState, ui: &mut egui::Ui, out: &mut Vec<Action
                 let mut line = format!("{} · seed {}", r.recipe.operation.label(), r.recipe.seed);
                 if let Some(s) = r.recipe.operation.setting() {
                     line.push_str(&format!(" · {s}"));
+                }
+                if let Some(p) = &r.recipe.prompt {
+                    // the prompt's start; the tooltip has all of it
+                    let short: String = p.text.chars().take(24).collect();
+                    let more = if p.text.chars().count() > 24 { "…" } else { "" };
+                    line.push_str(&format!(" · “{short}{more}”"));
                 }
                 ui.horizontal(|ui| {
                     ui.label(line).on_hover_text(r.recipe.describe());
