@@ -518,6 +518,31 @@ fn cli_sketch_to_image_and_inpaint_rerun_exactly() {
     let (ok, _, err) = cmpaint(&["rerun", s(&first), "-o", s(&dir.path().join("again.png"))]);
     assert!(ok, "{err}");
     assert!(err.contains("the same pixels"), "{err}");
+
+    // outpainting 32 px to the left, frame by frame with the prompt: the picture's pixels stay
+    let wider = dir.path().join("wider.png");
+    let (ok, _, err) = cli_lcm_at(&[
+        "edit",
+        "outpaint",
+        "--image",
+        s(&png),
+        "--extend",
+        "left:32",
+        "--prompt",
+        "a red cat",
+        "-o",
+        s(&wider),
+    ]);
+    assert!(ok, "{err}");
+    let out = image::open(&wider).unwrap().to_rgb8();
+    assert_eq!(out.dimensions(), (96, 64));
+    for y in 0..64 {
+        for x in 0..64 {
+            assert_eq!(out.get_pixel(x + 32, y), want.get_pixel(x, y), "({x}, {y})");
+        }
+    }
+    let (ok, _, err) = cmpaint(&["rerun", s(&wider), "-o", s(&dir.path().join("again.png"))]);
+    assert!(ok && err.contains("the same pixels"), "{err}");
 }
 
 #[test]

@@ -681,7 +681,7 @@ fn edit_section(state: &mut AppState, ui: &mut egui::Ui, out: &mut Vec<Action>) 
     let seed = state.generate.seed;
     // colorize and super-resolution keep pixels' luminance or patch means, which a latent model's
     // VAE does not keep apart
-    let pixels = !state.model.as_ref().is_some_and(|m| m.latent.is_some());
+    let pixels = state.model.as_ref().is_none_or(|m| m.latent.is_none());
     const PIXELS_ONLY: &str = "a pixel-space model's edit: a latent model's VAE does not keep a \
                                picture's luminance or patch means apart";
     ui.add_enabled_ui(ready, |ui| {
@@ -838,7 +838,11 @@ fn history_section(state: &mut AppState, ui: &mut egui::Ui, out: &mut Vec<Action
                 if let Some(p) = &r.recipe.prompt {
                     // the prompt's start; the tooltip has all of it
                     let short: String = p.text.chars().take(24).collect();
-                    let more = if p.text.chars().count() > 24 { "…" } else { "" };
+                    let more = if p.text.chars().count() > 24 {
+                        "…"
+                    } else {
+                        ""
+                    };
                     line.push_str(&format!(" · “{short}{more}”"));
                 }
                 ui.horizontal(|ui| {

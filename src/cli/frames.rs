@@ -3,9 +3,9 @@
 //! S + 1 for the next…, each result pasted back into its frame as the app pastes it.
 
 use super::edit::EditArgs;
-use super::{Loaded, Unlabelled, class_labels, styles};
+use super::{Loaded, Unlabelled, class_labels, prompt, styles};
 use crate::job::io::{mask_to_tensor, picture_to_tensor, tensor_to_rgb8};
-use crate::job::{self, Explicit, RunOptions, Steps, network_calls, plan_with};
+use crate::job::{self, AnyModel, Explicit, RunOptions, Steps, network_calls, plan_with};
 use crate::paint::document::Document;
 use crate::paint::frame::Frame;
 use crate::picture::Rgb8;
@@ -14,6 +14,8 @@ use anyhow::{Context, Result};
 
 pub(super) struct FrameEditor<'a> {
     model: &'a Loaded,
+    /// The command's options (a latent model's prompt and steps).
+    run: &'a EditArgs,
     labels: Option<Vec<u32>>,
     style: Option<u32>,
     sampler: Option<Sampler>,
@@ -33,21 +35,32 @@ pub(super) enum FrameTask {
 }
 
 impl<'a> FrameEditor<'a> {
-    pub fn new(model: &'a Loaded, args: &EditArgs) -> Result<Self> {
-        let cfg = &model.pixel("a frame-by-frame edit")?.config;
-        let labels = class_labels(&args.run, cfg, 1, Unlabelled::AppDefault)?;
-        let style = styles(&args.run, cfg, 1)?.map(|s| s[0]);
+    pub fn new(model: &'a Loaded, args: &'a EditArgs) -> Result<Self> {
+        let (labels, style, sampler) = match &model.model {
+            // a latent model's frames follow the prompt
+            AnyModel::Latent(_) => {
+                prompt::latent_facts(model, &args.run)?;
+                (None, None, None)
+            }
+            AnyModel::Pixel(m) => {
+                let cfg = &m.config;
+                let labels = class_labels(&args.run, cfg, 1, Unlabelled::AppDefault)?;
+                let style = styles(&args.run, cfg, 1)?.map(|s| s[0]);
+                (labels, style, args.ode.sampler(cfg)?)
+            }
+        };
         let mut editor = Self {
             model,
+            run: args,
             labels,
             style,
-            sampler: args.ode.sampler(cfg)?,
+            sampler,
             seed: args.run.seed,
             frames: 0,
             calls_per_frame: 0,
         };
         let recipe = editor.plan(FrameTask::Inpaint, 0)?;
-        editor.calls_per_frame = network_calls(&recipe, cfg.sampling.parameterization);
+        editor.calls_per_frame = network_calls(&recipe, model.info().parameterization());
         Ok(editor)
     }
 
@@ -62,6 +75,10 @@ impl<'a> FrameEditor<'a> {
             ..Explicit::default()
         };
         let seed = self.seed.wrapping_add(index as u64);
+        if let AnyModel::Latent(_) = &self.model.model {
+            let run = &self.run.run;
+            return prompt::plan_prompted(self.model, operation, seed, self.run.steps, run);
+        }
         let class = self.labels.as_ref().map(|l| l[0]);
         let mut recipe = plan_with(
             self.model.info(),

@@ -45,8 +45,7 @@ pub fn run(args: &EditArgs) -> Result<()> {
         );
     }
     let m = load(&args.model, &args.run)?;
-    let cfg = &m.pixel("outpaint")?.config;
-    let size = cfg.unet.image_size;
+    let size = m.info().image_size;
     let original = to_rgb8(&decode(&args.image)?);
     let mut doc = Document::from_picture(&original);
     doc.extend(extend.side, extend.pixels)
@@ -64,7 +63,9 @@ pub fn run(args: &EditArgs) -> Result<()> {
         Some(f) => f,
         None => across.clamp(smallest, largest),
     };
-    check_memory(cfg, 1, size)?;
+    if let Ok(pixel) = m.pixel("outpaint") {
+        check_memory(&pixel.config, 1, size)?;
+    }
     let overlap = args.overlap.unwrap_or(0.5);
     if !(0.0..1.0).contains(&overlap) {
         bail!("--overlap {overlap}: the part of the frame kept over the picture is in [0, 1)");

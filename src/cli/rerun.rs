@@ -158,6 +158,20 @@ fn rerun_frames(
             .map(|f| format!("--model={}", f.display())),
     );
     argv.extend(args.model.config.as_ref().map(|c| format!("--config={c}")));
+    argv.extend(
+        source
+            .lora
+            .as_ref()
+            .map(|l| format!("--lora={}", l.display())),
+    );
+    if let Some(p) = &recipe.prompt {
+        argv.push(format!("--prompt={}", p.text));
+        if !p.negative.is_empty() {
+            argv.push(format!("--negative-prompt={}", p.negative));
+        }
+        argv.push(format!("--guidance={}", p.guidance));
+        argv.push(format!("--steps={}", recipe.steps));
+    }
     if let Some(s) = &recipe.sampler {
         argv.push(format!(
             "--sampler={}",
