@@ -106,34 +106,14 @@ fn generate_prompted(args: &GenerateArgs, loaded: &Loaded) -> Result<()> {
     if args.ts.is_some() || args.multistep {
         bail!("a latent model samples --steps N (1 to 8 are usual), not --ts or --multistep");
     }
-    let facts = prompt::latent_facts(loaded, &args.run)?;
-    let mut recipe = prompt::plan_prompted(
+    let (recipe, opts) = prompt::plan_run(
         loaded,
         Operation::Generate,
         args.run.seed,
         args.steps,
+        args.batch,
         &args.run,
+        0,
     )?;
-    let batch = args.batch.unwrap_or(1);
-    if batch == 0 {
-        bail!("--batch must be at least 1");
-    }
-    let side = loaded.info().image_size;
-    let (noise, shape) = prompt::latent_noise(&args.run, facts, &recipe, batch, (side, side), 0)?;
-    if let Some(b) = args.batch
-        && b != shape[0]
-    {
-        bail!(
-            "--batch {b} disagrees with the noise file's batch of {}",
-            shape[0]
-        );
-    }
-    recipe.files.extend(noise_file(&args.run)?);
-    let f = facts.vae_factor;
-    let opts = RunOptions {
-        noise,
-        size: Some((shape[2] * f, shape[3] * f)),
-        ..RunOptions::batch(shape[0])
-    };
     run_and_write(loaded, &recipe, opts, "sampling", &args.run, args.separate)
 }

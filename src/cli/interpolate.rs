@@ -154,19 +154,9 @@ fn prompted(
     loaded: &Loaded,
     operation: Operation,
 ) -> Result<(Recipe, RunOptions)> {
-    let facts = prompt::latent_facts(loaded, &args.run)?;
-    let mut recipe = prompt::plan_prompted(loaded, operation, args.seed_a, args.steps, &args.run)?;
-    let side = loaded.info().image_size;
-    let batch = args.batch.unwrap_or(1);
-    let (noise, shape) = prompt::latent_noise(&args.run, facts, &recipe, batch, (side, side), 1)?;
-    recipe.files.extend(noise_file(&args.run)?);
-    let f = facts.vae_factor;
-    let opts = RunOptions {
-        noise,
-        size: Some((shape[2] * f, shape[3] * f)),
-        ..RunOptions::batch(shape[0])
-    };
-    Ok((recipe, opts))
+    let (seed, steps, run) = (args.seed_a, args.steps, &args.run);
+    // a noise file holds z_b after z_a
+    prompt::plan_run(loaded, operation, seed, steps, args.batch, run, 1)
 }
 
 /// An interpolation strip — `x` holds every frame's grid in turn — as an animation, an animated

@@ -2,8 +2,8 @@
 //! `--lora` merged): a prompt instead of a class, LCM steps instead of a grid, latent noise, pictures
 //! at any multiple of 64 px. The recipe is planned and run by the same job layer as a pixel model's.
 
-use super::{Loaded, Replay, RunArgs, noise_source};
-use crate::job::{Explicit, LatentFacts, Steps, noise_draws, plan_with};
+use super::{Loaded, Replay, RunArgs, noise_file, noise_source};
+use crate::job::{Explicit, LatentFacts, RunOptions, Steps, noise_draws, plan_with};
 use crate::recipe::{FileRef, FileRole, Operation, Prompt, Recipe, sha256_file};
 use anyhow::{Result, bail};
 
@@ -83,4 +83,42 @@ pub(super) fn latent_noise(
     let shape = [batch, 4, h / f, w / f];
     let draws = noise_draws(recipe, crate::job::Parameterization::Consistency) + extra_draws;
     noise_source(run, shape, Some(facts.size_multiple / f), draws)
+}
+
+/// `operation` planned on the latent model and the options of its run: the batch (`--batch`, else
+/// 1; a noise file's where one is given, which `--batch` must then match) at the model's native size
+/// or the noise file's, and `extra_draws` beyond the recipe's (an interpolation's second end).
+pub(super) fn plan_run(
+    loaded: &Loaded,
+    operation: Operation,
+    seed: u64,
+    steps: Option<usize>,
+    batch: Option<usize>,
+    run: &RunArgs,
+    extra_draws: usize,
+) -> Result<(Recipe, RunOptions)> {
+    let facts = latent_facts(loaded, run)?;
+    let mut recipe = plan_prompted(loaded, operation, seed, steps, run)?;
+    let side = loaded.info().image_size;
+    let wanted = batch.unwrap_or(1);
+    if wanted == 0 {
+        bail!("--batch must be at least 1");
+    }
+    let (noise, shape) = latent_noise(run, facts, &recipe, wanted, (side, side), extra_draws)?;
+    if let Some(b) = batch
+        && b != shape[0]
+    {
+        bail!(
+            "--batch {b} disagrees with the noise file's batch of {}",
+            shape[0]
+        );
+    }
+    recipe.files.extend(noise_file(run)?);
+    let f = facts.vae_factor;
+    let opts = RunOptions {
+        noise,
+        size: Some((shape[2] * f, shape[3] * f)),
+        ..RunOptions::batch(shape[0])
+    };
+    Ok((recipe, opts))
 }

@@ -3,7 +3,7 @@
 //! the interpolation slider as a slerp of the initial latents with the prompt fixed.
 
 use super::model::LatentLoaded;
-use super::run::{RunOptions, invalid, recipe_mask, recipe_picture};
+use super::run::{RunOptions, interpolation_ends, invalid, recipe_mask, recipe_picture};
 use crate::engine::Result;
 use crate::engine::cm::edit::slerp;
 use crate::engine::cm::noise::{NoiseSource, SeededNoise};
@@ -98,14 +98,9 @@ pub(super) fn run(
     let pipeline = &model.pipeline;
     match &recipe.operation {
         Operation::Interpolate { seed_b, alpha } => {
-            // The slider's end points: z_a and z_b as a pixel model draws them (a replay holds z_b
-            // after z_a), then the re-noising draws, shared by every frame.
-            let z_a = noise.next(&shape)?;
-            let z_b = if replay {
-                noise.next(&shape)?
-            } else {
-                SeededNoise::new(*seed_b, batch).next(&shape)?
-            };
+            // the slider's ends as a pixel model draws them, then the re-noising draws, shared by
+            // every frame
+            let (z_a, z_b) = interpolation_ends(noise.as_mut(), replay, *seed_b, &shape)?;
             let later = (1..steps)
                 .map(|_| noise.next(&shape))
                 .collect::<candle_core::Result<Vec<_>>>()?;

@@ -126,13 +126,7 @@ fn run_pixel(
             )
         }
         Operation::Interpolate { seed_b, alpha } => {
-            let z_a = noise.next(&shape)?;
-            // a replay holds z_b after z_a; seeds draw each from its own generator
-            let z_b = if replay {
-                noise.next(&shape)?
-            } else {
-                SeededNoise::new(*seed_b, batch).next(&shape)?
-            };
+            let (z_a, z_b) = interpolation_ends(noise.as_mut(), replay, *seed_b, &shape)?;
             let alphas = opts.alphas.unwrap_or_else(|| vec![*alpha]);
             let frames = interpolate(
                 &model.unet,
@@ -166,6 +160,23 @@ fn run_pixel(
             edit(&model.unet, &cfg.sampling, &req, noise.as_mut(), on_step)
         }
     }
+}
+
+/// The slider's two ends: z_a from the run's noise, z_b after it in a replay, else from seed B's own
+/// generators (image i from seed_b + i).
+pub(super) fn interpolation_ends(
+    noise: &mut dyn NoiseSource,
+    replay: bool,
+    seed_b: u64,
+    shape: &[usize],
+) -> Result<(Tensor, Tensor)> {
+    let z_a = noise.next(shape)?;
+    let z_b = if replay {
+        noise.next(shape)?
+    } else {
+        SeededNoise::new(seed_b, shape[0]).next(shape)?
+    };
+    Ok((z_a, z_b))
 }
 
 /// The network's labels of a run, one per image: the class, and for a model with styles the style

@@ -126,6 +126,7 @@ impl UNetConfig {
     }
 }
 
+#[derive(Default)]
 struct Level {
     resnets: Vec<ResnetBlock>,
     attentions: Vec<Transformer2D>,
@@ -169,12 +170,7 @@ impl UNet2DCondition {
         for (i, kind) in cfg.down_block_types.iter().enumerate() {
             let vb = vb.pp(format!("down_blocks.{i}"));
             let cross = kind.starts_with("CrossAttn");
-            let mut level = Level {
-                resnets: vec![],
-                attentions: vec![],
-                down: None,
-                up: None,
-            };
+            let mut level = Level::default();
             for j in 0..cfg.layers_per_block {
                 let c = if j == 0 { cin } else { ch[i] };
                 level
@@ -212,12 +208,7 @@ impl UNet2DCondition {
             let out = ch[level_index];
             let skip_in = ch[level_index.saturating_sub(1)];
             let cross = kind.starts_with("CrossAttn");
-            let mut level = Level {
-                resnets: vec![],
-                attentions: vec![],
-                down: None,
-                up: None,
-            };
+            let mut level = Level::default();
             for j in 0..=cfg.layers_per_block {
                 let skip = if j == cfg.layers_per_block {
                     skip_in
