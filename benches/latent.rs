@@ -29,6 +29,10 @@ fn memory_mb() -> (f64, f64) {
     (field("VmHWM:"), field("VmRSS:"))
 }
 
+fn report(what: &str, size: usize, ms: f64) {
+    println!("{{\"side\": \"cmpaint\", \"what\": \"{what}\", \"size\": {size}, \"ms\": {ms:.0}}}");
+}
+
 fn best(runs: usize, mut f: impl FnMut()) -> f64 {
     (0..runs)
         .map(|_| {
@@ -37,6 +41,14 @@ fn best(runs: usize, mut f: impl FnMut()) -> f64 {
             start.elapsed().as_secs_f64() * 1e3
         })
         .fold(f64::INFINITY, f64::min)
+}
+
+/// Whether a measurement is asked for: `CMPAINT_BENCH_ONLY` (e.g. `unet512,txt2img`), else all.
+fn wanted(what: &str) -> bool {
+    match std::env::var("CMPAINT_BENCH_ONLY") {
+        Ok(only) => only.split(',').any(|w| w.trim() == what),
+        Err(_) => true,
+    }
 }
 
 fn main() -> anyhow::Result<()> {
@@ -69,7 +81,10 @@ fn main() -> anyhow::Result<()> {
     let parity = candle_core::safetensors::load(dir.join("parity.safetensors"), &device)?;
     let (x, states, w) = (&parity["sample"], &parity["states"], &parity["w"]);
     let ours = model.unet.forward(x, 759.0, states, Some(w))?;
-    let diff = (&ours - &parity["out"])?.abs()?.max_all()?.to_scalar::<f32>()?;
+    let diff = (&ours - &parity["out"])?
+        .abs()?
+        .max_all()?
+        .to_scalar::<f32>()?;
     let scale = parity["out"].abs()?.max_all()?.to_scalar::<f32>()?;
     println!(
         "{{\"side\": \"cmpaint\", \"what\": \"unet_parity\", \"size\": 256, \"max_abs_diff\": {diff:e}, \"max_abs_out\": {scale}}}"
@@ -77,19 +92,24 @@ fn main() -> anyhow::Result<()> {
 
     for side in [256usize, 512] {
         let latents = Tensor::randn(0f32, 1.0, (1, 4, side / 8, side / 8), &device)?;
-        let ms = best(runs, || {
-            model
-                .unet
-                .forward(&latents, 759.0, states, Some(w))
-                .expect("a UNet call");
-        });
-        println!("{{\"side\": \"cmpaint\", \"what\": \"unet\", \"size\": {side}, \"ms\": {ms:.0}}}");
-        let ms = best(runs, || {
-            model.vae.decode(&latents).expect("a decode");
-        });
-        println!(
-            "{{\"side\": \"cmpaint\", \"what\": \"vae_decode\", \"size\": {side}, \"ms\": {ms:.0}}}"
-        );
+        if wanted(&format!("unet{side}")) {
+            let ms = best(runs, || {
+                model
+                    .unet
+                    .forward(&latents, 759.0, states, Some(w))
+                    .expect("a UNet call");
+            });
+            report("unet", side, ms);
+        }
+        if wanted(&format!("vae{side}")) {
+            let ms = best(runs, || {
+                model.vae.decode(&latents).expect("a decode");
+            });
+            report("vae_decode", side, ms);
+        }
+    }
+    if !wanted("txt2img") {
+        return Ok(());
     }
     let request = LatentRequest {
         prompt: "a red cat on a blue house",
@@ -103,9 +123,7 @@ fn main() -> anyhow::Result<()> {
             .run(&request, None, &noise, &mut run_to_end)
             .expect("a picture");
     });
-    println!(
-        "{{\"side\": \"cmpaint\", \"what\": \"txt2img_4_steps\", \"size\": 512, \"ms\": {ms:.0}}}"
-    );
+    report("txt2img_4_steps", 512, ms);
     let (peak, _) = memory_mb();
     println!("{{\"side\": \"cmpaint\", \"what\": \"peak\", \"peak_rss_mb\": {peak:.0}}}");
     Ok(())

@@ -680,6 +680,23 @@ fn cli_refuses_what_a_latent_model_cannot_do_in_one_line() {
             "{err}"
         );
     }
+    // too large a batch for the memory there is: refused before it starts, with what fits
+    let lcm = fixture("tiny_lcm");
+    let (ok, _, err) = common::cmpaint_with_env(
+        &[
+            "generate",
+            "--model",
+            s(&lcm),
+            "--prompt",
+            "a",
+            "--batch",
+            "4",
+            "-o",
+            s(&out),
+        ],
+        &[("CMPAINT_MEMORY_LIMIT", "20000000")],
+    );
+    assert!(!ok && err.contains("at most 1 fit"), "{err}");
     let (ok, _, err) = cmpaint(&[
         "generate",
         "--model",

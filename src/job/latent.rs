@@ -83,6 +83,7 @@ pub(super) fn run(
             mask.dim(2)?
         ));
     }
+    check_memory(model, batch, h, w)?;
     let shape = [batch, 4, h / facts.vae_factor, w / facts.vae_factor];
     let replay = opts.noise.is_some();
     let mut noise: Box<dyn NoiseSource> = match opts.noise {
@@ -125,6 +126,30 @@ pub(super) fn run(
             pipeline.run(&request, edit.as_ref(), &entries, on_step)
         }
     }
+}
+
+/// Refuses, before anything is allocated, a run that would not fit in the memory the system has
+/// free (see [`crate::engine::available_memory`]), with the batch that would.
+fn check_memory(model: &LatentLoaded, batch: usize, h: usize, w: usize) -> Result<()> {
+    let need = model.pipeline.activation_bytes(batch, h, w);
+    let Some(free) = crate::engine::available_memory() else {
+        return Ok(());
+    };
+    if need <= free {
+        return Ok(());
+    }
+    let fits = free / model.pipeline.activation_bytes(1, h, w).max(1);
+    let gb = |b: usize| b as f64 / 1e9;
+    invalid(format!(
+        "{batch} picture(s) of {w}×{h} need about {:.1} GB of memory and {:.1} GB are free: {}",
+        gb(need),
+        gb(free),
+        if fits >= 1 {
+            format!("at most {fits} fit")
+        } else {
+            "not even one of this size fits".into()
+        }
+    ))
 }
 
 /// An edit's picture: the caller's tensor, else the recipe's embedded one.

@@ -16,25 +16,36 @@ pub fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T> {
         .map_err(|e| EngineError::InvalidInput(format!("{}: {e}", path.display())))
 }
 
-/// y = x·Wᵀ + b over the last axis, any leading axes.
+/// y = x·Wᵀ + b over the last axis, any leading axes. Wᵀ is stored [in, out], contiguous: the gemm
+/// crate reads a row-major right-hand side as it is, where a transposed view is gathered into its
+/// packed layout on every call.
 pub struct Linear {
-    pub weight: Tensor,
-    pub bias: Option<Tensor>,
+    weight_t: Tensor,
+    bias: Option<Tensor>,
 }
 
 /// `weight` [out, in] — or [out, in, 1, 1], as older checkpoints store some projections.
 pub fn linear(cin: usize, cout: usize, bias: bool, vb: VarBuilder) -> Result<Linear> {
-    let weight = if vb.contains_tensor("weight") && vb.get_unchecked("weight")?.rank() == 4 {
-        vb.get((cout, cin, 1, 1), "weight")?.reshape((cout, cin))?
-    } else {
-        vb.get((cout, cin), "weight")?
+    // read once (a converted f16 weight is a copy), then checked: [out, in] or [out, in, 1, 1]
+    let weight = vb.get_unchecked("weight")?;
+    let weight = match weight.dims() {
+        [o, i] | [o, i, 1, 1] if (*o, *i) == (cout, cin) => weight.reshape((cout, cin))?,
+        dims => {
+            return Err(EngineError::InvalidInput(format!(
+                "{}.weight is {dims:?}, expected [{cout}, {cin}]",
+                vb.prefix()
+            )));
+        }
     };
     let bias = if bias {
         Some(vb.get(cout, "bias")?)
     } else {
         None
     };
-    Ok(Linear { weight, bias })
+    Ok(Linear {
+        weight_t: weight.t()?.contiguous()?,
+        bias,
+    })
 }
 
 impl Module for Linear {
@@ -42,13 +53,13 @@ impl Module for Linear {
         let dims = x.dims();
         let cin = dims[dims.len() - 1];
         let rows = x.elem_count() / cin;
-        let y = x.reshape((rows, cin))?.matmul(&self.weight.t()?)?;
+        let y = x.reshape((rows, cin))?.matmul(&self.weight_t)?;
         let y = match &self.bias {
             Some(b) => y.broadcast_add(b)?,
             None => y,
         };
         let mut out = dims.to_vec();
-        *out.last_mut().expect("rank ≥ 1") = self.weight.dim(0)?;
+        *out.last_mut().expect("rank ≥ 1") = self.weight_t.dim(1)?;
         y.reshape(out)
     }
 }

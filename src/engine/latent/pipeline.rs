@@ -192,6 +192,19 @@ impl LatentModel {
         }
     }
 
+    /// Memory a run of `batch` pictures of `h`×`w` needs beyond the weights, roughly: measured on an
+    /// SD 1.5-sized model (benches/latent.rs: 3.3 GB above the weights at 512², batch 1, most of it the
+    /// VAE's decode at full size), per pixel and per channel of the VAE's widest full-size layer.
+    pub fn activation_bytes(&self, batch: usize, h: usize, w: usize) -> usize {
+        const BYTES_PER_PIXEL_CHANNEL: usize = 110;
+        let channels = self.vae.config.block_out_channels[0];
+        batch
+            .saturating_mul(h)
+            .saturating_mul(w)
+            .saturating_mul(channels)
+            .saturating_mul(BYTES_PER_PIXEL_CHANNEL)
+    }
+
     /// Pixels per latent pixel along a side (8).
     pub fn vae_factor(&self) -> usize {
         self.vae.config.factor()
