@@ -62,6 +62,8 @@ pub(super) struct Pending {
     pub(super) purpose: Purpose,
     pub(super) label: String,
     pub(super) total: usize,
+    /// A latent model's job: whether it starts by encoding a picture (None: a pixel model's).
+    pub(super) latent_encode: Option<bool>,
     /// Where its results go in the document (None: the whole canvas, as a re-run recipe).
     pub(super) placement: Option<Placement>,
 }
@@ -97,6 +99,28 @@ pub struct Running {
     pub done: usize,
     pub total: usize,
     pub started: Instant,
+    /// A latent model's job: whether it starts by encoding a picture (None: a pixel model's).
+    pub latent_encode: Option<bool>,
+}
+
+impl Running {
+    /// What the progress bar says: the step count, or for a latent model the stage — the VAE's
+    /// encode, the UNet call of the total, the VAE's decode — as each takes its own time.
+    pub fn progress_text(&self) -> String {
+        let Some(encodes) = self.latent_encode else {
+            return format!("{} {}/{}", self.label, self.done, self.total);
+        };
+        let first = usize::from(encodes);
+        let calls = self.total.saturating_sub(1 + first);
+        let stage = if self.done < first {
+            "encoding the picture (VAE)".to_string()
+        } else if self.done >= first + calls {
+            "decoding (VAE)".to_string()
+        } else {
+            format!("UNet call {}/{calls}", self.done - first + 1)
+        };
+        format!("{} · {stage}", self.label)
+    }
 }
 
 pub(super) struct StripExport {
@@ -157,12 +181,14 @@ impl App {
                 match (&mut self.state.running, label) {
                     (Some(r), _) if r.id == id => (r.done, r.total) = (done, total),
                     (_, Some(label)) => {
+                        let latent_encode = self.run.pending.get(&id).and_then(|p| p.latent_encode);
                         self.state.running = Some(Running {
                             id,
                             label,
                             done,
                             total,
                             started: Instant::now(),
+                            latent_encode,
                         })
                     }
                     _ => {}
@@ -228,6 +254,7 @@ impl App {
                 done: 0,
                 total: p.total,
                 started: Instant::now(),
+                latent_encode: p.latent_encode,
             });
         }
     }
@@ -382,6 +409,10 @@ impl App {
     ) {
         let total = recipe_steps(&recipe, self.parameterization());
         let label = recipe.operation.label().to_string();
+        let latent_encode = recipe
+            .prompt
+            .as_ref()
+            .map(|_| recipe.operation.needs_input());
         let id = self.run.worker.submit(Job::Run {
             recipe: Box::new(recipe),
             batch,
@@ -394,6 +425,7 @@ impl App {
                 done: 0,
                 total,
                 started: Instant::now(),
+                latent_encode,
             });
         }
         self.run.pending.insert(
@@ -402,6 +434,7 @@ impl App {
                 purpose,
                 label,
                 total,
+                latent_encode,
                 placement,
             },
         );
@@ -739,5 +772,42 @@ impl App {
 
     pub fn is_loading_model(&self) -> bool {
         self.run.model_job.is_some()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn running(done: usize, total: usize, latent_encode: Option<bool>) -> Running {
+        Running {
+            id: 1,
+            label: "inpaint".into(),
+            done,
+            total,
+            started: Instant::now(),
+            latent_encode,
+        }
+    }
+
+    /// A latent model's progress names its stage: encode, each UNet call, decode.
+    #[test]
+    fn progress_says_the_latent_stage() {
+        let stages: Vec<String> = (0..6)
+            .map(|done| running(done, 6, Some(true)).progress_text())
+            .collect();
+        assert_eq!(
+            stages,
+            [
+                "inpaint · encoding the picture (VAE)",
+                "inpaint · UNet call 1/4",
+                "inpaint · UNet call 2/4",
+                "inpaint · UNet call 3/4",
+                "inpaint · UNet call 4/4",
+                "inpaint · decoding (VAE)",
+            ]
+        );
+        assert_eq!(running(2, 5, Some(false)).progress_text(), "inpaint · UNet call 3/4");
+        assert_eq!(running(3, 39, None).progress_text(), "inpaint 3/39");
     }
 }

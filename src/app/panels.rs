@@ -176,7 +176,7 @@ pub fn status_bar(state: &mut AppState, status: &Status, ui: &mut egui::Ui, out:
                 ui.add(
                     egui::ProgressBar::new(f)
                         .desired_width(160.0)
-                        .text(format!("{} {}/{}", r.label, r.done, r.total)),
+                        .text(r.progress_text()),
                 );
                 if ui.button("Cancel (Esc)").clicked() {
                     out.push(Action::Cancel);
