@@ -312,6 +312,39 @@ fn a_folder_without_a_part_names_it() {
     assert!(err.contains("32 wide") && err.contains("reads 64"), "{err}");
     let (ok, _, err) = cmpaint(&["info", "--model", s(mixed.path())]);
     assert!(!ok && err.contains("reads 64"), "{err}");
+    // configs that describe no network: one line each, never a panic
+    std::fs::write(
+        &unet_config,
+        text.replace("\"attention_head_dim\": 8", "\"attention_head_dim\": 0"),
+    )
+    .unwrap();
+    let err = LatentModel::load(mixed.path(), None, &Device::Cpu, Precision::F32)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("0 attention heads"), "{err}");
+    std::fs::write(&unet_config, &text).unwrap();
+    let clip_config = mixed.path().join("text_encoder/config.json");
+    let clip = std::fs::read_to_string(&clip_config).unwrap();
+    std::fs::write(
+        &clip_config,
+        clip.replace("\"num_attention_heads\": 4", "\"num_attention_heads\": 0"),
+    )
+    .unwrap();
+    let (ok, _, err) = cmpaint(&[
+        "generate",
+        "--model",
+        s(mixed.path()),
+        "--prompt",
+        "a",
+        "-o",
+        "x.png",
+    ]);
+    assert!(
+        !ok && err.contains("0 attention heads") && !err.contains("panicked"),
+        "{err}"
+    );
+
     let (ok, out, err) = cmpaint(&["info", "--model", s(&fixture("tiny_lcm"))]);
     assert!(ok, "{err}");
     assert!(out.contains("an LCM") && out.contains("unet:"), "{out}");

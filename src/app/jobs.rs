@@ -807,7 +807,10 @@ mod tests {
                 "inpaint · decoding (VAE)",
             ]
         );
-        assert_eq!(running(2, 5, Some(false)).progress_text(), "inpaint · UNet call 3/4");
+        assert_eq!(
+            running(2, 5, Some(false)).progress_text(),
+            "inpaint · UNet call 3/4"
+        );
         assert_eq!(running(3, 39, None).progress_text(), "inpaint 3/39");
     }
 }

@@ -31,8 +31,29 @@ fn layer_norm_eps() -> f64 {
 }
 
 impl ClipConfig {
+    /// The config, checked to describe a network that can exist: heads that split the width, and
+    /// room for the 77 positions of a prompt.
     pub fn read(path: &Path) -> Result<Self> {
-        nn::read_json(path)
+        let cfg: Self = nn::read_json(path)?;
+        let bad = |why: String| {
+            Err(EngineError::InvalidInput(format!(
+                "{}: {why}",
+                path.display()
+            )))
+        };
+        let (c, heads) = (cfg.hidden_size, cfg.num_attention_heads);
+        if c == 0 || heads == 0 || !c.is_multiple_of(heads) {
+            return bad(format!(
+                "{heads} attention heads cannot split a width of {c}"
+            ));
+        }
+        if cfg.vocab_size == 0 || cfg.intermediate_size == 0 || cfg.max_position_embeddings < 77 {
+            return bad(format!(
+                "vocabulary {}, MLP width {}, {} positions: a CLIP text encoder has tokens, an MLP and 77 positions",
+                cfg.vocab_size, cfg.intermediate_size, cfg.max_position_embeddings
+            ));
+        }
+        Ok(cfg)
     }
 }
 

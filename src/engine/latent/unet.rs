@@ -108,6 +108,25 @@ impl UNetConfig {
         if n == 0 || cfg.down_block_types.len() != n || cfg.up_block_types.len() != n {
             return unsupported("a block list whose lengths differ");
         }
+        let bad = |why: String| {
+            Err(EngineError::InvalidInput(format!(
+                "{}: {why}",
+                path.display()
+            )))
+        };
+        if cfg.layers_per_block == 0 || cfg.cross_attention_dim == 0 || cfg.in_channels == 0 {
+            return bad(
+                "layers_per_block, cross_attention_dim and in_channels must be at least 1".into(),
+            );
+        }
+        for (i, &c) in cfg.block_out_channels.iter().enumerate() {
+            let heads = cfg.heads(i);
+            if heads == 0 || !c.is_multiple_of(heads) {
+                return bad(format!(
+                    "block {i}: {heads} attention heads cannot split {c} channels"
+                ));
+            }
+        }
         Ok(cfg)
     }
 

@@ -56,9 +56,14 @@ fn yes() -> bool {
 impl VaeConfig {
     pub fn read(path: &Path) -> Result<Self> {
         let cfg: Self = nn::read_json(path)?;
-        if cfg.block_out_channels.is_empty() {
+        if cfg.block_out_channels.is_empty()
+            || cfg.layers_per_block == 0
+            || cfg.latent_channels == 0
+            || cfg.in_channels == 0
+            || cfg.out_channels == 0
+        {
             return Err(EngineError::InvalidInput(format!(
-                "{}: no block_out_channels",
+                "{}: a VAE needs blocks, a layer per block and channels in, out and between",
                 path.display()
             )));
         }
