@@ -139,6 +139,58 @@ fn text_to_image_with_replayed_noise_at_1_2_and_4_steps() {
     }
 }
 
+/// TAESD's decoder (the step previews') against diffusers' `AutoencoderTiny`.
+#[test]
+fn tiny_autoencoder_decodes_as_diffusers() {
+    use cmpaint::engine::latent::taesd::TinyDecoder;
+    let taesd =
+        TinyDecoder::load(&fixture("tiny_lcm_taesd"), &Device::Cpu, Precision::F32).unwrap();
+    assert_eq!(taesd.factor, 8);
+    let decoded = taesd.decode(&tensor("taesd_latents")).unwrap();
+    let err = max_abs_diff(&decoded, &tensor("taesd_decoded"));
+    assert!(err < TOLERANCE, "off by {err}");
+}
+
+/// With TAESD in the folder's `taesd/`, every step but the last reports its estimate as a picture
+/// (what the app shows while a run goes on); the result is the full VAE's, unchanged.
+#[test]
+fn step_previews_decode_with_taesd() {
+    let dir = tempfile::tempdir().unwrap();
+    for part in ["tokenizer", "text_encoder", "unet", "vae", "scheduler"] {
+        copy_dir(&fixture("tiny_lcm").join(part), &dir.path().join(part));
+    }
+    std::fs::copy(
+        fixture("tiny_lcm/model_index.json"),
+        dir.path().join("model_index.json"),
+    )
+    .unwrap();
+    copy_dir(&fixture("tiny_lcm_taesd"), &dir.path().join("taesd"));
+    let m = LatentModel::load(dir.path(), None, &Device::Cpu, Precision::F32).unwrap();
+    assert!(m.parts.iter().any(|p| p.name == "taesd"));
+    let cases = cases();
+    let case = &cases["txt2img_4"];
+    let mut previews = vec![];
+    let image = m
+        .run(
+            &case_request(case),
+            None,
+            &tensor("txt2img_noise_4"),
+            &mut |step: Step| {
+                previews.push(step.estimate.map(|e| e.dims().to_vec()));
+                ControlFlow::Continue(())
+            },
+        )
+        .unwrap()
+        .unwrap();
+    let shape = Some(vec![1, 3, 64, 64]);
+    assert_eq!(previews, [shape.clone(), shape.clone(), shape, None, None]);
+    let err = max_abs_diff(&image, &tensor("txt2img_image_4"));
+    assert!(
+        err < TOLERANCE,
+        "the result is the full VAE's: off by {err}"
+    );
+}
+
 fn case_request(case: &serde_json::Value) -> LatentRequest<'_> {
     LatentRequest {
         prompt: case["prompt"].as_str().unwrap(),

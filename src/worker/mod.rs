@@ -413,7 +413,7 @@ impl WorkerThread {
 }
 
 /// Refuses a batch whose activations would not fit in the memory the system has free (a pixel
-/// model's; a latent model's need is not estimated yet).
+/// model's; the job layer checks a latent model's itself).
 fn check_memory(model: &AnyModel, batch: usize) -> Result<(), String> {
     let AnyModel::Pixel(model) = model else {
         return Ok(());

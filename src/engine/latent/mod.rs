@@ -8,6 +8,7 @@
 //! | `CLIPTextModel`                          | `clip.rs`       |
 //! | `UNet2DConditionModel`                   | `unet.rs`       |
 //! | `AutoencoderKL`                          | `vae.rs`        |
+//! | `AutoencoderTiny`'s decoder (TAESD, previews) | `taesd.rs` |
 //! | their shared blocks                      | `blocks.rs`, `nn.rs` |
 //! | `LCMScheduler`, the w-embedding          | `lcm.rs`        |
 //! | LoRA merge (`load_lora_weights` + `fuse_lora`), peft and kohya | `lora.rs` |
@@ -18,6 +19,7 @@ pub mod lcm;
 pub mod lora;
 pub mod nn;
 pub mod pipeline;
+pub mod taesd;
 pub mod tokenizer;
 pub mod unet;
 pub mod vae;

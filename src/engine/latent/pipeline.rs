@@ -7,6 +7,7 @@
 use super::clip::{ClipConfig, ClipTextEncoder};
 use super::lcm::{LcmScheduler, guidance_embedding};
 use super::lora::Merged;
+use super::taesd::TinyDecoder;
 use super::tokenizer::ClipTokenizer;
 use super::unet::{UNet2DCondition, UNetConfig};
 use super::vae::{AutoencoderKL, VaeConfig};
@@ -57,6 +58,8 @@ pub struct LatentModel {
     pub unet: UNet2DCondition,
     pub vae: AutoencoderKL,
     pub scheduler: LcmScheduler,
+    /// TAESD for the step previews: the folder's `taesd/` (madebyollin/taesd), where there is one.
+    pub preview: Option<TinyDecoder>,
     device: Device,
 }
 
@@ -154,6 +157,23 @@ impl LatentModel {
         let vae = AutoencoderKL::new(vae_config, precision, weights("vae")?)
             .map_err(|e| in_part("vae", e))?;
         let scheduler = LcmScheduler::read(&config("scheduler", "scheduler_config.json")?)?;
+        let taesd = dir.join("taesd");
+        let preview = match taesd.join("config.json").is_file() {
+            true => {
+                let file = taesd.join("diffusion_pytorch_model.safetensors");
+                parts.push(Part {
+                    name: "taesd",
+                    bytes: std::fs::metadata(&file).map(|m| m.len()).unwrap_or(0),
+                    parameters: parameter_count(&file),
+                    file,
+                });
+                Some(
+                    TinyDecoder::load(&taesd, device, precision)
+                        .map_err(|e| in_part("taesd", e))?,
+                )
+            }
+            false => None,
+        };
         Ok(Self {
             dir: dir.to_owned(),
             parts,
@@ -162,15 +182,17 @@ impl LatentModel {
             unet,
             vae,
             scheduler,
+            preview,
             device: device.clone(),
         })
     }
 
-    /// Parameters of the text encoder, UNet and VAE (a LoRA's are merged into the UNet's).
+    /// Parameters of the text encoder, UNet and VAE (a LoRA's are merged into the UNet's; TAESD only
+    /// draws previews).
     pub fn parameters(&self) -> usize {
         self.parts
             .iter()
-            .filter(|p| p.name != "lora")
+            .filter(|p| p.name != "lora" && p.name != "taesd")
             .map(|p| p.parameters)
             .sum()
     }
@@ -246,9 +268,16 @@ impl LatentModel {
         }
         let total = timesteps.len() + 1 + usize::from(edit.is_some());
         let mut done = 0;
-        let mut cancelled = |on_step: &mut dyn FnMut(Step) -> ControlFlow<()>| {
+        // after each network call; a step's preview is its x₀ estimate through TAESD, where loaded
+        let mut cancelled = |on_step: &mut dyn FnMut(Step) -> ControlFlow<()>,
+                             estimate: Option<&Tensor>| {
             done += 1;
-            on_step(Step::progress(done, total)).is_break()
+            on_step(Step {
+                done,
+                total,
+                estimate,
+            })
+            .is_break()
         };
         let context = self.conditioning(request, batch)?;
         // The picture's latents (the distribution's mean: a sketch always starts from the same ones)
@@ -260,7 +289,7 @@ impl LatentModel {
                 let known = (mean * self.vae.config.scaling_factor)?
                     .broadcast_as(noise.get(0)?.shape())?
                     .contiguous()?;
-                if cancelled(on_step) {
+                if cancelled(on_step, None) {
                     return Ok(None);
                 }
                 let keep = e
@@ -289,13 +318,18 @@ impl LatentModel {
                     .scheduler
                     .add_noise(&denoised, &noise.get(i + 1)?, next)?;
             }
-            if cancelled(on_step) {
+            // the last step's estimate is the result, which the VAE decodes next
+            let preview = match (&self.preview, timesteps.get(i + 1)) {
+                (Some(taesd), Some(_)) => Some(taesd.decode(&denoised)?.clamp(-1f32, 1f32)?),
+                _ => None,
+            };
+            if cancelled(on_step, preview.as_ref()) {
                 return Ok(None);
             }
         }
         let scaled = (denoised / self.vae.config.scaling_factor)?;
         let image = self.vae.decode(&scaled)?.clamp(-1f32, 1f32)?;
-        if cancelled(on_step) {
+        if cancelled(on_step, None) {
             return Ok(None);
         }
         Ok(Some(

@@ -38,6 +38,28 @@ impl Conv2d {
             params,
         })
     }
+
+    /// A convolution stored without a bias (TAESD's): the kernel adds a zero one.
+    pub fn without_bias(
+        cin: usize,
+        cout: usize,
+        kernel: usize,
+        params: Conv2dParams,
+        precision: Precision,
+        vb: VarBuilder,
+    ) -> Result<Self> {
+        let weight = vb.get((cout, cin, kernel, kernel), "weight")?;
+        let bias = Tensor::zeros(cout, weight.dtype(), weight.device())?;
+        Ok(Self {
+            weight: if weight.device().is_cpu() {
+                pack_weight(&weight, &params, precision)?
+            } else {
+                weight
+            },
+            bias,
+            params,
+        })
+    }
 }
 
 impl Module for Conv2d {
