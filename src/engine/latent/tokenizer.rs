@@ -12,6 +12,9 @@ use unicode_normalization::UnicodeNormalization;
 
 const START: &str = "<|startoftext|>";
 const END: &str = "<|endoftext|>";
+/// A word's bytes read at most: more than 77 tokens' worth (CLIP's longest tokens are ~16 bytes), and
+/// byte-pair merging is quadratic in a word's length.
+const MAX_WORD: usize = 2048;
 /// CLIP's pre-tokenizer (the contractions, letters, one digit, runs of anything else but spaces).
 const SPLIT: &str = r"'s|'t|'re|'ve|'m|'ll|'d|\p{L}+|\p{N}|[^\s\p{L}\p{N}]+";
 
@@ -82,18 +85,19 @@ impl ClipTokenizer {
     /// The ids the text encoder reads: start, the prompt's tokens (cut to fit), end, padding.
     pub fn encode(&self, prompt: &str) -> Vec<u32> {
         let mut ids = vec![self.start];
-        ids.extend(self.tokens(prompt).into_iter().take(self.context - 2));
+        ids.extend(self.tokens(prompt, self.context - 2));
         ids.push(self.end);
         ids.resize(self.context, self.pad);
         ids
     }
 
-    /// The prompt's tokens without the start/end marks. The two special tokens typed in a prompt are
-    /// read as themselves, as transformers does.
-    pub fn tokens(&self, prompt: &str) -> Vec<u32> {
+    /// The prompt's first `limit` tokens without the start/end marks. The two special tokens typed in
+    /// a prompt are read as themselves, as transformers does. Words after the limit are not looked
+    /// at (a pasted megabyte costs nothing), and a word is read to at most `MAX_WORD` bytes.
+    pub fn tokens(&self, prompt: &str, limit: usize) -> Vec<u32> {
         let mut ids = Vec::new();
         let mut rest = prompt;
-        while !rest.is_empty() {
+        while !rest.is_empty() && ids.len() < limit {
             let next = [START, END]
                 .iter()
                 .filter_map(|s| rest.find(s).map(|at| (at, *s)))
@@ -102,7 +106,7 @@ impl ClipTokenizer {
                 Some((at, s)) => (&rest[..at], Some(s)),
                 None => (rest, None),
             };
-            self.encode_text(text, &mut ids);
+            self.encode_text(text, limit, &mut ids);
             match special {
                 Some(s) => {
                     ids.push(self.vocab[s]);
@@ -114,7 +118,7 @@ impl ClipTokenizer {
         ids
     }
 
-    fn encode_text(&self, text: &str, ids: &mut Vec<u32>) {
+    fn encode_text(&self, text: &str, limit: usize, ids: &mut Vec<u32>) {
         let normal: String = text.nfc().collect();
         let normal = normal
             .split_whitespace()
@@ -122,9 +126,13 @@ impl ClipTokenizer {
             .join(" ")
             .to_lowercase();
         for word in self.split.find_iter(&normal) {
+            if ids.len() >= limit {
+                break;
+            }
             let chars: String = word
                 .as_str()
                 .bytes()
+                .take(MAX_WORD)
                 .map(|b| self.byte_chars[b as usize])
                 .collect();
             for piece in self.byte_pairs(&chars) {
@@ -189,6 +197,24 @@ fn byte_chars() -> [char; 256] {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A pasted megabyte — words or one word — tokenizes to 77 ids (quadratic merging of a whole
+    /// megabyte-long word would not finish).
+    #[test]
+    fn a_huge_prompt_costs_nothing() {
+        let mut vocab: HashMap<String, u32> = byte_chars()
+            .iter()
+            .flat_map(|c| [c.to_string(), format!("{c}</w>")])
+            .enumerate()
+            .map(|(i, t)| (t, i as u32))
+            .collect();
+        vocab.insert(START.into(), 512);
+        vocab.insert(END.into(), 513);
+        let t = ClipTokenizer::new(vocab, "#version: 0.2\na b\n", END).unwrap();
+        for prompt in ["ab ".repeat(400_000), "a".repeat(1_000_000)] {
+            assert_eq!(t.encode(&prompt).len(), 77);
+        }
+    }
 
     #[test]
     fn the_byte_table_is_clips() {
