@@ -155,15 +155,7 @@ fn tiny_autoencoder_decodes_as_diffusers() {
 /// (what the app shows while a run goes on); the result is the full VAE's, unchanged.
 #[test]
 fn step_previews_decode_with_taesd() {
-    let dir = tempfile::tempdir().unwrap();
-    for part in ["tokenizer", "text_encoder", "unet", "vae", "scheduler"] {
-        copy_dir(&fixture("tiny_lcm").join(part), &dir.path().join(part));
-    }
-    std::fs::copy(
-        fixture("tiny_lcm/model_index.json"),
-        dir.path().join("model_index.json"),
-    )
-    .unwrap();
+    let dir = copied_lcm(&ALL_PARTS);
     copy_dir(&fixture("tiny_lcm_taesd"), &dir.path().join("taesd"));
     let m = LatentModel::load(dir.path(), None, &Device::Cpu, Precision::F32).unwrap();
     assert!(m.parts.iter().any(|p| p.name == "taesd"));
@@ -315,15 +307,7 @@ fn inpainting_keeps_unmasked_pixels_exact() {
 
 #[test]
 fn a_folder_without_a_part_names_it() {
-    let dir = tempfile::tempdir().unwrap();
-    for part in ["tokenizer", "text_encoder", "unet", "scheduler"] {
-        copy_dir(&fixture("tiny_lcm").join(part), &dir.path().join(part));
-    }
-    std::fs::copy(
-        fixture("tiny_lcm/model_index.json"),
-        dir.path().join("model_index.json"),
-    )
-    .unwrap();
+    let dir = copied_lcm(&["tokenizer", "text_encoder", "unet", "scheduler"]);
     let err = LatentModel::load(dir.path(), None, &Device::Cpu, Precision::F32)
         .err()
         .expect("no vae")
@@ -341,15 +325,7 @@ fn a_folder_without_a_part_names_it() {
     assert!(err.contains("model_index.json"), "{err}");
 
     // parts of different models: named in one line before any weight loads
-    let mixed = tempfile::tempdir().unwrap();
-    for part in ["tokenizer", "text_encoder", "unet", "vae", "scheduler"] {
-        copy_dir(&fixture("tiny_lcm").join(part), &mixed.path().join(part));
-    }
-    std::fs::copy(
-        fixture("tiny_lcm/model_index.json"),
-        mixed.path().join("model_index.json"),
-    )
-    .unwrap();
+    let mixed = copied_lcm(&ALL_PARTS);
     let unet_config = mixed.path().join("unet/config.json");
     let text = std::fs::read_to_string(&unet_config).unwrap();
     std::fs::write(
@@ -400,6 +376,22 @@ fn a_folder_without_a_part_names_it() {
     let (ok, out, err) = cmpaint(&["info", "--model", s(&fixture("tiny_lcm"))]);
     assert!(ok, "{err}");
     assert!(out.contains("an LCM") && out.contains("unet:"), "{out}");
+}
+
+const ALL_PARTS: [&str; 5] = ["tokenizer", "text_encoder", "unet", "vae", "scheduler"];
+
+/// The tiny LCM copied into a temporary folder (to add, break or take away a part).
+fn copied_lcm(parts: &[&str]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for part in parts {
+        copy_dir(&fixture("tiny_lcm").join(part), &dir.path().join(part));
+    }
+    std::fs::copy(
+        fixture("tiny_lcm/model_index.json"),
+        dir.path().join("model_index.json"),
+    )
+    .unwrap();
+    dir
 }
 
 fn copy_dir(from: &std::path::Path, to: &std::path::Path) {

@@ -28,6 +28,18 @@ pub struct Part {
     pub parameters: usize,
 }
 
+impl Part {
+    /// A part read from `file`: its size and parameter count from the file itself.
+    fn of(name: &'static str, file: PathBuf) -> Self {
+        Self {
+            name,
+            bytes: std::fs::metadata(&file).map(|m| m.len()).unwrap_or(0),
+            parameters: parameter_count(&file),
+            file,
+        }
+    }
+}
+
 /// The number of values a safetensors file holds (its header's shapes).
 fn parameter_count(file: &Path) -> usize {
     // SAFETY: mapped read-only, only the header is read.
@@ -105,17 +117,10 @@ impl LatentModel {
         let mut parts = Vec::new();
         let mut weights = |name: &'static str| -> Result<VarBuilder<'static>> {
             let file = weights_file(&dir.join(name))?;
-            let bytes = std::fs::metadata(&file).map(|m| m.len()).unwrap_or(0);
             let vb = match lora.filter(|_| name == "unet") {
                 Some(lora_file) => {
                     let merged = Merged::new(&file, lora_file, 1.0)?;
-                    let bytes = std::fs::metadata(lora_file).map(|m| m.len()).unwrap_or(0);
-                    parts.push(Part {
-                        name: "lora",
-                        file: lora_file.to_owned(),
-                        bytes,
-                        parameters: parameter_count(lora_file),
-                    });
+                    parts.push(Part::of("lora", lora_file.to_owned()));
                     VarBuilder::from_backend(Box::new(merged), DType::F32, device.clone())
                 }
                 // SAFETY: the file is mapped read-only; cmpaint never writes model files while
@@ -125,13 +130,7 @@ impl LatentModel {
                         .map_err(|e| part_error(name, &file, e))?
                 }
             };
-            let parameters = parameter_count(&file);
-            parts.push(Part {
-                name,
-                file,
-                bytes,
-                parameters,
-            });
+            parts.push(Part::of(name, file));
             Ok(vb)
         };
         let config = |name: &str, file: &str| {
@@ -161,12 +160,7 @@ impl LatentModel {
         let preview = match taesd.join("config.json").is_file() {
             true => {
                 let file = taesd.join("diffusion_pytorch_model.safetensors");
-                parts.push(Part {
-                    name: "taesd",
-                    bytes: std::fs::metadata(&file).map(|m| m.len()).unwrap_or(0),
-                    parameters: parameter_count(&file),
-                    file,
-                });
+                parts.push(Part::of("taesd", file));
                 Some(
                     TinyDecoder::load(&taesd, device, precision)
                         .map_err(|e| in_part("taesd", e))?,
@@ -428,27 +422,20 @@ pub fn inspect(dir: &Path, lora: Option<&Path>) -> Result<FolderSummary> {
     };
     let mut parts = Vec::new();
     for name in ["text_encoder", "unet", "vae"] {
-        let file = weights_file(&dir.join(name))?;
-        parts.push(Part {
-            name,
-            bytes: std::fs::metadata(&file).map(|m| m.len()).unwrap_or(0),
-            parameters: parameter_count(&file),
-            file,
-        });
+        parts.push(Part::of(name, weights_file(&dir.join(name))?));
     }
     let lora_layers = match lora {
         Some(l) => {
             let layers = Merged::new(&parts[1].file, l, 1.0)?.layers();
-            parts.push(Part {
-                name: "lora",
-                file: l.to_owned(),
-                bytes: std::fs::metadata(l).map(|m| m.len()).unwrap_or(0),
-                parameters: parameter_count(l),
-            });
+            parts.push(Part::of("lora", l.to_owned()));
             Some(layers)
         }
         None => None,
     };
+    let taesd = dir.join("taesd/diffusion_pytorch_model.safetensors");
+    if taesd.is_file() {
+        parts.push(Part::of("taesd", taesd));
+    }
     let vocabulary: std::collections::HashMap<String, u32> =
         super::nn::read_json(&config("tokenizer", "vocab.json")?)?;
     config("tokenizer", "merges.txt")?;

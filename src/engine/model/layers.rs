@@ -28,15 +28,7 @@ impl Conv2d {
         vb: VarBuilder,
     ) -> Result<Self> {
         let weight = vb.get((cout, cin, kernel, kernel), "weight")?;
-        Ok(Self {
-            weight: if weight.device().is_cpu() {
-                pack_weight(&weight, &params, precision)?
-            } else {
-                weight
-            },
-            bias: vb.get(cout, "bias")?,
-            params,
-        })
+        Self::from_parts(weight, vb.get(cout, "bias")?, params, precision)
     }
 
     /// A convolution stored without a bias (TAESD's): the kernel adds a zero one.
@@ -50,6 +42,15 @@ impl Conv2d {
     ) -> Result<Self> {
         let weight = vb.get((cout, cin, kernel, kernel), "weight")?;
         let bias = Tensor::zeros(cout, weight.dtype(), weight.device())?;
+        Self::from_parts(weight, bias, params, precision)
+    }
+
+    fn from_parts(
+        weight: Tensor,
+        bias: Tensor,
+        params: Conv2dParams,
+        precision: Precision,
+    ) -> Result<Self> {
         Ok(Self {
             weight: if weight.device().is_cpu() {
                 pack_weight(&weight, &params, precision)?
