@@ -66,6 +66,8 @@ fn main() -> anyhow::Result<()> {
         Ok("bf16") => Precision::Bf16,
         _ => Precision::F32,
     };
+    // as the CLI and the app run: freed activations kept for the next step
+    cmpaint::engine::kernels::memory::retain_freed_memory();
     let device = Device::Cpu;
     let started = Instant::now();
     let model = LatentModel::load(&dir, None, &device, precision)?;
