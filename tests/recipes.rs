@@ -136,6 +136,47 @@ fn an_edit_reruns_from_its_embedded_picture() {
     rerun_same(&out, &[]);
 }
 
+/// An edit that replays a noise file names it once (it was recorded twice).
+#[test]
+fn an_edit_names_its_noise_file_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let picture = flat_png(dir.path(), "flat.png", 32, 200);
+    let noise = dir.path().join("noise.safetensors");
+    let z = candle_core::Tensor::randn(0f32, 1f32, (3, 1, 3, 32, 32), &candle_core::Device::Cpu)
+        .unwrap();
+    write_noise(&noise, &z);
+    let out = dir.path().join("edit.png");
+    let (ok, _, err) = cmpaint(&[
+        "edit",
+        "sdedit",
+        "--image",
+        s(&picture),
+        "--strength-index",
+        "16",
+        "--steps",
+        "40",
+        "--ts",
+        "16,20,39",
+        "--class",
+        "3",
+        "--noise",
+        s(&noise),
+        "--device",
+        "cpu",
+        "-o",
+        s(&out),
+    ]);
+    assert!(ok, "{err}");
+    let recipe = read_recipe(&std::fs::read(&out).unwrap()).unwrap();
+    let noise_files = recipe
+        .files
+        .iter()
+        .filter(|f| f.role == cmpaint::recipe::FileRole::Noise)
+        .count();
+    assert_eq!(noise_files, 1, "{:?}", recipe.files);
+    rerun_same(&out, &[]);
+}
+
 #[test]
 fn rerun_says_what_is_missing_or_changed() {
     let dir = tempfile::tempdir().unwrap();

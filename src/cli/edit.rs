@@ -288,7 +288,6 @@ pub fn run(args: EditArgs) -> Result<()> {
     )?;
     let p = cfg.sampling.parameterization;
     let (noise, _) = noise_source(&args.run, [batch, 3, h, w], None, noise_draws(&recipe, p))?;
-    recipe.files.extend(noise_file(&args.run)?);
     embed_inputs(&mut recipe, &args, &images, mask.as_ref())?;
     let opts = RunOptions {
         labels,
@@ -309,8 +308,9 @@ pub fn run(args: EditArgs) -> Result<()> {
     )
 }
 
-/// The picture an edit starts from goes into its recipe (a PNG), or is named by its hash (a tensor
-/// image, whose values a PNG would round); the mask goes in as grey.
+/// What an edit read goes into its recipe: the noise file it replays (by path and hash), the picture
+/// it starts from (a PNG), or its name and hash (a tensor image, whose values a PNG would round), and
+/// the mask as grey.
 fn embed_inputs(
     recipe: &mut Recipe,
     args: &EditArgs,

@@ -250,7 +250,7 @@ pub fn load_any(source: &ModelSource, device: &Device, precision: Precision) -> 
 
 /// A latent model's default sketch → image strength: half-way up the LCM grid, where a painted
 /// sketch keeps its layout and colours and gains the model's detail.
-pub const LATENT_SKETCH_STRENGTH: f64 = 0.5;
+const LATENT_SKETCH_STRENGTH: f64 = 0.5;
 
 /// The SHA-256 recipes name a model by: of a weight file (or a built-in model's bytes; None: the
 /// built-in default), without loading it.
