@@ -14,6 +14,7 @@
 pub mod attention;
 pub mod bf16;
 pub mod conv;
+pub mod geglu;
 pub mod group_norm;
 pub mod memory;
 pub mod residual;

@@ -21,7 +21,64 @@ pub fn add(h: Tensor, skip: &Tensor) -> Result<Tensor> {
     Ok(h)
 }
 
+/// `h + bias` for h [rows, n] and bias [n] (a linear layer's bias on its product), in `h`'s memory on
+/// the CPU as [`add`]; candle's broadcast addition otherwise.
+pub fn add_to_rows(h: Tensor, bias: &Tensor) -> Result<Tensor> {
+    let n = bias.elem_count();
+    let fits = h.device().is_cpu()
+        && h.is_contiguous()
+        && bias.is_contiguous()
+        && h.dims().last() == Some(&n)
+        && bias.rank() == 1
+        && h.dtype() == candle_core::DType::F32
+        && bias.dtype() == candle_core::DType::F32;
+    if !fits {
+        return h.broadcast_add(bias);
+    }
+    h.inplace_op2(bias, &AddToRows)?;
+    Ok(h)
+}
+
 struct AddInto;
+struct AddToRows;
+
+impl InplaceOp2 for AddToRows {
+    fn name(&self) -> &'static str {
+        "cmpaint-bias-add"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &mut CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<()> {
+        let bias = super::f32_slice(s2, l2, "bias")?;
+        let CpuStorage::F32(data) = s1 else {
+            candle_core::bail!("bias: expected f32")
+        };
+        let Some((start, end)) = l1.contiguous_offsets() else {
+            candle_core::bail!("bias: expected a contiguous tensor")
+        };
+        let h = &mut data[start..end];
+        if bias.is_empty() || !h.len().is_multiple_of(bias.len()) {
+            candle_core::bail!("bias: {} values are no rows of {}", h.len(), bias.len())
+        }
+        let rows_per_task = (MIN_PER_TASK / bias.len()).max(1);
+        h.par_chunks_mut(rows_per_task * bias.len()).for_each(|rows| {
+            super::simd::dispatch(
+                #[inline(always)]
+                || {
+                    for row in rows.chunks_exact_mut(bias.len()) {
+                        row.iter_mut().zip(bias).for_each(|(h, b)| *h += b);
+                    }
+                },
+            )
+        });
+        Ok(())
+    }
+}
 
 /// Below this many elements per task the hand-off costs more than the additions.
 const MIN_PER_TASK: usize = 1 << 15;
@@ -82,6 +139,20 @@ mod tests {
         let want = (&h + &view)?;
         let got = add(h, &view)?;
         assert_eq!((got - want)?.abs()?.max_all()?.to_scalar::<f32>()?, 0.0);
+        Ok(())
+    }
+
+    #[test]
+    fn adds_a_bias_to_every_row_in_place() -> Result<()> {
+        let dev = Device::Cpu;
+        // fewer rows than a task, and many tasks' worth
+        for (rows, n) in [(3, 5), (4096, 320)] {
+            let h = Tensor::randn(0f32, 1.0, (rows, n), &dev)?;
+            let bias = Tensor::randn(0f32, 1.0, n, &dev)?;
+            let want = h.broadcast_add(&bias)?;
+            let got = add_to_rows(h.copy()?, &bias)?;
+            assert_eq!((got - &want)?.abs()?.max_all()?.to_scalar::<f32>()?, 0.0);
+        }
         Ok(())
     }
 }

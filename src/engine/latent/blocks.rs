@@ -2,9 +2,10 @@
 //! resamplers, `Transformer2DModel` (self- and cross-attention, GEGLU) and the VAE's one-head
 //! spatial attention. Weight names are diffusers'.
 
-use super::nn::{Linear, attention, linear};
+use super::nn::{Linear, attention, linear, self_attention};
 use crate::engine::error::Result;
 use crate::engine::kernels::conv::Conv2dParams;
+use crate::engine::kernels::geglu::Geglu;
 use crate::engine::kernels::{Precision, residual};
 use crate::engine::model::blocks::{conv1x1, conv3x3};
 use crate::engine::model::layers::{Conv2d, GroupNorm};
@@ -174,17 +175,30 @@ impl Transformer2D {
     }
 }
 
-/// Multi-head attention with separate Q, K, V projections (no bias) and a biased output.
+/// Multi-head attention: Q, K, V projections (no bias but in the VAE) and a biased output.
 struct MultiHead {
-    q: Linear,
-    k: Linear,
-    v: Linear,
+    projections: Projections,
     out: Linear,
     heads: usize,
 }
 
+enum Projections {
+    /// Self-attention: Q, K and V of the same tokens, one product [C → 3C] whose result is already
+    /// the kernel's input.
+    Fused(Linear),
+    /// Cross-attention: Q of the tokens, K and V of the text.
+    Separate { q: Linear, k: Linear, v: Linear },
+}
+
 impl MultiHead {
-    fn new(c: usize, kv: usize, heads: usize, bias: bool, vb: VarBuilder) -> Result<Self> {
+    /// `context`: the width of the states cross-attention reads (None: self-attention).
+    fn new(
+        c: usize,
+        context: Option<usize>,
+        heads: usize,
+        bias: bool,
+        vb: VarBuilder,
+    ) -> Result<Self> {
         // Older VAE files name them query/key/value/proj_attn.
         let old = !vb.contains_tensor("to_q.weight") && vb.contains_tensor("query.weight");
         let name = |new: &str, old_name: &str| {
@@ -194,24 +208,33 @@ impl MultiHead {
                 new.to_owned()
             }
         };
+        let kv = context.unwrap_or(c);
+        let q = linear(c, c, bias, vb.pp(name("to_q", "query")))?;
+        let k = linear(kv, c, bias, vb.pp(name("to_k", "key")))?;
+        let v = linear(kv, c, bias, vb.pp(name("to_v", "value")))?;
         Ok(Self {
-            q: linear(c, c, bias, vb.pp(name("to_q", "query")))?,
-            k: linear(kv, c, bias, vb.pp(name("to_k", "key")))?,
-            v: linear(kv, c, bias, vb.pp(name("to_v", "value")))?,
+            projections: match context {
+                None => Projections::Fused(Linear::concat(&[q, k, v])?),
+                Some(_) => Projections::Separate { q, k, v },
+            },
             out: linear(c, c, true, vb.pp(name("to_out.0", "proj_attn")))?,
             heads,
         })
     }
 
+    /// x [B, T, C]; `context` [B, S, D] for cross-attention (ignored by self-attention).
     fn forward(&self, x: &Tensor, context: &Tensor) -> Result<Tensor> {
-        let (q, k, v) = (
-            self.q.forward(x)?,
-            self.k.forward(context)?,
-            self.v.forward(context)?,
-        );
-        Ok(self
-            .out
-            .forward(&attention(&q, &k, &v, self.heads, None)?)?)
+        let attended = match &self.projections {
+            Projections::Fused(qkv) => self_attention(&qkv.forward(x)?, self.heads)?,
+            Projections::Separate { q, k, v } => attention(
+                &q.forward(x)?,
+                &k.forward(context)?,
+                &v.forward(context)?,
+                self.heads,
+                None,
+            )?,
+        };
+        Ok(self.out.forward(&attended)?)
     }
 }
 
@@ -233,9 +256,9 @@ impl TransformerBlock {
         let norm = |name: &str| candle_nn::layer_norm(c, 1e-5, vb.pp(name));
         Ok(Self {
             norm1: norm("norm1")?,
-            attn1: MultiHead::new(c, c, shape.heads, false, vb.pp("attn1"))?,
+            attn1: MultiHead::new(c, None, shape.heads, false, vb.pp("attn1"))?,
             norm2: norm("norm2")?,
-            attn2: MultiHead::new(c, shape.context, shape.heads, false, vb.pp("attn2"))?,
+            attn2: MultiHead::new(c, Some(shape.context), shape.heads, false, vb.pp("attn2"))?,
             norm3: norm("norm3")?,
             geglu: linear(c, 8 * c, true, vb.pp("ff.net.0.proj"))?,
             ff_out: linear(4 * c, c, true, vb.pp("ff.net.2"))?,
@@ -244,13 +267,17 @@ impl TransformerBlock {
 
     fn forward(&self, x: &Tensor, context: &Tensor) -> Result<Tensor> {
         let h = self.norm1.forward(x)?;
-        let x = (x + self.attn1.forward(&h, &h)?)?;
-        let x = (&x + self.attn2.forward(&self.norm2.forward(&x)?, context)?)?;
+        let x = residual::add(self.attn1.forward(&h, &h)?, x)?;
+        let x = residual::add(self.attn2.forward(&self.norm2.forward(&x)?, context)?, &x)?;
         // GEGLU: the projection's first half gated by GELU (erf) of its second half.
         let p = self.geglu.forward(&self.norm3.forward(&x)?)?;
-        let half = p.dim(2)? / 2;
-        let gated = (p.narrow(2, 0, half)? * p.narrow(2, half, half)?.gelu_erf()?)?;
-        Ok((&x + self.ff_out.forward(&gated)?)?)
+        let gated = if p.device().is_cpu() {
+            p.apply_op1_no_bwd(&Geglu)?
+        } else {
+            let half = p.dim(2)? / 2;
+            (p.narrow(2, 0, half)? * p.narrow(2, half, half)?.gelu_erf()?)?
+        };
+        Ok(residual::add(self.ff_out.forward(&gated)?, &x)?)
     }
 }
 
@@ -265,7 +292,7 @@ impl SpatialAttention {
     pub fn new(channels: usize, vb: VarBuilder) -> Result<Self> {
         Ok(Self {
             norm: GroupNorm::with_eps(channels, 1e-6, vb.pp("group_norm"))?,
-            attn: MultiHead::new(channels, channels, 1, true, vb)?,
+            attn: MultiHead::new(channels, None, 1, true, vb)?,
         })
     }
 

@@ -4,6 +4,7 @@
 
 use crate::engine::error::{EngineError, Result};
 use crate::engine::kernels::attention::Attention;
+use crate::engine::kernels::residual;
 use candle_core::{Module, Tensor};
 use candle_nn::VarBuilder;
 use serde::de::DeserializeOwned;
@@ -48,6 +49,24 @@ pub fn linear(cin: usize, cout: usize, bias: bool, vb: VarBuilder) -> Result<Lin
     })
 }
 
+impl Linear {
+    /// One projection computing several side by side (their outputs concatenated), e.g. Q, K and V
+    /// of the same tokens in one product instead of three.
+    pub fn concat(parts: &[Linear]) -> Result<Linear> {
+        let weights: Vec<&Tensor> = parts.iter().map(|p| &p.weight_t).collect();
+        let biases: Option<Vec<&Tensor>> = parts.iter().map(|p| p.bias.as_ref()).collect();
+        if biases.is_none() && parts.iter().any(|p| p.bias.is_some()) {
+            return Err(EngineError::InvalidInput(
+                "projections with and without a bias cannot be joined".into(),
+            ));
+        }
+        Ok(Linear {
+            weight_t: Tensor::cat(&weights, 1)?,
+            bias: biases.map(|b| Tensor::cat(&b, 0)).transpose()?,
+        })
+    }
+}
+
 impl Module for Linear {
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         let dims = x.dims();
@@ -55,13 +74,26 @@ impl Module for Linear {
         let rows = x.elem_count() / cin;
         let y = x.reshape((rows, cin))?.matmul(&self.weight_t)?;
         let y = match &self.bias {
-            Some(b) => y.broadcast_add(b)?,
+            Some(b) => residual::add_to_rows(y, b)?,
             None => y,
         };
         let mut out = dims.to_vec();
         *out.last_mut().expect("rank ≥ 1") = self.weight_t.dim(1)?;
         y.reshape(out)
     }
+}
+
+/// Self-attention of the tokens whose Q, K and V are the three thirds of `qkv` [B, T, 3C] → [B, T, C],
+/// on the CPU in the engine's blockwise kernel (which reads them as channel rows, [B, 3C, T]).
+pub fn self_attention(qkv: &Tensor, heads: usize) -> Result<Tensor> {
+    if qkv.device().is_cpu() {
+        let rows = qkv.transpose(1, 2)?.contiguous()?;
+        let out = rows.apply_op1_no_bwd(&Attention { heads })?;
+        return Ok(out.transpose(1, 2)?.contiguous()?);
+    }
+    let c = qkv.dim(2)? / 3;
+    let third = |i: usize| qkv.narrow(2, i * c, c);
+    attention(&third(0)?, &third(1)?, &third(2)?, heads, None)
 }
 
 /// Scaled dot-product attention of q [B, T, C] over k, v [B, S, C] in `heads` heads of C/heads
@@ -75,12 +107,6 @@ pub fn attention(
 ) -> Result<Tensor> {
     let (b, t, c) = q.dims3()?;
     let s = k.dim(1)?;
-    if q.device().is_cpu() && mask.is_none() && s == t && k.dim(2)? == c {
-        // The blockwise kernel reads Q, K, V as channel slices of one [B, 3C, T] tensor.
-        let qkv = Tensor::cat(&[q, k, v], 2)?.transpose(1, 2)?.contiguous()?;
-        let out = qkv.apply_op1_no_bwd(&Attention { heads })?;
-        return Ok(out.transpose(1, 2)?.contiguous()?);
-    }
     let d = c / heads;
     let split = |x: &Tensor, n: usize| -> candle_core::Result<Tensor> {
         x.reshape((b, n, heads, d))?.transpose(1, 2)?.contiguous()
