@@ -51,6 +51,30 @@ fn refused(args: &[&str], env: &[(&str, &str)], needle: &str) {
     );
 }
 
+#[cfg(unix)]
+#[test]
+fn printing_into_a_closed_pipe_ends_the_command_without_a_panic() {
+    use std::os::unix::process::ExitStatusExt;
+    // `cmpaint presets | head -0`: the reader is gone before the first line is written
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let out = Command::new(env!("CARGO_BIN_EXE_cmpaint"))
+        .arg("presets")
+        .stdin(Stdio::null())
+        .stdout(writer)
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(
+        out.status.signal(),
+        Some(libc::SIGPIPE),
+        "{:?}: {err}",
+        out.status
+    );
+}
+
 /// A gigabyte: far below what a 100,000-image batch needs, far above what the tests' runs need.
 const ONE_GB: &str = "1000000000";
 

@@ -37,7 +37,8 @@ impl CustomOp1 for Geglu {
                     simd::dispatch(
                         #[inline(always)]
                         || {
-                            for (out, row) in out.chunks_exact_mut(half).zip(p.chunks_exact(width)) {
+                            for (out, row) in out.chunks_exact_mut(half).zip(p.chunks_exact(width))
+                            {
                                 let (a, b) = row.split_at(half);
                                 for ((o, &a), &b) in out.iter_mut().zip(a).zip(b) {
                                     *o = a * gelu(b);
@@ -128,7 +129,8 @@ mod tests {
             // 3 rows of 2 × 5 (a row shorter than a vector) and 300 rows of 2 × 40
             for (rows, half) in [(3usize, 5usize), (300, 40)] {
                 let n = rows * 2 * half;
-                let values = (0..n).map(|i| 6.0 * ((i as f32 * 12.9898).sin() * 43_758.547).fract());
+                let values =
+                    (0..n).map(|i| 6.0 * ((i as f32 * 12.9898).sin() * 43_758.547).fract());
                 let p = Tensor::from_iter(values, &Device::Cpu)
                     .unwrap()
                     .reshape((1, rows, 2 * half))
@@ -139,11 +141,17 @@ mod tests {
                 let got = got.flatten_all().unwrap().to_vec1::<f32>().unwrap();
                 for (r, out) in got.chunks(half).enumerate() {
                     for (j, &o) in out.iter().enumerate() {
-                        let (a, b) = (p[r * 2 * half + j] as f64, p[r * 2 * half + half + j] as f64);
+                        let (a, b) = (
+                            p[r * 2 * half + j] as f64,
+                            p[r * 2 * half + half + j] as f64,
+                        );
                         let want = a * 0.5 * b * (1.0 + erf_f64(b / 2f64.sqrt()));
                         // erf's 2e-7 scaled by a·b/2, and f32's rounding of the result
                         let tolerance = 1e-7 * (a * b).abs() + 4e-7 * want.abs() + 1e-12;
-                        assert!((o as f64 - want).abs() < tolerance, "row {r} col {j}: {o} not {want}");
+                        assert!(
+                            (o as f64 - want).abs() < tolerance,
+                            "row {r} col {j}: {o} not {want}"
+                        );
                     }
                 }
             }

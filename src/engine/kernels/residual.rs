@@ -66,16 +66,17 @@ impl InplaceOp2 for AddToRows {
             candle_core::bail!("bias: {} values are no rows of {}", h.len(), bias.len())
         }
         let rows_per_task = (MIN_PER_TASK / bias.len()).max(1);
-        h.par_chunks_mut(rows_per_task * bias.len()).for_each(|rows| {
-            super::simd::dispatch(
-                #[inline(always)]
-                || {
-                    for row in rows.chunks_exact_mut(bias.len()) {
-                        row.iter_mut().zip(bias).for_each(|(h, b)| *h += b);
-                    }
-                },
-            )
-        });
+        h.par_chunks_mut(rows_per_task * bias.len())
+            .for_each(|rows| {
+                super::simd::dispatch(
+                    #[inline(always)]
+                    || {
+                        for row in rows.chunks_exact_mut(bias.len()) {
+                            row.iter_mut().zip(bias).for_each(|(h, b)| *h += b);
+                        }
+                    },
+                )
+            });
         Ok(())
     }
 }
