@@ -51,6 +51,41 @@ fn refused(args: &[&str], env: &[(&str, &str)], needle: &str) {
     );
 }
 
+#[test]
+fn a_stable_diffusion_single_file_checkpoint_is_named_and_the_way_to_a_folder_given() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("v1-5-pruned-emaonly.safetensors");
+    let zeros = |shape: &[usize]| Tensor::zeros(shape, DType::F32, &Device::Cpu).unwrap();
+    let tensors = std::collections::HashMap::from([
+        (
+            "model.diffusion_model.input_blocks.0.0.weight".to_string(),
+            zeros(&[32, 4, 3, 3]),
+        ),
+        (
+            "first_stage_model.decoder.conv_in.weight".to_string(),
+            zeros(&[8, 4, 3, 3]),
+        ),
+    ]);
+    candle_core::safetensors::save(&tensors, &file).unwrap();
+    let out = dir.path().join("x.png");
+    let args = [
+        "generate",
+        "--model",
+        s(&file),
+        "--prompt",
+        "a fox",
+        "-o",
+        s(&out),
+    ];
+    refused(
+        &args,
+        &[],
+        "a Stable Diffusion checkpoint in the original single-file layout",
+    );
+    refused(&args, &[], "from_single_file(FILE)");
+    refused(&["info", "--model", s(&file)], &[], "single-file layout");
+}
+
 #[cfg(unix)]
 #[test]
 fn printing_into_a_closed_pipe_ends_the_command_without_a_panic() {

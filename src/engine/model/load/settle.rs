@@ -91,6 +91,18 @@ pub(super) fn settle(
             .iter()
             .map(|(k, v)| (k.clone(), v.shape.clone()))
             .collect();
+        if let Some(what) = stable_diffusion_single_file(&shapes) {
+            return Err(not_a_checkpoint(
+                path,
+                format!(
+                    "{what} checkpoint in the original single-file layout (model.diffusion_model.…), \
+                     which cmpaint does not read: load its diffusers folder (unet/, vae/, text_encoder/, \
+                     tokenizer/, scheduler/, model_index.json — most model pages offer one) or convert the \
+                     file once with diffusers: StableDiffusionPipeline.from_single_file(FILE)\
+                     .save_pretrained(DIR)"
+                ),
+            ));
+        }
         let unet = UNetConfig::infer(&normalise_attention_shapes(shapes))
             .map_err(|e| not_a_checkpoint(path, format!("not a consistency-model UNet: {e}")))?;
         match guess_preset(&file_name, &unet) {
@@ -214,4 +226,18 @@ fn check_weights(
         }
     }
     Ok(())
+}
+
+/// "a Stable Diffusion" (or "an SDXL") when the tensors are an LDM single-file checkpoint: the UNet
+/// under `model.diffusion_model.`, the VAE under `first_stage_model.`.
+fn stable_diffusion_single_file(shapes: &HashMap<String, Vec<usize>>) -> Option<&'static str> {
+    let has = |prefix: &str| shapes.keys().any(|k| k.starts_with(prefix));
+    if !has("model.diffusion_model.") {
+        return None;
+    }
+    Some(if has("conditioner.embedders.") {
+        "an SDXL"
+    } else {
+        "a Stable Diffusion"
+    })
 }
