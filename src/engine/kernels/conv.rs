@@ -59,9 +59,10 @@ pub fn pack_weight(weight: &Tensor, params: &Conv2dParams, precision: Precision)
     };
     if precision == Precision::F32 || !bf16::fits(c_out, c_in * k * k) {
         return if winograd {
-            rows.transpose(1, 2)?.contiguous()
+            super::transpose_matrices(&rows)
         } else {
-            rows.permute((1, 2, 3, 0))?.contiguous()
+            let taps = super::transpose_matrices(&rows.reshape((c_out, k * k * c_in))?)?;
+            taps.reshape((k, k, c_in, c_out))
         };
     }
     let f32s = rows.flatten_all()?.to_vec1::<f32>()?;
@@ -350,7 +351,7 @@ fn gemm_band(g: &Geometry, weight: Packed, bias: &[f32], patches: &[f32], out: &
 /// out [cols, rows] = the transpose of `rows` rows of `src` (each `stride` apart, `cols` = out.len() /
 /// rows of them read), in 8×8 blocks: with AVX2, eight registers shuffled in 24 instructions (twice the
 /// speed of what LLVM makes of the plain loop, measured on Zen 4); else arrays LLVM transposes itself.
-fn transpose(src: &[f32], stride: usize, rows: usize, out: &mut [f32]) {
+pub(super) fn transpose(src: &[f32], stride: usize, rows: usize, out: &mut [f32]) {
     const B: usize = 8;
     let cols = out.len() / rows;
     let (full_rows, full_cols) = (rows / B * B, cols / B * B);

@@ -90,6 +90,40 @@ fn f32_slice<'a>(storage: &'a CpuStorage, layout: &Layout, what: &str) -> Result
     }
 }
 
+/// x [..., R, C] → [..., C, R], contiguous: every matrix transposed. On the CPU in f32 through the
+/// 8×8-block transpose, threads taking bands of columns — candle's strided copy gathers element by
+/// element, and laying out a Stable Diffusion's linear and convolution weights that way was 21 % of its
+/// load time. Elsewhere candle's `transpose` + `contiguous`.
+pub fn transpose_matrices(x: &candle_core::Tensor) -> Result<candle_core::Tensor> {
+    use candle_core::{Device, Tensor};
+    use rayon::prelude::*;
+    let rank = x.rank();
+    if rank < 2 || !x.device().is_cpu() || x.dtype() != candle_core::DType::F32 {
+        return x
+            .transpose(rank.saturating_sub(2), rank.saturating_sub(1))?
+            .contiguous();
+    }
+    let dims = x.dims();
+    let (rows, cols) = (dims[rank - 2], dims[rank - 1]);
+    let src = x.flatten_all()?.to_vec1::<f32>()?;
+    let mut out = vec![0f32; src.len()];
+    // bands of this many output rows (input columns) per task
+    const BAND: usize = 64;
+    if rows > 0 && cols > 0 {
+        for (matrix, out) in src
+            .chunks_exact(rows * cols)
+            .zip(out.chunks_exact_mut(rows * cols))
+        {
+            out.par_chunks_mut(BAND * rows)
+                .enumerate()
+                .for_each(|(band, out)| conv::transpose(&matrix[band * BAND..], cols, rows, out));
+        }
+    }
+    let mut shape = dims.to_vec();
+    shape.swap(rank - 2, rank - 1);
+    Tensor::from_vec(out, shape, &Device::Cpu)
+}
+
 /// A strided f32 matrix for [`gemm_on_this_thread`]: element (i, j) at `ptr + i·row_stride +
 /// j·col_stride`.
 #[derive(Clone, Copy)]
@@ -136,5 +170,37 @@ unsafe fn gemm_on_this_thread(
             false,
             gemm::Parallelism::None,
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use candle_core::{Device, Tensor};
+
+    #[test]
+    fn transposes_every_matrix_as_candle_does_at_every_level() {
+        super::simd::at_every_level(|_| transposes_every_matrix_as_candle_does());
+    }
+
+    fn transposes_every_matrix_as_candle_does() {
+        // ragged edges (not multiples of 8), one band and many, one matrix and several
+        for dims in [
+            vec![3usize, 5],
+            vec![9, 130],
+            vec![130, 9],
+            vec![2, 3, 17, 70],
+        ] {
+            let n: usize = dims.iter().product();
+            let x = Tensor::arange(0f32, n as f32, &Device::Cpu)
+                .unwrap()
+                .reshape(dims.clone())
+                .unwrap();
+            let r = dims.len();
+            let want = x.transpose(r - 2, r - 1).unwrap().contiguous().unwrap();
+            let got = super::transpose_matrices(&x).unwrap();
+            assert_eq!(got.dims(), want.dims());
+            let diff = (got - want).unwrap().abs().unwrap().max_all().unwrap();
+            assert_eq!(diff.to_scalar::<f32>().unwrap(), 0.0, "{dims:?}");
+        }
     }
 }

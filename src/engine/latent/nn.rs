@@ -44,7 +44,7 @@ pub fn linear(cin: usize, cout: usize, bias: bool, vb: VarBuilder) -> Result<Lin
         None
     };
     Ok(Linear {
-        weight_t: weight.t()?.contiguous()?,
+        weight_t: crate::engine::kernels::transpose_matrices(&weight)?,
         bias,
     })
 }
