@@ -111,6 +111,8 @@ fn main() -> anyhow::Result<()> {
         }
     }
     if !wanted("txt2img") {
+        let (peak, _) = memory_mb();
+        println!("{{\"side\": \"cmpaint\", \"what\": \"peak\", \"peak_rss_mb\": {peak:.0}}}");
         return Ok(());
     }
     let request = LatentRequest {

@@ -771,7 +771,7 @@ fn cli_refuses_what_a_latent_model_cannot_do_in_one_line() {
             "-o",
             s(&out),
         ],
-        &[("CMPAINT_MEMORY_LIMIT", "20000000")],
+        &[("CMPAINT_MEMORY_LIMIT", "14000000")],
     );
     assert!(!ok && err.contains("at most 1 fit"), "{err}");
     let (ok, _, err) = cmpaint(&[

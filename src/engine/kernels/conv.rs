@@ -35,6 +35,14 @@ impl Conv2dParams {
     }
 }
 
+/// Floats in the larger of Winograd's two working buffers per chunk of tile rows (32 MB): enough for
+/// every product to stay long (a 512² layer of 256 channels: 8 tile rows, 2048 tiles per chunk).
+#[cfg(not(test))]
+const WINOGRAD_CHUNK_FLOATS: usize = 1 << 23;
+/// The unit tests' small images then run in several chunks too.
+#[cfg(test)]
+const WINOGRAD_CHUNK_FLOATS: usize = 1 << 12;
+
 /// Below this many input channels the 16 small gemms of Winograd lose to one im2col gemm.
 const WINOGRAD_MIN_CHANNELS: usize = 32;
 
@@ -259,20 +267,28 @@ fn convolve_image(
             c_in: g.c_in,
             c_out: g.c_out,
         };
-        // bands of whole tile rows, each two output rows
-        let rows = t.rows().div_ceil(tasks);
-        let per_band = rows * t.cols() * 16;
-        patches.resize(t.rows() * t.cols() * 16 * g.c_in, 0.0);
-        tiles.resize(t.rows() * t.cols() * 16 * g.c_out, 0.0);
-        product
-            .par_chunks_mut(2 * rows * g.w * g.c_out)
-            .zip(patches.par_chunks_mut(per_band * g.c_in))
-            .zip(tiles.par_chunks_mut(per_band * g.c_out))
-            .enumerate()
-            .for_each(|(i, ((out, v), m))| {
-                let cl = &channels_last[..];
-                winograd::convolve_band(&t, cl, weight, bias, i * rows, v, m, out)
-            });
+        // Chunks of whole tile rows, one after the other, each split in bands across the threads
+        // (each tile row is two output rows). Whole-image buffers at 512² and 256 channels were
+        // 1 GB each, kept per thread: 3 GB of a Stable Diffusion VAE decode's peak.
+        let widest = 16 * t.cols() * g.c_in.max(g.c_out);
+        let chunk_rows = (WINOGRAD_CHUNK_FLOATS / widest).max(tasks).min(t.rows());
+        patches.resize(chunk_rows * t.cols() * 16 * g.c_in, 0.0);
+        tiles.resize(chunk_rows * t.cols() * 16 * g.c_out, 0.0);
+        for first in (0..t.rows()).step_by(chunk_rows) {
+            let rows = chunk_rows.min(t.rows() - first);
+            let band_rows = rows.div_ceil(tasks);
+            let per_band = band_rows * t.cols() * 16;
+            let out_rows = (2 * first)..(2 * (first + rows)).min(g.h);
+            product[out_rows.start * g.w * g.c_out..out_rows.end * g.w * g.c_out]
+                .par_chunks_mut(2 * band_rows * g.w * g.c_out)
+                .zip(patches[..rows * t.cols() * 16 * g.c_in].par_chunks_mut(per_band * g.c_in))
+                .zip(tiles[..rows * t.cols() * 16 * g.c_out].par_chunks_mut(per_band * g.c_out))
+                .enumerate()
+                .for_each(|(i, ((out, v), m))| {
+                    let cl = &channels_last[..];
+                    winograd::convolve_band(&t, cl, weight, bias, first + i * band_rows, v, m, out)
+                });
+        }
     } else if g.pointwise() {
         // a 1×1 stride-1 convolution's patches are the channels-last image itself
         product

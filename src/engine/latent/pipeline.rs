@@ -209,10 +209,11 @@ impl LatentModel {
     }
 
     /// Memory a run of `batch` pictures of `h`×`w` needs beyond the weights, roughly: measured on an
-    /// SD 1.5-sized model (benches/latent.rs: 3.3 GB above the weights at 512², batch 1, most of it the
-    /// VAE's decode at full size), per pixel and per channel of the VAE's widest full-size layer.
+    /// SD 1.5-sized model (benches/latent.rs: a 4-step 512² picture peaks 2.0 GB above the loaded
+    /// model, most of it the VAE's decode at full size, 61 bytes per pixel and channel), per pixel and
+    /// per channel of the VAE's widest full-size layer, with a fifth more for safety.
     pub fn activation_bytes(&self, batch: usize, h: usize, w: usize) -> usize {
-        const BYTES_PER_PIXEL_CHANNEL: usize = 110;
+        const BYTES_PER_PIXEL_CHANNEL: usize = 75;
         let channels = self.vae.config.block_out_channels[0];
         batch
             .saturating_mul(h)
