@@ -149,12 +149,24 @@ impl LatentModel {
         let unet_config = UNetConfig::read(&config("unet", "config.json")?)?;
         let vae_config = VaeConfig::read(&config("vae", "config.json")?)?;
         parts_agree(&text_config, &unet_config, &vae_config)?;
-        let text_encoder = ClipTextEncoder::new(&text_config, weights("text_encoder")?)
-            .map_err(|e| in_part("text_encoder", e))?;
-        let unet = UNet2DCondition::new(unet_config, precision, weights("unet")?)
-            .map_err(|e| in_part("unet", e))?;
-        let vae = AutoencoderKL::new(vae_config, precision, weights("vae")?)
-            .map_err(|e| in_part("vae", e))?;
+        let (text_weights, unet_weights, vae_weights) =
+            (weights("text_encoder")?, weights("unet")?, weights("vae")?);
+        // The UNet on one thread, the text encoder and the VAE on the other: converting and laying
+        // out weights is most of a load, and one part at a time left a core idle.
+        let (unet, (text_encoder, vae)) = rayon::join(
+            || {
+                UNet2DCondition::new(unet_config, precision, unet_weights)
+                    .map_err(|e| in_part("unet", e))
+            },
+            || {
+                let text = ClipTextEncoder::new(&text_config, text_weights)
+                    .map_err(|e| in_part("text_encoder", e));
+                let vae = AutoencoderKL::new(vae_config, precision, vae_weights)
+                    .map_err(|e| in_part("vae", e));
+                (text, vae)
+            },
+        );
+        let (text_encoder, unet, vae) = (text_encoder?, unet?, vae?);
         let scheduler = LcmScheduler::read(&config("scheduler", "scheduler_config.json")?)?;
         let taesd = dir.join("taesd");
         let preview = match taesd.join("config.json").is_file() {

@@ -184,71 +184,84 @@ impl UNet2DCondition {
             };
             Transformer2D::new(&shape, precision, vb)
         };
-        let mut down = Vec::with_capacity(n);
-        let mut cin = ch[0];
-        for (i, kind) in cfg.down_block_types.iter().enumerate() {
-            let vb = vb.pp(format!("down_blocks.{i}"));
-            let cross = kind.starts_with("CrossAttn");
-            let mut level = Level::default();
-            for j in 0..cfg.layers_per_block {
-                let c = if j == 0 { cin } else { ch[i] };
-                level
-                    .resnets
-                    .push(resnet(c, ch[i], vb.pp(format!("resnets.{j}")))?);
-                if cross {
+        // The encoder half (and the middle) on one thread, the decoder half on the other: laying out
+        // weights is most of a load.
+        let build_down = || -> Result<_> {
+            let mut down = Vec::with_capacity(n);
+            let mut cin = ch[0];
+            for (i, kind) in cfg.down_block_types.iter().enumerate() {
+                let vb = vb.pp(format!("down_blocks.{i}"));
+                let cross = kind.starts_with("CrossAttn");
+                let mut level = Level::default();
+                for j in 0..cfg.layers_per_block {
+                    let c = if j == 0 { cin } else { ch[i] };
                     level
-                        .attentions
-                        .push(transformer(ch[i], i, vb.pp(format!("attentions.{j}")))?);
+                        .resnets
+                        .push(resnet(c, ch[i], vb.pp(format!("resnets.{j}")))?);
+                    if cross {
+                        level.attentions.push(transformer(
+                            ch[i],
+                            i,
+                            vb.pp(format!("attentions.{j}")),
+                        )?);
+                    }
                 }
-            }
-            if i + 1 < n {
-                level.down = Some(Downsample::new(
-                    ch[i],
-                    1,
-                    precision,
-                    vb.pp("downsamplers.0"),
-                )?);
-            }
-            down.push(level);
-            cin = ch[i];
-        }
-        let mid = vb.pp("mid_block");
-        let last = ch[n - 1];
-        let mid_resnets = [
-            resnet(last, last, mid.pp("resnets.0"))?,
-            resnet(last, last, mid.pp("resnets.1"))?,
-        ];
-        let mid_attention = transformer(last, n - 1, mid.pp("attentions.0"))?;
-        let mut up = Vec::with_capacity(n);
-        let mut prev = last;
-        for (i, kind) in cfg.up_block_types.iter().enumerate() {
-            let vb = vb.pp(format!("up_blocks.{i}"));
-            let level_index = n - 1 - i;
-            let out = ch[level_index];
-            let skip_in = ch[level_index.saturating_sub(1)];
-            let cross = kind.starts_with("CrossAttn");
-            let mut level = Level::default();
-            for j in 0..=cfg.layers_per_block {
-                let skip = if j == cfg.layers_per_block {
-                    skip_in
-                } else {
-                    out
-                };
-                let c = if j == 0 { prev } else { out };
-                level
-                    .resnets
-                    .push(resnet(c + skip, out, vb.pp(format!("resnets.{j}")))?);
-                if cross {
-                    let attn = transformer(out, level_index, vb.pp(format!("attentions.{j}")))?;
-                    level.attentions.push(attn);
+                if i + 1 < n {
+                    level.down = Some(Downsample::new(
+                        ch[i],
+                        1,
+                        precision,
+                        vb.pp("downsamplers.0"),
+                    )?);
                 }
+                down.push(level);
+                cin = ch[i];
             }
-            if i + 1 < n {
-                level.up = Some(Upsample::new(out, precision, vb.pp("upsamplers.0"))?);
+            let mid = vb.pp("mid_block");
+            let last = ch[n - 1];
+            let mid_resnets = [
+                resnet(last, last, mid.pp("resnets.0"))?,
+                resnet(last, last, mid.pp("resnets.1"))?,
+            ];
+            let mid_attention = transformer(last, n - 1, mid.pp("attentions.0"))?;
+            Ok((down, mid_resnets, mid_attention))
+        };
+        let build_up = || -> Result<_> {
+            let last = ch[n - 1];
+            let mut up = Vec::with_capacity(n);
+            let mut prev = last;
+            for (i, kind) in cfg.up_block_types.iter().enumerate() {
+                let vb = vb.pp(format!("up_blocks.{i}"));
+                let level_index = n - 1 - i;
+                let out = ch[level_index];
+                let skip_in = ch[level_index.saturating_sub(1)];
+                let cross = kind.starts_with("CrossAttn");
+                let mut level = Level::default();
+                for j in 0..=cfg.layers_per_block {
+                    let skip = if j == cfg.layers_per_block {
+                        skip_in
+                    } else {
+                        out
+                    };
+                    let c = if j == 0 { prev } else { out };
+                    level
+                        .resnets
+                        .push(resnet(c + skip, out, vb.pp(format!("resnets.{j}")))?);
+                    if cross {
+                        let attn = transformer(out, level_index, vb.pp(format!("attentions.{j}")))?;
+                        level.attentions.push(attn);
+                    }
+                }
+                if i + 1 < n {
+                    level.up = Some(Upsample::new(out, precision, vb.pp("upsamplers.0"))?);
+                }
+                up.push(level);
+                prev = out;
             }
-            up.push(level);
-            prev = out;
-        }
+            Ok(up)
+        };
+        let (down_half, up) = rayon::join(build_down, build_up);
+        let ((down, mid_resnets, mid_attention), up) = (down_half?, up?);
         let te = vb.pp("time_embedding");
         Ok(Self {
             time_linear_1: linear(ch[0], temb, true, te.pp("linear_1"))?,
