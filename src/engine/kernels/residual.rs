@@ -42,6 +42,17 @@ pub fn add_to_rows(h: Tensor, bias: &Tensor) -> Result<Tensor> {
 struct AddInto;
 struct AddToRows;
 
+/// The f32 elements an in-place operation writes.
+fn target<'a>(storage: &'a mut CpuStorage, layout: &Layout, what: &str) -> Result<&'a mut [f32]> {
+    let CpuStorage::F32(data) = storage else {
+        candle_core::bail!("{what}: expected f32")
+    };
+    let Some((start, end)) = layout.contiguous_offsets() else {
+        candle_core::bail!("{what}: expected a contiguous tensor")
+    };
+    Ok(&mut data[start..end])
+}
+
 impl InplaceOp2 for AddToRows {
     fn name(&self) -> &'static str {
         "cmpaint-bias-add"
@@ -55,13 +66,7 @@ impl InplaceOp2 for AddToRows {
         l2: &Layout,
     ) -> Result<()> {
         let bias = super::f32_slice(s2, l2, "bias")?;
-        let CpuStorage::F32(data) = s1 else {
-            candle_core::bail!("bias: expected f32")
-        };
-        let Some((start, end)) = l1.contiguous_offsets() else {
-            candle_core::bail!("bias: expected a contiguous tensor")
-        };
-        let h = &mut data[start..end];
+        let h = target(s1, l1, "bias")?;
         if bias.is_empty() || !h.len().is_multiple_of(bias.len()) {
             candle_core::bail!("bias: {} values are no rows of {}", h.len(), bias.len())
         }
@@ -97,13 +102,7 @@ impl InplaceOp2 for AddInto {
         l2: &Layout,
     ) -> Result<()> {
         let skip = super::f32_slice(s2, l2, "residual")?;
-        let CpuStorage::F32(data) = s1 else {
-            candle_core::bail!("residual: expected f32")
-        };
-        let Some((start, end)) = l1.contiguous_offsets() else {
-            candle_core::bail!("residual: expected a contiguous tensor")
-        };
-        let h = &mut data[start..end];
+        let h = target(s1, l1, "residual")?;
         if h.len() != skip.len() {
             candle_core::bail!("residual: {} and {} elements", h.len(), skip.len())
         }
