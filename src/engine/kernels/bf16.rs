@@ -130,6 +130,68 @@ pub fn gemm(p: &Product, a: &[bf16], b: &[bf16], c: &mut [f32]) {
     }
 }
 
+/// A linear layer's product in bf16: (x [rows, K] f32, weight packed by [`pack`] from [M, K] bf16) →
+/// [rows, M] f32, rows split in bands across the threads, each band's inputs rounded as they enter.
+#[derive(Debug, Clone, Copy)]
+pub struct LinearProduct {
+    pub m: usize,
+    pub k: usize,
+}
+
+/// Rows per task: enough for the packed weight's reuse to pay for the hand-off.
+const ROWS_PER_TASK: usize = 64;
+
+impl candle_core::CustomOp2 for LinearProduct {
+    fn name(&self) -> &'static str {
+        "cmpaint-bf16-linear"
+    }
+
+    fn cpu_fwd(
+        &self,
+        x: &candle_core::CpuStorage,
+        x_layout: &candle_core::Layout,
+        w: &candle_core::CpuStorage,
+        w_layout: &candle_core::Layout,
+    ) -> candle_core::Result<(candle_core::CpuStorage, candle_core::Shape)> {
+        use rayon::prelude::*;
+        let Self { m, k } = *self;
+        let x = super::f32_slice(x, x_layout, "bf16 linear input")?;
+        let w = match (w, w_layout.contiguous_offsets()) {
+            (candle_core::CpuStorage::BF16(data), Some((start, end))) => &data[start..end],
+            _ => candle_core::bail!("bf16 linear: the weight is not a packed bf16 tensor"),
+        };
+        if !supported() || !fits(m, k) || w.len() != m * k || !x.len().is_multiple_of(k) {
+            candle_core::bail!(
+                "bf16 linear: {}×{k} input, {m}×{k} weight do not fit",
+                x.len() / k
+            )
+        }
+        let rows = x.len() / k;
+        let mut out = vec![0f32; rows * m];
+        out.par_chunks_mut(ROWS_PER_TASK * m)
+            .zip(x.par_chunks(ROWS_PER_TASK * k))
+            .for_each(|(out, x)| {
+                with_rounded(x, |b| {
+                    let p = Product {
+                        m,
+                        n: x.len() / k,
+                        k,
+                        b_offset: 0,
+                        ldb: k,
+                        c_offset: 0,
+                        ldc: m,
+                        accumulate: false,
+                    };
+                    gemm(&p, w, b, out)
+                })
+            });
+        Ok((
+            candle_core::CpuStorage::F32(out),
+            candle_core::Shape::from((rows, m)),
+        ))
+    }
+}
+
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     use super::{BLOCK, Product, bf16};

@@ -139,7 +139,7 @@ impl Transformer2D {
         let c = shape.channels;
         let projection = |vb: VarBuilder| -> Result<Projection> {
             Ok(if shape.linear_projection {
-                Projection::Linear(linear(c, c, true, vb)?)
+                Projection::Linear(linear(c, c, true, vb)?.in_precision(precision)?)
             } else {
                 Projection::Conv(conv1x1(c, c, precision, vb)?)
             })
@@ -148,7 +148,13 @@ impl Transformer2D {
             norm: GroupNorm::with_eps(c, 1e-6, vb.pp("norm"))?,
             proj_in: projection(vb.pp("proj_in"))?,
             blocks: (0..shape.layers)
-                .map(|i| TransformerBlock::new(shape, vb.pp(format!("transformer_blocks.{i}"))))
+                .map(|i| {
+                    TransformerBlock::new(
+                        shape,
+                        precision,
+                        vb.pp(format!("transformer_blocks.{i}")),
+                    )
+                })
                 .collect::<Result<_>>()?,
             proj_out: projection(vb.pp("proj_out"))?,
         })
@@ -197,6 +203,7 @@ impl MultiHead {
         context: Option<usize>,
         heads: usize,
         bias: bool,
+        precision: Precision,
         vb: VarBuilder,
     ) -> Result<Self> {
         // Older VAE files name them query/key/value/proj_attn.
@@ -214,10 +221,16 @@ impl MultiHead {
         let v = linear(kv, c, bias, vb.pp(name("to_v", "value")))?;
         Ok(Self {
             projections: match context {
-                None => Projections::Fused(Linear::concat(&[q, k, v])?),
-                Some(_) => Projections::Separate { q, k, v },
+                None => Projections::Fused(Linear::concat(&[q, k, v])?.in_precision(precision)?),
+                // K and V read 77 text states: too few rows for bf16 to pay
+                Some(_) => Projections::Separate {
+                    q: q.in_precision(precision)?,
+                    k,
+                    v,
+                },
             },
-            out: linear(c, c, true, vb.pp(name("to_out.0", "proj_attn")))?,
+            out: linear(c, c, true, vb.pp(name("to_out.0", "proj_attn")))?
+                .in_precision(precision)?,
             heads,
         })
     }
@@ -251,17 +264,24 @@ struct TransformerBlock {
 }
 
 impl TransformerBlock {
-    fn new(shape: &TransformerShape, vb: VarBuilder) -> Result<Self> {
+    fn new(shape: &TransformerShape, precision: Precision, vb: VarBuilder) -> Result<Self> {
         let c = shape.channels;
         let norm = |name: &str| candle_nn::layer_norm(c, 1e-5, vb.pp(name));
         Ok(Self {
             norm1: norm("norm1")?,
-            attn1: MultiHead::new(c, None, shape.heads, false, vb.pp("attn1"))?,
+            attn1: MultiHead::new(c, None, shape.heads, false, precision, vb.pp("attn1"))?,
             norm2: norm("norm2")?,
-            attn2: MultiHead::new(c, Some(shape.context), shape.heads, false, vb.pp("attn2"))?,
+            attn2: MultiHead::new(
+                c,
+                Some(shape.context),
+                shape.heads,
+                false,
+                precision,
+                vb.pp("attn2"),
+            )?,
             norm3: norm("norm3")?,
-            geglu: linear(c, 8 * c, true, vb.pp("ff.net.0.proj"))?,
-            ff_out: linear(4 * c, c, true, vb.pp("ff.net.2"))?,
+            geglu: linear(c, 8 * c, true, vb.pp("ff.net.0.proj"))?.in_precision(precision)?,
+            ff_out: linear(4 * c, c, true, vb.pp("ff.net.2"))?.in_precision(precision)?,
         })
     }
 
@@ -292,7 +312,7 @@ impl SpatialAttention {
     pub fn new(channels: usize, vb: VarBuilder) -> Result<Self> {
         Ok(Self {
             norm: GroupNorm::with_eps(channels, 1e-6, vb.pp("group_norm"))?,
-            attn: MultiHead::new(channels, None, 1, true, vb)?,
+            attn: MultiHead::new(channels, None, 1, true, Precision::F32, vb)?,
         })
     }
 

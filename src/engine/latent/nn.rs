@@ -4,7 +4,7 @@
 
 use crate::engine::error::{EngineError, Result};
 use crate::engine::kernels::attention::Attention;
-use crate::engine::kernels::residual;
+use crate::engine::kernels::{Precision, bf16, residual};
 use candle_core::{Module, Tensor};
 use candle_nn::VarBuilder;
 use serde::de::DeserializeOwned;
@@ -17,12 +17,22 @@ pub fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T> {
         .map_err(|e| EngineError::InvalidInput(format!("{}: {e}", path.display())))
 }
 
-/// y = x·Wᵀ + b over the last axis, any leading axes. Wᵀ is stored [in, out], contiguous: the gemm
-/// crate reads a row-major right-hand side as it is, where a transposed view is gathered into its
-/// packed layout on every call.
+/// y = x·Wᵀ + b over the last axis, any leading axes.
 pub struct Linear {
-    weight_t: Tensor,
+    weight: Weight,
     bias: Option<Tensor>,
+}
+
+enum Weight {
+    /// Wᵀ [in, out], contiguous: the gemm crate reads a row-major right-hand side as it is, where a
+    /// transposed view is gathered into its packed layout on every call.
+    F32(Tensor),
+    /// W [out, in] rounded to bf16 in the packed layout of the bf16 products (`--precision bf16`).
+    Bf16 {
+        packed: Tensor,
+        cin: usize,
+        cout: usize,
+    },
 }
 
 /// `weight` [out, in] — or [out, in, 1, 1], as older checkpoints store some projections.
@@ -44,16 +54,51 @@ pub fn linear(cin: usize, cout: usize, bias: bool, vb: VarBuilder) -> Result<Lin
         None
     };
     Ok(Linear {
-        weight_t: crate::engine::kernels::transpose_matrices(&weight)?,
+        weight: Weight::F32(crate::engine::kernels::transpose_matrices(&weight)?),
         bias,
     })
 }
 
 impl Linear {
+    /// This layer with its product in bf16 where `precision` asks for it, the CPU has the bf16
+    /// products and the shape packs (whole blocks of 32 outputs, an even number of inputs); as it is
+    /// otherwise.
+    pub fn in_precision(self, precision: Precision) -> Result<Linear> {
+        let Weight::F32(weight_t) = &self.weight else {
+            return Ok(self);
+        };
+        let (cin, cout) = weight_t.dims2()?;
+        if precision != Precision::Bf16
+            || !weight_t.device().is_cpu()
+            || !bf16::supported()
+            || !bf16::fits(cout, cin)
+        {
+            return Ok(self);
+        }
+        let rows = crate::engine::kernels::transpose_matrices(weight_t)?;
+        let packed = bf16::pack(&rows.flatten_all()?.to_vec1::<f32>()?, cout, cin);
+        Ok(Linear {
+            weight: Weight::Bf16 {
+                packed: Tensor::from_vec(packed, (cout, cin), weight_t.device())?,
+                cin,
+                cout,
+            },
+            bias: self.bias,
+        })
+    }
+
     /// One projection computing several side by side (their outputs concatenated), e.g. Q, K and V
-    /// of the same tokens in one product instead of three.
+    /// of the same tokens in one product instead of three. (Before [`Linear::in_precision`].)
     pub fn concat(parts: &[Linear]) -> Result<Linear> {
-        let weights: Vec<&Tensor> = parts.iter().map(|p| &p.weight_t).collect();
+        let weights = parts
+            .iter()
+            .map(|p| match &p.weight {
+                Weight::F32(weight_t) => Ok(weight_t),
+                Weight::Bf16 { .. } => Err(EngineError::InvalidInput(
+                    "bf16 projections cannot be joined".into(),
+                )),
+            })
+            .collect::<Result<Vec<&Tensor>>>()?;
         let biases: Option<Vec<&Tensor>> = parts.iter().map(|p| p.bias.as_ref()).collect();
         if biases.is_none() && parts.iter().any(|p| p.bias.is_some()) {
             return Err(EngineError::InvalidInput(
@@ -61,7 +106,7 @@ impl Linear {
             ));
         }
         Ok(Linear {
-            weight_t: Tensor::cat(&weights, 1)?,
+            weight: Weight::F32(Tensor::cat(&weights, 1)?),
             bias: biases.map(|b| Tensor::cat(&b, 0)).transpose()?,
         })
     }
@@ -72,13 +117,20 @@ impl Module for Linear {
         let dims = x.dims();
         let cin = dims[dims.len() - 1];
         let rows = x.elem_count() / cin;
-        let y = x.reshape((rows, cin))?.matmul(&self.weight_t)?;
+        let x = x.reshape((rows, cin))?;
+        let (y, cout) = match &self.weight {
+            Weight::F32(weight_t) => (x.matmul(weight_t)?, weight_t.dim(1)?),
+            Weight::Bf16 { packed, cin, cout } => {
+                let product = bf16::LinearProduct { m: *cout, k: *cin };
+                (x.contiguous()?.apply_op2_no_bwd(packed, &product)?, *cout)
+            }
+        };
         let y = match &self.bias {
             Some(b) => residual::add_to_rows(y, b)?,
             None => y,
         };
         let mut out = dims.to_vec();
-        *out.last_mut().expect("rank ≥ 1") = self.weight_t.dim(1)?;
+        *out.last_mut().expect("rank ≥ 1") = cout;
         y.reshape(out)
     }
 }
@@ -123,4 +175,54 @@ pub fn attention(
         .transpose(1, 2)?
         .contiguous()?
         .reshape((b, t, c))?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{DType, Device};
+    use std::collections::HashMap;
+
+    #[test]
+    fn a_bf16_linear_layer_is_the_f32_one_to_bf16_precision() {
+        if !bf16::supported() {
+            eprintln!("skipped: this CPU has no AVX512-BF16");
+            return;
+        }
+        let dev = Device::Cpu;
+        let (cin, cout, rows) = (64, 96, 150); // rows: two whole bands of 64 and a short one
+        let weights = HashMap::from([
+            (
+                "weight".to_string(),
+                Tensor::randn(0f32, 0.2, (cout, cin), &dev).unwrap(),
+            ),
+            (
+                "bias".to_string(),
+                Tensor::randn(0f32, 1.0, cout, &dev).unwrap(),
+            ),
+        ]);
+        let vb = VarBuilder::from_tensors(weights, DType::F32, &dev);
+        let f32_layer = linear(cin, cout, true, vb.clone()).unwrap();
+        let bf16_layer = linear(cin, cout, true, vb)
+            .unwrap()
+            .in_precision(Precision::Bf16)
+            .unwrap();
+        assert!(matches!(bf16_layer.weight, Weight::Bf16 { .. }));
+        let x = Tensor::randn(0f32, 1.0, (2, rows / 2, cin), &dev).unwrap();
+        let (want, got) = (
+            f32_layer.forward(&x).unwrap(),
+            bf16_layer.forward(&x).unwrap(),
+        );
+        assert_eq!(got.dims(), &[2, rows / 2, cout]);
+        let err = (got - &want)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        // sums of 64 products of values ~1 and ~0.2, each operand rounded to 8 bits of mantissa
+        assert!(err > 0.0 && err < 0.05, "max error {err}");
+    }
 }
