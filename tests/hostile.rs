@@ -52,9 +52,9 @@ fn refused(args: &[&str], env: &[(&str, &str)], needle: &str) {
 }
 
 #[test]
-fn a_stable_diffusion_single_file_checkpoint_is_named_and_the_way_to_a_folder_given() {
+fn a_stable_diffusion_2_single_file_checkpoint_is_named_and_the_way_to_a_folder_given() {
     let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("v1-5-pruned-emaonly.safetensors");
+    let file = dir.path().join("v2-1_768-ema-pruned.safetensors");
     let zeros = |shape: &[usize]| Tensor::zeros(shape, DType::F32, &Device::Cpu).unwrap();
     let tensors = std::collections::HashMap::from([
         (
@@ -64,6 +64,10 @@ fn a_stable_diffusion_single_file_checkpoint_is_named_and_the_way_to_a_folder_gi
         (
             "first_stage_model.decoder.conv_in.weight".to_string(),
             zeros(&[8, 4, 3, 3]),
+        ),
+        (
+            "cond_stage_model.model.token_embedding.weight".to_string(),
+            zeros(&[16, 8]),
         ),
     ]);
     candle_core::safetensors::save(&tensors, &file).unwrap();
@@ -80,7 +84,7 @@ fn a_stable_diffusion_single_file_checkpoint_is_named_and_the_way_to_a_folder_gi
     refused(
         &args,
         &[],
-        "a Stable Diffusion checkpoint in the original single-file layout",
+        "a Stable Diffusion 2.x checkpoint in the original single-file layout",
     );
     refused(&args, &[], "from_single_file(FILE)");
     refused(&["info", "--model", s(&file)], &[], "single-file layout");

@@ -841,3 +841,101 @@ fn cli_refuses_what_a_latent_model_cannot_do_in_one_line() {
     assert!(!ok);
     assert!(err.contains("LoRA"), "{err}");
 }
+
+/// The tiny SD 1.x written as one file in the original LDM layout
+/// (tests/fixtures/make_single_file_fixture.py) and what diffusers computes with it.
+fn single_file_expected() -> HashMap<String, Tensor> {
+    candle_core::safetensors::load(fixture("sd15_single_expected.safetensors"), &Device::Cpu)
+        .unwrap()
+}
+
+/// A single file holds no tokenizer: CLIP's own vocabulary is built in, and gives transformers'
+/// ids for the real vocabulary.
+#[test]
+fn built_in_clip_tokenizer_ids_are_transformers() {
+    let expected = single_file_expected();
+    let tokenizer = ClipTokenizer::clip().unwrap();
+    let file = std::fs::read(fixture("sd15_single_expected.safetensors")).unwrap();
+    let (_, meta) = safetensors::SafeTensors::read_metadata(&file).unwrap();
+    let cases: serde_json::Value =
+        serde_json::from_str(&meta.metadata().as_ref().unwrap()["lcm.cases"]).unwrap();
+    let prompts = cases["prompts"].as_array().unwrap();
+    assert_eq!(prompts.len(), 7);
+    for (i, prompt) in prompts.iter().enumerate() {
+        let want: Vec<i64> = expected[&format!("ids_{i}")].to_vec1().unwrap();
+        let got: Vec<i64> = tokenizer
+            .encode(prompt.as_str().unwrap())
+            .into_iter()
+            .map(i64::from)
+            .collect();
+        assert_eq!(got, want, "prompt {i}: {prompt}");
+    }
+}
+
+/// The checkpoint read in place — names mapped, configs from shapes, f16 weights — runs as
+/// diffusers' pipeline on the same networks: CFG with a negative prompt, then with a kohya LoRA
+/// merged over the renamed UNet.
+#[test]
+fn a_single_file_checkpoint_runs_as_diffusers_with_and_without_a_lora() {
+    let expected = single_file_expected();
+    let request = LatentRequest {
+        prompt: "a photo of a red cat",
+        negative_prompt: "blurry",
+        steps: 2,
+        guidance: 1.5,
+    };
+    let file = fixture("tiny_sd15_single.safetensors");
+    let lora = fixture("tiny_sd15_single_lora.safetensors");
+    for (lora, want) in [(None, "cfg_image"), (Some(lora.as_path()), "lora_image")] {
+        let m = LatentModel::load(&file, lora, &Device::Cpu, Precision::F32).unwrap();
+        let image = m
+            .run(&request, None, &expected["noise"], &mut run_to_end)
+            .unwrap()
+            .unwrap();
+        let err = max_abs_diff(&image, &expected[want]);
+        assert!(err < TOLERANCE, "{want}: off by {err}");
+    }
+}
+
+#[test]
+fn cli_info_and_generate_from_a_single_file_checkpoint() {
+    let expected = single_file_expected();
+    let file = fixture("tiny_sd15_single.safetensors");
+    let (ok, out, err) = cmpaint(&["info", "--model", s(&file)]);
+    assert!(ok, "{err}");
+    for want in [
+        "49408 tokens (CLIP's, built in",
+        "channels [32, 32, 32], 2 per block, cross-attention 16",
+        "channels [32, 64], 4 latent channels",
+        "checkpoint:",
+    ] {
+        assert!(out.contains(want), "`{want}` not in\n{out}");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let noise = dir.path().join("noise.safetensors");
+    write_noise(&noise, &expected["noise"]);
+    let image = dir.path().join("out.safetensors");
+    let lora = fixture("tiny_sd15_single_lora.safetensors");
+    let (ok, _, err) = cmpaint(&[
+        "generate",
+        "--model",
+        s(&file),
+        "--lora",
+        s(&lora),
+        "--prompt",
+        "a photo of a red cat",
+        "--negative-prompt",
+        "blurry",
+        "--steps",
+        "2",
+        "--guidance",
+        "1.5",
+        "--noise",
+        s(&noise),
+        "-o",
+        s(&image),
+    ]);
+    assert!(ok, "{err}");
+    let err = max_abs_diff(&read_image(&image), &expected["lora_image"]);
+    assert!(err < TOLERANCE, "off by {err}");
+}

@@ -76,7 +76,7 @@ pub(super) fn run_info(args: InfoArgs) -> Result<()> {
     if let Some(dir) = args
         .model
         .as_deref()
-        .filter(|d| crate::job::is_latent_folder(d))
+        .filter(|d| crate::job::is_latent_model(d))
     {
         return print_latent_folder(dir, args.lora.as_deref());
     }
@@ -114,7 +114,8 @@ pub(super) fn run_info(args: InfoArgs) -> Result<()> {
     Ok(())
 }
 
-/// A Stable Diffusion folder's parts, read from configs and file headers (nothing is loaded).
+/// A Stable Diffusion folder's or single file's parts, read from configs and file headers (nothing is
+/// loaded).
 fn print_latent_folder(dir: &Path, lora: Option<&Path>) -> Result<()> {
     let f = inspect(dir, lora)?;
     let (u, v, t, s) = (&f.unet, &f.vae, &f.text_encoder, &f.scheduler);
@@ -127,7 +128,10 @@ fn print_latent_folder(dir: &Path, lora: Option<&Path>) -> Result<()> {
             (None, Some(n)) => format!(
                 "Stable Diffusion + LoRA on {n} UNet layers: classifier-free guidance, default 1.5"
             ),
-            (None, None) => "no w-embedding and no LoRA: give --lora (an LCM-LoRA)".into(),
+            (None, None) => {
+                "no w-embedding and no LoRA: give --lora (an LCM-LoRA) unless one is merged in"
+                    .into()
+            }
         }
     );
     println!(
@@ -136,8 +140,16 @@ fn print_latent_folder(dir: &Path, lora: Option<&Path>) -> Result<()> {
         factor << u.downsamplings()
     );
     println!(
-        "tokenizer:    {} tokens; text encoder {} layers × {} ({})",
-        f.vocabulary, t.num_hidden_layers, t.hidden_size, t.hidden_act
+        "tokenizer:    {} tokens{}; text encoder {} layers × {} ({})",
+        f.vocabulary,
+        if f.single_file {
+            " (CLIP's, built in: a single file holds none)"
+        } else {
+            ""
+        },
+        t.num_hidden_layers,
+        t.hidden_size,
+        t.hidden_act
     );
     println!(
         "unet:         channels {:?}, {} per block, cross-attention {}{}",

@@ -10,7 +10,8 @@ mod run;
 
 pub use model::{
     AnyModel, LatentFacts, LatentLoaded, LoadedModel, ModelInfo, ModelSource, hash_weights,
-    is_builtin_name, is_latent_folder, load_any, load_model, weights_sha256, with_lora_sha256,
+    is_builtin_name, is_latent_folder, is_latent_model, load_any, load_model, weights_sha256,
+    with_lora_sha256,
 };
 pub use plan::{Explicit, Steps, network_calls, noise_draws, plan, plan_with, recipe_steps};
 pub use run::{RunOptions, ode_options, per_image, run, run_recipe, style_of_seed};

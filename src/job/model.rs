@@ -1,6 +1,6 @@
 //! A model as jobs know it: loaded on a device, hashed for recipes, and described for the UI.
 
-use crate::engine::latent::{GuidanceKind, LatentModel};
+use crate::engine::latent::{GuidanceKind, LatentModel, is_single_file};
 use crate::engine::model::default_model;
 use crate::engine::model::load::{Checkpoint, ConfigSource, ParameterizationSource};
 use crate::engine::model::spec::{ModelConfig, Parameterization, SamplingConfig};
@@ -180,9 +180,14 @@ pub fn is_latent_folder(path: &Path) -> bool {
         && path.join("vae").is_dir()
 }
 
+/// Whether `path` is a latent model: such a folder, or a Stable Diffusion 1.x single-file checkpoint.
+pub fn is_latent_model(path: &Path) -> bool {
+    is_latent_folder(path) || is_single_file(path)
+}
+
 /// Opens and loads any model: a latent model's folder, else as [`load_model`].
 pub fn load_any(source: &ModelSource, device: &Device, precision: Precision) -> Result<AnyModel> {
-    let Some(dir) = source.file.as_deref().filter(|p| is_latent_folder(p)) else {
+    let Some(dir) = source.file.as_deref().filter(|p| is_latent_model(p)) else {
         if let Some(lora) = &source.lora {
             return Err(EngineError::InvalidInput(format!(
                 "{}: a LoRA goes with a Stable Diffusion folder, not this model",
@@ -195,8 +200,8 @@ pub fn load_any(source: &ModelSource, device: &Device, precision: Precision) -> 
     };
     if source.config.is_some() || source.parameterization.is_some() {
         return Err(EngineError::InvalidInput(format!(
-            "{}: --config and --parameterization are for pixel-space models; a latent model's \
-             folder says its own",
+            "{}: --config and --parameterization are for pixel-space models; a latent model says \
+             its own",
             dir.display()
         )));
     }
@@ -204,10 +209,12 @@ pub fn load_any(source: &ModelSource, device: &Device, precision: Precision) -> 
         .map_err(|e| EngineError::InvalidInput(format!("{}: cannot read: {e}", dir.display())))?;
     let sha256 = with_lora_sha256(&folder_sha, source.lora.as_deref())?;
     let pipeline = LatentModel::load(dir, source.lora.as_deref(), device, precision)?;
-    let name = dir
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| dir.display().to_string());
+    let name = match dir.is_file() {
+        true => dir.file_stem(),
+        false => dir.file_name(),
+    }
+    .map(|n| n.to_string_lossy().into_owned())
+    .unwrap_or_else(|| dir.display().to_string());
     let cfg = pipeline.guidance_kind() == GuidanceKind::ClassifierFree;
     let unet = &pipeline.unet.config;
     let vae_factor = pipeline.vae_factor();

@@ -34,13 +34,12 @@ impl ClipConfig {
     /// The config, checked to describe a network that can exist: heads that split the width, and
     /// room for the 77 positions of a prompt.
     pub fn read(path: &Path) -> Result<Self> {
-        let cfg: Self = nn::read_json(path)?;
-        let bad = |why: String| {
-            Err(EngineError::InvalidInput(format!(
-                "{}: {why}",
-                path.display()
-            )))
-        };
+        Self::checked(nn::read_json(path)?, &path.display().to_string())
+    }
+
+    /// `cfg` if it can exist (`origin` names where it came from in the error).
+    pub fn checked(cfg: Self, origin: &str) -> Result<Self> {
+        let bad = |why: String| Err(EngineError::InvalidInput(format!("{origin}: {why}")));
         let (c, heads) = (cfg.hidden_size, cfg.num_attention_heads);
         if c == 0 || heads == 0 || !c.is_multiple_of(heads) {
             return bad(format!(

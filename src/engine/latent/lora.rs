@@ -23,32 +23,44 @@ struct Update {
     scale: f64,
 }
 
-/// The UNet's weights with a LoRA merged in: a VarBuilder backend over the mapped UNet file.
+/// The UNet's weights with a LoRA merged in: a VarBuilder backend over the UNet's own (the mapped
+/// folder file, or a single-file checkpoint's UNet under diffusers' names).
 pub struct Merged {
-    base: MmapedSafetensors,
+    base: Box<dyn SimpleBackend>,
     /// weight name (`<module>.weight`) → its update
     updates: HashMap<String, Update>,
 }
 
 impl Merged {
     /// `unet_file`: the UNet's weights; `lora_file`: the LoRA; `strength` multiplies every update.
-    pub fn new(unet_file: &Path, lora_file: &Path, strength: f64) -> Result<Self> {
-        // SAFETY: both files are mapped read-only.
+    pub fn over_file(unet_file: &Path, lora_file: &Path, strength: f64) -> Result<Self> {
+        // SAFETY: mapped read-only.
         let base = unsafe { MmapedSafetensors::new(unet_file) }?;
+        let names = base.tensors().into_iter().map(|(name, _)| name).collect();
+        Self::new(Box::new(base), names, lora_file, strength)
+    }
+
+    /// `base`: the UNet's weights, `names` their names.
+    pub fn new(
+        base: Box<dyn SimpleBackend>,
+        names: Vec<String>,
+        lora_file: &Path,
+        strength: f64,
+    ) -> Result<Self> {
+        // SAFETY: mapped read-only.
         let lora = unsafe { MmapedSafetensors::new(lora_file) }
             .map_err(|e| EngineError::InvalidInput(format!("LoRA {}: {e}", lora_file.display())))?;
         let bad =
             |why: String| EngineError::InvalidInput(format!("LoRA {}: {why}", lora_file.display()));
         // kohya names a module by its path with every `.` made `_`: look names up from the UNet's own.
-        let kohya_names: HashMap<String, String> = base
-            .tensors()
-            .into_iter()
-            .filter_map(|(name, _)| name.strip_suffix(".weight").map(str::to_owned))
+        let kohya_names: HashMap<String, String> = names
+            .iter()
+            .filter_map(|name| name.strip_suffix(".weight").map(str::to_owned))
             .map(|module| (format!("lora_unet_{}", module.replace('.', "_")), module))
             .collect();
-        let names: Vec<String> = lora.tensors().into_iter().map(|(n, _)| n).collect();
+        let lora_names: Vec<String> = lora.tensors().into_iter().map(|(n, _)| n).collect();
         let mut updates = HashMap::new();
-        for name in &names {
+        for name in &lora_names {
             let (module, down_name, up_name, alpha_name) = if let Some(m) =
                 name.strip_suffix(".lora_A.weight")
             {
@@ -92,12 +104,12 @@ impl Merged {
             let down = get(&down_name)?;
             let up = get(&up_name).map_err(|_| bad(format!("`{down_name}` has no `{up_name}`")))?;
             let rank = down.dim(0)?;
-            let scale = match names.contains(&alpha_name) {
+            let scale = match lora_names.contains(&alpha_name) {
                 true => get(&alpha_name)?.to_vec0::<f32>()? as f64 / rank as f64,
                 false => 1.0,
             };
             let weight = format!("{module}.weight");
-            if base.get(&weight).is_err() {
+            if !base.contains_tensor(&weight) {
                 return Err(bad(format!("`{module}` is not a layer of this UNet")));
             }
             updates.insert(
@@ -143,16 +155,16 @@ impl SimpleBackend for Merged {
         dtype: DType,
         dev: &Device,
     ) -> candle_core::Result<Tensor> {
-        let w = SimpleBackend::get(&self.base, s, name, h, dtype, dev)?;
+        let w = self.base.get(s, name, h, dtype, dev)?;
         self.merge(name, w)
     }
 
     fn get_unchecked(&self, name: &str, dtype: DType, dev: &Device) -> candle_core::Result<Tensor> {
-        let w = SimpleBackend::get_unchecked(&self.base, name, dtype, dev)?;
+        let w = self.base.get_unchecked(name, dtype, dev)?;
         self.merge(name, w)
     }
 
     fn contains_tensor(&self, name: &str) -> bool {
-        SimpleBackend::contains_tensor(&self.base, name)
+        self.base.contains_tensor(name)
     }
 }

@@ -12,6 +12,7 @@
 //! | their shared blocks                      | `blocks.rs`, `nn.rs` |
 //! | `LCMScheduler`, the w-embedding          | `lcm.rs`        |
 //! | LoRA merge (`load_lora_weights` + `fuse_lora`), peft and kohya | `lora.rs` |
+//! | `from_single_file` (SD 1.x, LDM layout)  | `single_file.rs` |
 //! | the folder and its text-to-image run     | `pipeline.rs`   |
 pub mod blocks;
 pub mod clip;
@@ -19,9 +20,11 @@ pub mod lcm;
 pub mod lora;
 pub mod nn;
 pub mod pipeline;
+pub mod single_file;
 pub mod taesd;
 pub mod tokenizer;
 pub mod unet;
 pub mod vae;
 
 pub use pipeline::{GuidanceKind, LatentEdit, LatentModel, LatentRequest, is_pipeline_dir};
+pub use single_file::is_single_file;

@@ -7,6 +7,7 @@
 use super::clip::{ClipConfig, ClipTextEncoder};
 use super::lcm::{LcmScheduler, guidance_embedding};
 use super::lora::Merged;
+use super::single_file::{SingleFile, is_single_file};
 use super::taesd::TinyDecoder;
 use super::tokenizer::ClipTokenizer;
 use super::unet::{UNet2DCondition, UNetConfig};
@@ -14,8 +15,10 @@ use super::vae::{AutoencoderKL, VaeConfig};
 use crate::engine::cm::sample::{OnStep, Step};
 use crate::engine::error::{EngineError, Result};
 use crate::engine::kernels::Precision;
+use candle_core::safetensors::MmapedSafetensors;
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
+use candle_nn::var_builder::SimpleBackend;
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 
@@ -101,87 +104,48 @@ pub fn is_pipeline_dir(dir: &Path) -> bool {
 }
 
 impl LatentModel {
-    /// Loads the folder `dir`, with an LCM-LoRA (or any UNet LoRA) merged into its UNet.
+    /// Loads a diffusers folder or an SD 1.x single-file checkpoint, with an LCM-LoRA (or any UNet
+    /// LoRA) merged into its UNet.
     pub fn load(
-        dir: &Path,
+        path: &Path,
         lora: Option<&Path>,
         device: &Device,
         precision: Precision,
     ) -> Result<Self> {
-        if !is_pipeline_dir(dir) {
-            return Err(EngineError::InvalidInput(format!(
-                "{}: not a diffusers folder (no model_index.json)",
-                dir.display()
-            )));
-        }
-        let mut parts = Vec::new();
-        let mut weights = |name: &'static str| -> Result<VarBuilder<'static>> {
-            let file = weights_file(&dir.join(name))?;
-            let vb = match lora.filter(|_| name == "unet") {
-                Some(lora_file) => {
-                    let merged = Merged::new(&file, lora_file, 1.0)?;
-                    parts.push(Part::of("lora", lora_file.to_owned()));
-                    VarBuilder::from_backend(Box::new(merged), DType::F32, device.clone())
-                }
-                // SAFETY: the file is mapped read-only; cmpaint never writes model files while
-                // they are loaded.
-                None => {
-                    unsafe { VarBuilder::from_mmaped_safetensors(&[&file], DType::F32, device) }
-                        .map_err(|e| part_error(name, &file, e))?
-                }
-            };
-            parts.push(Part::of(name, file));
-            Ok(vb)
-        };
-        let config = |name: &str, file: &str| {
-            let path = dir.join(name).join(file);
-            if path.is_file() {
-                Ok(path)
-            } else {
-                Err(EngineError::InvalidInput(format!(
-                    "{}: the {name} part is missing ({file} not found)",
-                    dir.display()
-                )))
-            }
-        };
-        let tokenizer = ClipTokenizer::from_dir(&dir.join("tokenizer"))?;
-        let text_config = ClipConfig::read(&config("text_encoder", "config.json")?)?;
-        let unet_config = UNetConfig::read(&config("unet", "config.json")?)?;
-        let vae_config = VaeConfig::read(&config("vae", "config.json")?)?;
-        parts_agree(&text_config, &unet_config, &vae_config)?;
+        let Opened {
+            parts,
+            tokenizer,
+            text,
+            unet,
+            vae,
+            scheduler,
+            taesd,
+            ..
+        } = Opened::new(path, lora)?;
+        let weights = |b| VarBuilder::from_backend(b, DType::F32, device.clone());
         let (text_weights, unet_weights, vae_weights) =
-            (weights("text_encoder")?, weights("unet")?, weights("vae")?);
+            (weights(text.1), weights(unet.1), weights(vae.1));
         // The UNet on one thread, the text encoder and the VAE on the other: converting and laying
         // out weights is most of a load, and one part at a time left a core idle.
         let (unet, (text_encoder, vae)) = rayon::join(
             || {
-                UNet2DCondition::new(unet_config, precision, unet_weights)
+                UNet2DCondition::new(unet.0, precision, unet_weights)
                     .map_err(|e| in_part("unet", e))
             },
             || {
-                let text = ClipTextEncoder::new(&text_config, text_weights)
+                let text_encoder = ClipTextEncoder::new(&text.0, text_weights)
                     .map_err(|e| in_part("text_encoder", e));
-                let vae = AutoencoderKL::new(vae_config, precision, vae_weights)
+                let vae = AutoencoderKL::new(vae.0, precision, vae_weights)
                     .map_err(|e| in_part("vae", e));
-                (text, vae)
+                (text_encoder, vae)
             },
         );
         let (text_encoder, unet, vae) = (text_encoder?, unet?, vae?);
-        let scheduler = LcmScheduler::read(&config("scheduler", "scheduler_config.json")?)?;
-        let taesd = dir.join("taesd");
-        let preview = match taesd.join("config.json").is_file() {
-            true => {
-                let file = taesd.join("diffusion_pytorch_model.safetensors");
-                parts.push(Part::of("taesd", file));
-                Some(
-                    TinyDecoder::load(&taesd, device, precision)
-                        .map_err(|e| in_part("taesd", e))?,
-                )
-            }
-            false => None,
-        };
+        let preview = taesd
+            .map(|dir| TinyDecoder::load(&dir, device, precision).map_err(|e| in_part("taesd", e)))
+            .transpose()?;
         Ok(Self {
-            dir: dir.to_owned(),
+            dir: path.to_owned(),
             parts,
             tokenizer,
             text_encoder,
@@ -403,9 +367,9 @@ enum Conditioning {
     Plain { states: Tensor },
 }
 
-/// What a folder holds, read from its configs and weight-file headers without loading a weight:
-/// what `cmpaint info` prints. Every part is checked to be there and to parse.
-pub struct FolderSummary {
+/// What a folder or single file holds, read from configs and weight-file headers without loading a
+/// weight: what `cmpaint info` prints. Every part is checked to be there and to parse.
+pub struct Summary {
     pub parts: Vec<Part>,
     pub text_encoder: ClipConfig,
     pub unet: UNetConfig,
@@ -414,57 +378,161 @@ pub struct FolderSummary {
     pub vocabulary: usize,
     /// The UNet layers a LoRA changes.
     pub lora_layers: Option<usize>,
+    /// A single-file checkpoint (its tokenizer is the built-in CLIP one).
+    pub single_file: bool,
 }
 
-pub fn inspect(dir: &Path, lora: Option<&Path>) -> Result<FolderSummary> {
-    if !is_pipeline_dir(dir) {
-        return Err(EngineError::InvalidInput(format!(
-            "{}: not a diffusers folder (no model_index.json)",
-            dir.display()
-        )));
-    }
-    let config = |name: &str, file: &str| -> Result<PathBuf> {
-        let path = dir.join(name).join(file);
-        match path.is_file() {
-            true => Ok(path),
-            false => Err(EngineError::InvalidInput(format!(
-                "{}: the {name} part is missing ({file} not found)",
-                dir.display()
-            ))),
-        }
-    };
-    let mut parts = Vec::new();
-    for name in ["text_encoder", "unet", "vae"] {
-        parts.push(Part::of(name, weights_file(&dir.join(name))?));
-    }
-    let lora_layers = match lora {
-        Some(l) => {
-            let layers = Merged::new(&parts[1].file, l, 1.0)?.layers();
-            parts.push(Part::of("lora", l.to_owned()));
-            Some(layers)
-        }
-        None => None,
-    };
-    let taesd = dir.join("taesd/diffusion_pytorch_model.safetensors");
-    if taesd.is_file() {
-        parts.push(Part::of("taesd", taesd));
-    }
-    let vocabulary: std::collections::HashMap<String, u32> =
-        super::nn::read_json(&config("tokenizer", "vocab.json")?)?;
-    config("tokenizer", "merges.txt")?;
-    let text_encoder = ClipConfig::read(&config("text_encoder", "config.json")?)?;
-    let unet = UNetConfig::read(&config("unet", "config.json")?)?;
-    let vae = VaeConfig::read(&config("vae", "config.json")?)?;
-    parts_agree(&text_encoder, &unet, &vae)?;
-    Ok(FolderSummary {
-        parts,
-        text_encoder,
-        unet,
-        vae,
-        scheduler: LcmScheduler::read(&config("scheduler", "scheduler_config.json")?)?.config,
-        vocabulary: vocabulary.len(),
-        lora_layers,
+pub fn inspect(path: &Path, lora: Option<&Path>) -> Result<Summary> {
+    let o = Opened::new(path, lora)?;
+    Ok(Summary {
+        vocabulary: o.tokenizer.vocabulary(),
+        text_encoder: o.text.0,
+        unet: o.unet.0,
+        vae: o.vae.0,
+        scheduler: o.scheduler.config,
+        lora_layers: o.lora_layers,
+        single_file: o.single_file,
+        parts: o.parts,
     })
+}
+
+/// A part's weights under diffusers' names.
+type Weights = Box<dyn SimpleBackend>;
+
+/// A latent model's parts opened, not built: configs checked to fit together, weights mapped.
+struct Opened {
+    parts: Vec<Part>,
+    tokenizer: ClipTokenizer,
+    text: (ClipConfig, Weights),
+    unet: (UNetConfig, Weights),
+    vae: (VaeConfig, Weights),
+    scheduler: LcmScheduler,
+    lora_layers: Option<usize>,
+    /// TAESD's folder, for the step previews.
+    taesd: Option<PathBuf>,
+    single_file: bool,
+}
+
+impl Opened {
+    fn new(path: &Path, lora: Option<&Path>) -> Result<Self> {
+        let opened = match is_single_file(path) {
+            true => Self::single_file(path, lora)?,
+            false => Self::folder(path, lora)?,
+        };
+        parts_agree(&opened.text.0, &opened.unet.0, &opened.vae.0)?;
+        Ok(opened)
+    }
+
+    fn folder(dir: &Path, lora: Option<&Path>) -> Result<Self> {
+        if !is_pipeline_dir(dir) {
+            return Err(EngineError::InvalidInput(format!(
+                "{}: neither a diffusers folder (no model_index.json) nor a Stable Diffusion 1.x \
+                 single-file checkpoint",
+                dir.display()
+            )));
+        }
+        let config = |name: &str, file: &str| {
+            let path = dir.join(name).join(file);
+            match path.is_file() {
+                true => Ok(path),
+                false => Err(EngineError::InvalidInput(format!(
+                    "{}: the {name} part is missing ({file} not found)",
+                    dir.display()
+                ))),
+            }
+        };
+        let tokenizer = ClipTokenizer::from_dir(&dir.join("tokenizer"))?;
+        let text_config = ClipConfig::read(&config("text_encoder", "config.json")?)?;
+        let unet_config = UNetConfig::read(&config("unet", "config.json")?)?;
+        let vae_config = VaeConfig::read(&config("vae", "config.json")?)?;
+        let scheduler = LcmScheduler::read(&config("scheduler", "scheduler_config.json")?)?;
+        let mut parts = Vec::new();
+        let mut weights = |name: &'static str| -> Result<Weights> {
+            let file = weights_file(&dir.join(name))?;
+            // SAFETY: the file is mapped read-only; cmpaint never writes model files while they
+            // are loaded.
+            let mapped =
+                unsafe { MmapedSafetensors::new(&file) }.map_err(|e| part_error(name, &file, e))?;
+            parts.push(Part::of(name, file));
+            Ok(Box::new(mapped))
+        };
+        let (text, mut unet, vae) = (weights("text_encoder")?, weights("unet")?, weights("vae")?);
+        let mut lora_layers = None;
+        if let Some(lora_file) = lora {
+            let merged = Merged::over_file(&parts[1].file, lora_file, 1.0)?;
+            lora_layers = Some(merged.layers());
+            unet = Box::new(merged);
+            parts.push(Part::of("lora", lora_file.to_owned()));
+        }
+        let taesd = Some(dir.join("taesd")).filter(|t| t.join("config.json").is_file());
+        if let Some(t) = &taesd {
+            parts.push(Part::of(
+                "taesd",
+                t.join("diffusion_pytorch_model.safetensors"),
+            ));
+        }
+        Ok(Self {
+            parts,
+            tokenizer,
+            text: (text_config, text),
+            unet: (unet_config, unet),
+            vae: (vae_config, vae),
+            scheduler,
+            lora_layers,
+            taesd,
+            single_file: false,
+        })
+    }
+
+    /// An SD 1.x checkpoint in one file: CLIP's own tokenizer and SD 1.5's noise schedule (LCM's
+    /// defaults are SD 1.5's), since the file holds neither.
+    fn single_file(file: &Path, lora: Option<&Path>) -> Result<Self> {
+        let sf = SingleFile::open(file)?;
+        let (text_config, unet_config, vae_config) =
+            (sf.text_config()?, sf.unet_config()?, sf.vae_config()?);
+        let tokenizer = ClipTokenizer::clip()?;
+        if tokenizer.vocabulary() != text_config.vocab_size {
+            return Err(EngineError::InvalidInput(format!(
+                "{}: the text encoder knows {} tokens, CLIP's tokenizer has {}",
+                file.display(),
+                text_config.vocab_size,
+                tokenizer.vocabulary()
+            )));
+        }
+        let (text, unet, vae) = (
+            sf.text_encoder(),
+            sf.unet(unet_config.layers_per_block),
+            sf.vae(vae_config.block_out_channels.len()),
+        );
+        let mut parts = vec![Part {
+            name: "checkpoint",
+            file: file.to_owned(),
+            bytes: std::fs::metadata(file).map(|m| m.len()).unwrap_or(0),
+            parameters: text.parameters() + unet.parameters() + vae.parameters(),
+        }];
+        let (unet, lora_layers): (Weights, _) = match lora {
+            Some(lora_file) => {
+                let names = unet.names().map(str::to_owned).collect();
+                let merged = Merged::new(Box::new(unet), names, lora_file, 1.0)?;
+                parts.push(Part::of("lora", lora_file.to_owned()));
+                let layers = merged.layers();
+                (Box::new(merged), Some(layers))
+            }
+            None => (Box::new(unet), None),
+        };
+        let defaults = serde_json::from_str("{}").expect("every LCM setting has a default");
+        Ok(Self {
+            parts,
+            tokenizer,
+            text: (text_config, Box::new(text)),
+            unet: (unet_config, unet),
+            vae: (vae_config, Box::new(vae)),
+            scheduler: LcmScheduler::new(defaults)?,
+            lora_layers,
+            taesd: None,
+            single_file: true,
+        })
+    }
 }
 
 /// A part's weights: `model.safetensors` (transformers) or `diffusion_pytorch_model.safetensors`

@@ -56,6 +56,37 @@ impl ClipTokenizer {
         Self::new(vocab, &read("merges.txt")?, pad.as_deref().unwrap_or(END))
     }
 
+    /// CLIP's own tokenizer (ViT-L/14's, 49,408 tokens), for a checkpoint that ships none: a
+    /// single-file Stable Diffusion 1.x. Its merges are the first 48,894 lines of CLIP's
+    /// `bpe_simple_vocab_16e6.txt` (MIT, OpenAI), built in; the vocabulary is made from them as CLIP
+    /// makes it — the 256 byte characters in CLIP's byte order, each again with `</w>`, every merge's
+    /// result in rank order, then the two special tokens.
+    pub fn clip() -> Result<Self> {
+        const MERGES: &[u8] = include_bytes!("../../../assets/clip_merges.txt.gz");
+        let mut merges = String::new();
+        std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(MERGES), &mut merges)
+            .map_err(|e| EngineError::InvalidInput(format!("the built-in CLIP merges: {e}")))?;
+        let chars = byte_chars();
+        let byte_order = (b'!'..=b'~')
+            .chain(0xA1..=0xAC)
+            .chain(0xAE..=0xFF)
+            .chain((0..=255u8).filter(|&b| !matches!(b, b'!'..=b'~' | 0xA1..=0xAC | 0xAE..=0xFF)));
+        let singles: Vec<String> = byte_order.map(|b| chars[b as usize].to_string()).collect();
+        let tokens = singles
+            .iter()
+            .cloned()
+            .chain(singles.iter().map(|c| format!("{c}</w>")))
+            .chain(merges.lines().map(|l| l.replace(' ', "")))
+            .chain([START.to_owned(), END.to_owned()]);
+        let vocab = tokens.enumerate().map(|(i, t)| (t, i as u32)).collect();
+        Self::new(vocab, &merges, END)
+    }
+
+    /// How many tokens the vocabulary holds (the text encoder's embedding must have as many rows).
+    pub fn vocabulary(&self) -> usize {
+        self.vocab.len()
+    }
+
     pub fn new(vocab: HashMap<String, u32>, merges: &str, pad: &str) -> Result<Self> {
         let special = |name: &str| {
             vocab.get(name).copied().ok_or_else(|| {
@@ -214,6 +245,18 @@ mod tests {
         for prompt in ["ab ".repeat(400_000), "a".repeat(1_000_000)] {
             assert_eq!(t.encode(&prompt).len(), 77);
         }
+    }
+
+    /// Known ids of the real vocabulary (openai/clip-vit-large-patch14's tokenizer); the fixture
+    /// tests check many more prompts against transformers.
+    #[test]
+    fn the_built_in_vocabulary_is_clips() {
+        let t = ClipTokenizer::clip().unwrap();
+        assert_eq!(t.vocabulary(), 49408);
+        assert_eq!(
+            &t.encode("a photo of a cat")[..7],
+            &[49406, 320, 1125, 539, 320, 2368, 49407]
+        );
     }
 
     #[test]

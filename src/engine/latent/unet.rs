@@ -77,11 +77,14 @@ fn one() -> PerBlock {
 
 impl UNetConfig {
     pub fn read(path: &Path) -> Result<Self> {
-        let cfg: Self = nn::read_json(path)?;
+        Self::checked(nn::read_json(path)?, &path.display().to_string())
+    }
+
+    /// `cfg` if cmpaint runs it (`origin` names where it came from in the error).
+    pub fn checked(cfg: Self, origin: &str) -> Result<Self> {
         let unsupported = |what: &str| {
             Err(EngineError::InvalidInput(format!(
-                "{}: {what} is not supported (Stable Diffusion 1.x/2.x UNets are)",
-                path.display()
+                "{origin}: {what} is not supported (Stable Diffusion 1.x/2.x UNets are)"
             )))
         };
         if cfg.addition_embed_type.is_some() {
@@ -108,12 +111,7 @@ impl UNetConfig {
         if n == 0 || cfg.down_block_types.len() != n || cfg.up_block_types.len() != n {
             return unsupported("a block list whose lengths differ");
         }
-        let bad = |why: String| {
-            Err(EngineError::InvalidInput(format!(
-                "{}: {why}",
-                path.display()
-            )))
-        };
+        let bad = |why: String| Err(EngineError::InvalidInput(format!("{origin}: {why}")));
         if cfg.layers_per_block == 0 || cfg.cross_attention_dim == 0 || cfg.in_channels == 0 {
             return bad(
                 "layers_per_block, cross_attention_dim and in_channels must be at least 1".into(),

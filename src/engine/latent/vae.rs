@@ -55,7 +55,11 @@ fn yes() -> bool {
 
 impl VaeConfig {
     pub fn read(path: &Path) -> Result<Self> {
-        let cfg: Self = nn::read_json(path)?;
+        Self::checked(nn::read_json(path)?, &path.display().to_string())
+    }
+
+    /// `cfg` if it can exist (`origin` names where it came from in the error).
+    pub fn checked(cfg: Self, origin: &str) -> Result<Self> {
         if cfg.block_out_channels.is_empty()
             || cfg.layers_per_block == 0
             || cfg.latent_channels == 0
@@ -63,8 +67,7 @@ impl VaeConfig {
             || cfg.out_channels == 0
         {
             return Err(EngineError::InvalidInput(format!(
-                "{}: a VAE needs blocks, a layer per block and channels in, out and between",
-                path.display()
+                "{origin}: a VAE needs blocks, a layer per block and channels in, out and between"
             )));
         }
         Ok(cfg)

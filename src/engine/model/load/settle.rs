@@ -95,11 +95,12 @@ pub(super) fn settle(
             return Err(not_a_checkpoint(
                 path,
                 format!(
-                    "{what} checkpoint in the original single-file layout (model.diffusion_model.…), \
-                     which cmpaint does not read: load its diffusers folder (unet/, vae/, text_encoder/, \
-                     tokenizer/, scheduler/, model_index.json — most model pages offer one) or convert the \
-                     file once with diffusers: StableDiffusionPipeline.from_single_file(FILE)\
-                     .save_pretrained(DIR)"
+                    "{what} checkpoint in the original single-file layout (model.diffusion_model.…); \
+                     cmpaint reads such files for Stable Diffusion 1.x only (with CLIP under \
+                     cond_stage_model.transformer.): load this one's diffusers folder (unet/, vae/, \
+                     text_encoder/, tokenizer/, scheduler/, model_index.json — most model pages offer \
+                     one) or convert the file once with diffusers: \
+                     StableDiffusionPipeline.from_single_file(FILE).save_pretrained(DIR)"
                 ),
             ));
         }
@@ -228,8 +229,8 @@ fn check_weights(
     Ok(())
 }
 
-/// "a Stable Diffusion" (or "an SDXL") when the tensors are an LDM single-file checkpoint: the UNet
-/// under `model.diffusion_model.`, the VAE under `first_stage_model.`.
+/// What LDM single-file checkpoint the tensors are (the UNet under `model.diffusion_model.`) when it
+/// is not one the latent loader reads: SDXL, SD 2.x (OpenCLIP), or one missing a part.
 fn stable_diffusion_single_file(shapes: &HashMap<String, Vec<usize>>) -> Option<&'static str> {
     let has = |prefix: &str| shapes.keys().any(|k| k.starts_with(prefix));
     if !has("model.diffusion_model.") {
@@ -237,7 +238,9 @@ fn stable_diffusion_single_file(shapes: &HashMap<String, Vec<usize>>) -> Option<
     }
     Some(if has("conditioner.embedders.") {
         "an SDXL"
+    } else if has("cond_stage_model.model.") {
+        "a Stable Diffusion 2.x"
     } else {
-        "a Stable Diffusion"
+        "a Stable Diffusion (without its VAE or CLIP text encoder)"
     })
 }
