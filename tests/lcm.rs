@@ -23,10 +23,34 @@ fn expected() -> &'static HashMap<String, Tensor> {
 }
 
 fn cases() -> serde_json::Value {
-    let file = std::fs::read(fixture("lcm_expected.safetensors")).unwrap();
+    cases_in("lcm_expected.safetensors")
+}
+
+/// The prompts and settings a fixture script wrote into an expected-outputs file.
+fn cases_in(name: &str) -> serde_json::Value {
+    let file = std::fs::read(fixture(name)).unwrap();
     let (_, meta) = safetensors::SafeTensors::read_metadata(&file).unwrap();
     let text = &meta.metadata().as_ref().unwrap()["lcm.cases"];
     serde_json::from_str(text).unwrap()
+}
+
+/// The tokenizer's ids of each prompt in `cases` are transformers' (`ids_<i>` in `expected`).
+fn assert_ids_are_transformers(
+    tokenizer: &ClipTokenizer,
+    cases: &serde_json::Value,
+    expected: &HashMap<String, Tensor>,
+) {
+    let prompts = cases["prompts"].as_array().unwrap();
+    assert_eq!(prompts.len(), 7);
+    for (i, prompt) in prompts.iter().enumerate() {
+        let want: Vec<i64> = expected[&format!("ids_{i}")].to_vec1().unwrap();
+        let got: Vec<i64> = tokenizer
+            .encode(prompt.as_str().unwrap())
+            .into_iter()
+            .map(i64::from)
+            .collect();
+        assert_eq!(got, want, "prompt {i}: {prompt}");
+    }
 }
 
 fn tensor(name: &str) -> Tensor {
@@ -43,18 +67,7 @@ fn model() -> &'static LatentModel {
 #[test]
 fn tokenizer_ids_are_transformers() {
     let tokenizer = ClipTokenizer::from_dir(&fixture("tiny_lcm/tokenizer")).unwrap();
-    let cases = cases();
-    let prompts = cases["prompts"].as_array().unwrap();
-    assert_eq!(prompts.len(), 7);
-    for (i, prompt) in prompts.iter().enumerate() {
-        let want: Vec<i64> = tensor(&format!("ids_{i}")).to_vec1().unwrap();
-        let got: Vec<i64> = tokenizer
-            .encode(prompt.as_str().unwrap())
-            .into_iter()
-            .map(i64::from)
-            .collect();
-        assert_eq!(got, want, "prompt {i}: {prompt}");
-    }
+    assert_ids_are_transformers(&tokenizer, &cases(), expected());
 }
 
 #[test]
@@ -853,23 +866,11 @@ fn single_file_expected() -> HashMap<String, Tensor> {
 /// ids for the real vocabulary.
 #[test]
 fn built_in_clip_tokenizer_ids_are_transformers() {
-    let expected = single_file_expected();
-    let tokenizer = ClipTokenizer::clip().unwrap();
-    let file = std::fs::read(fixture("sd15_single_expected.safetensors")).unwrap();
-    let (_, meta) = safetensors::SafeTensors::read_metadata(&file).unwrap();
-    let cases: serde_json::Value =
-        serde_json::from_str(&meta.metadata().as_ref().unwrap()["lcm.cases"]).unwrap();
-    let prompts = cases["prompts"].as_array().unwrap();
-    assert_eq!(prompts.len(), 7);
-    for (i, prompt) in prompts.iter().enumerate() {
-        let want: Vec<i64> = expected[&format!("ids_{i}")].to_vec1().unwrap();
-        let got: Vec<i64> = tokenizer
-            .encode(prompt.as_str().unwrap())
-            .into_iter()
-            .map(i64::from)
-            .collect();
-        assert_eq!(got, want, "prompt {i}: {prompt}");
-    }
+    assert_ids_are_transformers(
+        &ClipTokenizer::clip().unwrap(),
+        &cases_in("sd15_single_expected.safetensors"),
+        &single_file_expected(),
+    );
 }
 
 /// The checkpoint read in place — names mapped, configs from shapes, f16 weights — runs as

@@ -433,79 +433,86 @@ mod tests {
 
     #[test]
     fn unet_names_follow_diffusers() {
-        let n = |s| unet_name(s, 2).map(|x| x.0);
-        assert_eq!(
-            n("time_embed.2.bias").unwrap(),
-            "time_embedding.linear_2.bias"
-        );
-        assert_eq!(
-            n("input_blocks.4.0.in_layers.2.weight").unwrap(),
-            "down_blocks.1.resnets.0.conv1.weight"
-        );
-        assert_eq!(
-            n("input_blocks.3.0.op.bias").unwrap(),
-            "down_blocks.0.downsamplers.0.conv.bias"
-        );
-        assert_eq!(
-            n("input_blocks.2.1.transformer_blocks.0.attn2.to_k.weight").unwrap(),
-            "down_blocks.0.attentions.1.transformer_blocks.0.attn2.to_k.weight"
-        );
-        assert_eq!(
-            n("middle_block.2.emb_layers.1.weight").unwrap(),
-            "mid_block.resnets.1.time_emb_proj.weight"
-        );
-        assert_eq!(
-            n("middle_block.1.proj_out.bias").unwrap(),
-            "mid_block.attentions.0.proj_out.bias"
-        );
-        assert_eq!(
-            n("output_blocks.2.1.conv.weight").unwrap(),
-            "up_blocks.0.upsamplers.0.conv.weight"
-        );
-        assert_eq!(
-            n("output_blocks.5.2.conv.weight").unwrap(),
-            "up_blocks.1.upsamplers.0.conv.weight"
-        );
-        assert_eq!(
-            n("output_blocks.5.0.skip_connection.weight").unwrap(),
-            "up_blocks.1.resnets.2.conv_shortcut.weight"
-        );
-        assert_eq!(n("model_ema.decay"), None);
+        for (ldm, diffusers) in [
+            ("time_embed.2.bias", "time_embedding.linear_2.bias"),
+            (
+                "input_blocks.4.0.in_layers.2.weight",
+                "down_blocks.1.resnets.0.conv1.weight",
+            ),
+            (
+                "input_blocks.3.0.op.bias",
+                "down_blocks.0.downsamplers.0.conv.bias",
+            ),
+            (
+                "input_blocks.2.1.transformer_blocks.0.attn2.to_k.weight",
+                "down_blocks.0.attentions.1.transformer_blocks.0.attn2.to_k.weight",
+            ),
+            (
+                "middle_block.2.emb_layers.1.weight",
+                "mid_block.resnets.1.time_emb_proj.weight",
+            ),
+            (
+                "middle_block.1.proj_out.bias",
+                "mid_block.attentions.0.proj_out.bias",
+            ),
+            (
+                "output_blocks.2.1.conv.weight",
+                "up_blocks.0.upsamplers.0.conv.weight",
+            ),
+            (
+                "output_blocks.5.2.conv.weight",
+                "up_blocks.1.upsamplers.0.conv.weight",
+            ),
+            (
+                "output_blocks.5.0.skip_connection.weight",
+                "up_blocks.1.resnets.2.conv_shortcut.weight",
+            ),
+        ] {
+            assert_eq!(
+                unet_name(ldm, 2),
+                Some((diffusers.to_owned(), false)),
+                "{ldm}"
+            );
+        }
+        assert_eq!(unet_name("decay", 2), None);
     }
 
     #[test]
     fn vae_names_follow_diffusers() {
-        let n = |s| vae_name(s, 4);
-        assert_eq!(
-            n("decoder.up.3.block.0.nin_shortcut.weight").unwrap().0,
-            "decoder.up_blocks.0.resnets.0.conv_shortcut.weight"
-        );
-        assert_eq!(
-            n("decoder.up.1.upsample.conv.bias").unwrap().0,
-            "decoder.up_blocks.2.upsamplers.0.conv.bias"
-        );
-        assert_eq!(
-            n("encoder.down.0.downsample.conv.weight").unwrap().0,
-            "encoder.down_blocks.0.downsamplers.0.conv.weight"
-        );
-        assert_eq!(
-            n("encoder.mid.attn_1.proj_out.weight").unwrap(),
+        for (ldm, diffusers, linear) in [
             (
-                "encoder.mid_block.attentions.0.to_out.0.weight".into(),
-                true
-            )
-        );
-        assert_eq!(
-            n("decoder.mid.attn_1.norm.weight").unwrap(),
+                "decoder.up.3.block.0.nin_shortcut.weight",
+                "decoder.up_blocks.0.resnets.0.conv_shortcut.weight",
+                false,
+            ),
             (
-                "decoder.mid_block.attentions.0.group_norm.weight".into(),
-                false
-            )
-        );
-        assert_eq!(
-            n("encoder.norm_out.bias").unwrap().0,
-            "encoder.conv_norm_out.bias"
-        );
-        assert_eq!(n("quant_conv.weight").unwrap().0, "quant_conv.weight");
+                "decoder.up.1.upsample.conv.bias",
+                "decoder.up_blocks.2.upsamplers.0.conv.bias",
+                false,
+            ),
+            (
+                "encoder.down.0.downsample.conv.weight",
+                "encoder.down_blocks.0.downsamplers.0.conv.weight",
+                false,
+            ),
+            (
+                "encoder.mid.attn_1.proj_out.weight",
+                "encoder.mid_block.attentions.0.to_out.0.weight",
+                true,
+            ),
+            (
+                "decoder.mid.attn_1.norm.weight",
+                "decoder.mid_block.attentions.0.group_norm.weight",
+                false,
+            ),
+            ("encoder.norm_out.bias", "encoder.conv_norm_out.bias", false),
+            ("quant_conv.weight", "quant_conv.weight", false),
+        ] {
+            assert_eq!(
+                vae_name(ldm, 4),
+                Some((diffusers.to_owned(), linear)),
+                "{ldm}"
+            );
+        }
     }
 }
