@@ -2216,3 +2216,26 @@ fn a_latent_model_takes_a_prompt_and_its_results_record_it() {
         .unwrap();
     assert_eq!((prompt.negative.as_str(), prompt.guidance), ("blurry", 1.5));
 }
+
+#[test]
+fn a_long_status_message_is_cut_short_beside_the_size_and_zoom() {
+    let mut h = harness(Scripted::default());
+    let long = "a message long enough to cross the whole status bar: ".repeat(8);
+    h.state_mut().messages.push(cmpaint::app::Message {
+        text: long.clone(),
+        error: false,
+    });
+    h.step();
+    let message = h.get_by_label_contains("a message long enough").rect();
+    let (w, ht) = (h.state().doc.width, h.state().doc.height);
+    let size = h
+        .get_all_by_label_contains(&format!("{w}×{ht} ·"))
+        .find(|n| n.value().is_some_and(|v| v.ends_with(" %")))
+        .expect("the size and zoom")
+        .rect();
+    assert!(
+        message.max.x <= size.min.x,
+        "the message ({message:?}) runs under the size and zoom ({size:?})"
+    );
+    assert!(message.width() > 100.0, "the message keeps the free width");
+}

@@ -170,64 +170,66 @@ pub fn notices(state: &mut AppState, ui: &mut egui::Ui) {
 
 pub fn status_bar(state: &mut AppState, status: &Status, ui: &mut egui::Ui, out: &mut Vec<Action>) {
     egui::Panel::bottom("status").show(ui, |ui| {
-        ui.horizontal(|ui| {
-            if let Some(r) = &state.running {
-                let f = r.done as f32 / r.total.max(1) as f32;
-                ui.add(
-                    egui::ProgressBar::new(f)
-                        .desired_width(160.0)
-                        .text(r.progress_text()),
-                );
-                if ui.button("Cancel (Esc)").clicked() {
-                    out.push(Action::Cancel);
-                }
-            } else if status.loading_model {
-                ui.spinner();
-                ui.label("loading the model…");
+        // the figures on the right are laid out first, so that a long message is cut short beside them
+        // (the whole of it on hover) instead of running underneath
+        ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
+            if status.dirty {
+                ui.weak("unsaved changes");
             }
-            if let Some(m) = state.messages.last() {
-                let colour = if m.error {
-                    Color32::from_rgb(235, 90, 90)
+            let (bytes, on_disk) = state.history_memory();
+            let mb = |b: usize| b as f64 / (1 << 20) as f64;
+            ui.weak(format!(
+                "memory: history {:.1} of {:.0} MB{}, undo {:.1} MB",
+                mb(bytes),
+                mb(state.history_budget),
+                if on_disk > 0 {
+                    format!(" ({on_disk} results on disk)")
                 } else {
-                    ui.visuals().text_color()
-                };
-                ui.label(RichText::new(&m.text).color(colour));
-            }
-            ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
-                if status.dirty {
-                    ui.weak("unsaved changes");
-                }
-                let (bytes, on_disk) = state.history_memory();
-                let mb = |b: usize| b as f64 / (1 << 20) as f64;
+                    String::new()
+                },
+                mb(state.doc.undo_bytes())
+            ))
+            .on_hover_text(
+                "results beyond the history budget move to the data folder and are read back when shown; undo keeps at most 256 MB",
+            );
+            let t = &state.stats.frame_seconds;
+            if !t.is_empty() {
+                let worst = t.iter().cloned().fold(0.0, f64::max);
                 ui.weak(format!(
-                    "memory: history {:.1} of {:.0} MB{}, undo {:.1} MB",
-                    mb(bytes),
-                    mb(state.history_budget),
-                    if on_disk > 0 {
-                        format!(" ({on_disk} results on disk)")
-                    } else {
-                        String::new()
-                    },
-                    mb(state.doc.undo_bytes())
-                ))
-                .on_hover_text(
-                    "results beyond the history budget move to the data folder and are read back when shown; undo keeps at most 256 MB",
-                );
-                let t = &state.stats.frame_seconds;
-                if !t.is_empty() {
-                    let worst = t.iter().cloned().fold(0.0, f64::max);
-                    ui.weak(format!(
-                        "UI {:.1} ms (worst {:.1})",
-                        t[t.len() - 1] * 1e3,
-                        worst * 1e3
-                    ));
-                }
-                ui.weak(format!(
-                    "{}×{} · {:.0} %",
-                    state.doc.width,
-                    state.doc.height,
-                    status.zoom * 100.0
+                    "UI {:.1} ms (worst {:.1})",
+                    t[t.len() - 1] * 1e3,
+                    worst * 1e3
                 ));
+            }
+            ui.weak(format!(
+                "{}×{} · {:.0} %",
+                state.doc.width,
+                state.doc.height,
+                status.zoom * 100.0
+            ));
+            ui.with_layout(egui::Layout::left_to_right(egui::Align::Center), |ui| {
+                if let Some(r) = &state.running {
+                    let f = r.done as f32 / r.total.max(1) as f32;
+                    ui.add(
+                        egui::ProgressBar::new(f)
+                            .desired_width(160.0)
+                            .text(r.progress_text()),
+                    );
+                    if ui.button("Cancel (Esc)").clicked() {
+                        out.push(Action::Cancel);
+                    }
+                } else if status.loading_model {
+                    ui.spinner();
+                    ui.label("loading the model…");
+                }
+                if let Some(m) = state.messages.last() {
+                    let colour = if m.error {
+                        Color32::from_rgb(235, 90, 90)
+                    } else {
+                        ui.visuals().text_color()
+                    };
+                    ui.add(egui::Label::new(RichText::new(&m.text).color(colour)).truncate());
+                }
             });
         });
     });
