@@ -31,7 +31,7 @@ from safetensors.torch import load_file
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 from classifier import DATA, OUT as JUDGE, load_judge  # noqa: E402
-from cm_model import load_dataset  # noqa: E402
+from cm_model import load_dataset, save_grid  # noqa: E402
 
 ROOT = os.path.join(HERE, "..")
 SKETCHES = {"flat": os.path.join(ROOT, "..", "shared", "sketches"),
@@ -54,13 +54,6 @@ def run(binary, model, sketch, cls, strength, seeds, extra):
 
 def load_sketch(path):
     return torch.from_numpy(np.array(Image.open(path).convert("RGB"))).permute(2, 0, 1).float() / 127.5 - 1
-
-
-def save_grid(rows, path):
-    grid = torch.stack(rows)  # [rows, 1 + seeds, 3, 32, 32]
-    r, c = grid.shape[:2]
-    img = ((grid.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 3, 1, 4, 2).reshape(r * 32, c * 32, 3)
-    Image.fromarray(img.numpy()).resize((c * 64, r * 64), Image.NEAREST).save(path)
 
 
 def main():
@@ -102,7 +95,7 @@ def main():
                               "roughness": round(float(np.mean(rough)), 4), "roughness_real": round(real_rough, 4)}),
                   flush=True)
         out = f"{prefix}_{set_name}.png"
-        save_grid(rows, out)
+        save_grid(torch.cat(rows), len(rows), out)  # a row: the sketch, then one image per seed
         print(f"wrote {out}: rows = strengths {a.strengths} × sketches {list(classes)}", file=sys.stderr)
 
 
