@@ -2220,9 +2220,8 @@ fn a_latent_model_takes_a_prompt_and_its_results_record_it() {
 #[test]
 fn a_long_status_message_is_cut_short_beside_the_size_and_zoom() {
     let mut h = harness(Scripted::default());
-    let long = "a message long enough to cross the whole status bar: ".repeat(8);
     h.state_mut().messages.push(cmpaint::app::Message {
-        text: long.clone(),
+        text: "a message long enough to cross the whole status bar: ".repeat(8),
         error: false,
     });
     h.step();
