@@ -14,6 +14,7 @@ pub mod engine;
 pub mod file_io;
 pub mod job;
 pub mod labels;
+pub mod outline_fill;
 pub mod paint;
 pub mod picture;
 pub mod recipe;

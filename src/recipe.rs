@@ -164,9 +164,12 @@ pub enum Operation {
         seed_b: u64,
         alpha: f64,
     },
-    /// Stroke → image at a strength in [0, 1] (`ts` holds the resolved indices).
+    /// Stroke → image at a strength in [0, 1] (`ts` holds the resolved indices); with
+    /// `fill_outlines`, closed coloured outlines are filled first (`outline_fill`).
     SdEdit {
         strength: f64,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        fill_outlines: bool,
     },
     Inpaint,
     Colorize,
@@ -211,7 +214,17 @@ impl Operation {
             Operation::Interpolate { seed_b, alpha } => {
                 Some(format!("α {alpha:.2} to seed {seed_b}"))
             }
-            Operation::SdEdit { strength } => Some(format!("strength {strength:.2}")),
+            Operation::SdEdit {
+                strength,
+                fill_outlines,
+            } => Some(format!(
+                "strength {strength:.2}{}",
+                if *fill_outlines {
+                    ", outlines filled"
+                } else {
+                    ""
+                }
+            )),
             Operation::SuperRes { factor } | Operation::Enlarge { factor } => {
                 Some(format!("×{factor}"))
             }

@@ -136,6 +136,67 @@ fn an_edit_reruns_from_its_embedded_picture() {
     rerun_same(&out, &[]);
 }
 
+/// `edit sdedit --fill-outlines`: a closed blue outline is given to the network filled (the same
+/// pixels as the filled square drawn by hand), the recipe says so, and it reruns to the same pixels.
+#[test]
+fn a_filled_outline_sketch_is_the_filled_shape_and_its_recipe_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let blue = [40, 120, 230];
+    let square = |filled: bool| cmpaint::picture::Rgb8 {
+        width: 32,
+        height: 32,
+        pixels: (0..32 * 32)
+            .flat_map(|i| {
+                let (x, y) = (i % 32, i / 32);
+                let inside = (8..=23).contains(&x) && (8..=23).contains(&y);
+                let edge = inside && (x == 8 || x == 23 || y == 8 || y == 23);
+                if edge || (inside && filled) {
+                    blue
+                } else {
+                    [255; 3]
+                }
+            })
+            .collect(),
+    };
+    let (outline, filled) = (
+        dir.path().join("outline.png"),
+        dir.path().join("filled.png"),
+    );
+    cmpaint::picture::write_png(&outline, &square(false)).unwrap();
+    cmpaint::picture::write_png(&filled, &square(true)).unwrap();
+    let sdedit = |picture: &Path, fill: bool, out: &str| {
+        let out = dir.path().join(out);
+        let mut args = vec!["edit", "sdedit", "--image", s(picture), "--strength", "0.4"];
+        args.extend(["--seed", "3", "--device", "cpu", "-o", s(&out)]);
+        if fill {
+            args.push("--fill-outlines");
+        }
+        let (ok, _, err) = cmpaint(&args);
+        assert!(ok, "{err}");
+        out
+    };
+    let from_outline = sdedit(&outline, true, "a.png");
+    assert_eq!(
+        pixels(&from_outline),
+        pixels(&sdedit(&filled, false, "b.png"))
+    );
+    assert_ne!(
+        pixels(&from_outline),
+        pixels(&sdedit(&outline, false, "c.png"))
+    );
+    let recipe = read_recipe(&std::fs::read(&from_outline).unwrap()).unwrap();
+    assert_eq!(
+        recipe.operation,
+        Operation::SdEdit {
+            strength: 0.4,
+            fill_outlines: true
+        }
+    );
+    // the recipe holds the outline as drawn: the fill is redone on rerun
+    assert_eq!(recipe.input.unwrap().to_rgb().unwrap(), square(false));
+    rerun_same(&from_outline, &[]);
+}
+
 /// An edit that replays a noise file names it once (it was recorded twice).
 #[test]
 fn an_edit_names_its_noise_file_once() {
@@ -285,7 +346,10 @@ fn the_cli_and_the_app_plan_a_strength_alike() {
     .unwrap();
     let planned = plan(
         loaded.info(),
-        Operation::SdEdit { strength: 0.49 },
+        Operation::SdEdit {
+            strength: 0.49,
+            fill_outlines: false,
+        },
         4,
         from_cli.class,
         Steps::One,
@@ -413,7 +477,10 @@ fn an_app_export_reruns_from_the_command_line() {
     };
     let mut recipe = plan(
         loaded.info(),
-        Operation::SdEdit { strength: 0.4 },
+        Operation::SdEdit {
+            strength: 0.4,
+            fill_outlines: true,
+        },
         11,
         Some(7),
         Steps::One,

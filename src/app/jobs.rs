@@ -524,6 +524,7 @@ impl App {
         };
         let op = Operation::SdEdit {
             strength: self.state.generate.strength,
+            fill_outlines: self.state.generate.fill_outlines,
         };
         let batch = if live { 1 } else { self.state.generate.batch };
         self.run_edit(op, seed, batch, live);

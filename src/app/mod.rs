@@ -133,6 +133,8 @@ pub struct GenerateSettings {
     pub batch: usize,
     /// How far a sketch may move: 0 keeps it, 1 ignores it.
     pub strength: f64,
+    /// Fill closed coloured outlines before sketch → image, so a drawn outline becomes a shape.
+    pub fill_outlines: bool,
     /// A latent model's prompt, and its negative prompt where it runs classifier-free guidance.
     pub prompt: String,
     pub negative_prompt: String,
@@ -350,6 +352,7 @@ impl App {
                     steps: Steps::One,
                     batch: 4,
                     strength: crate::worker::PAPER_SKETCH_STRENGTH,
+                    fill_outlines: true,
                     prompt: String::new(),
                     negative_prompt: String::new(),
                     guidance: None,

@@ -629,6 +629,11 @@ fn generate_section(state: &mut AppState, ui: &mut egui::Ui, out: &mut Vec<Actio
                 "How far Generate may move away from a sketch: 0 keeps it, 1 ignores it",
             );
     });
+    ui.checkbox(&mut g.fill_outlines, "Fill closed outlines")
+        .on_hover_text(
+            "Before sketch → image, fill each closed outline drawn in a colour with that colour, \
+             so an outline becomes a shape (grey and black outlines stay as drawn)",
+        );
     let what = if state.doc.has_sketch() {
         "Generate from sketch"
     } else {

@@ -3,7 +3,9 @@
 //! the interpolation slider as a slerp of the initial latents with the prompt fixed.
 
 use super::model::LatentLoaded;
-use super::run::{RunOptions, interpolation_ends, invalid, recipe_mask, recipe_picture};
+use super::run::{
+    RunOptions, interpolation_ends, invalid, recipe_mask, recipe_picture, sketch_as_drawn,
+};
 use crate::engine::Result;
 use crate::engine::cm::edit::slerp;
 use crate::engine::cm::noise::{NoiseSource, SeededNoise};
@@ -44,8 +46,13 @@ pub(super) fn run(
     };
     let (picture, mask, strength) = match &recipe.operation {
         Operation::Generate | Operation::Interpolate { .. } => (None, None, 1.0),
-        Operation::SdEdit { strength } => {
-            (Some(edit_picture(recipe, &opts, device)?), None, *strength)
+        Operation::SdEdit { strength, .. } => {
+            let picture = edit_picture(recipe, &opts, device)?;
+            (
+                Some(sketch_as_drawn(&recipe.operation, picture)?),
+                None,
+                *strength,
+            )
         }
         Operation::Inpaint => {
             let picture = edit_picture(recipe, &opts, device)?;

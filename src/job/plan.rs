@@ -105,7 +105,7 @@ fn plan_latent(
                 operation.label()
             ));
         }
-        Operation::SdEdit { strength } if !(*strength > 0.0 && *strength <= 1.0) => {
+        Operation::SdEdit { strength, .. } if !(*strength > 0.0 && *strength <= 1.0) => {
             return invalid(format!("strength {strength}: it must lie in (0, 1]"));
         }
         _ => {}
@@ -204,7 +204,7 @@ fn edit_grid(
     }
     let start = match (explicit.start, op) {
         (Some(i), _) => Some(i),
-        (None, Operation::SdEdit { strength }) => Some(strength_to_index(*strength, n)?),
+        (None, Operation::SdEdit { strength, .. }) => Some(strength_to_index(*strength, n)?),
         (None, _) => None,
     };
     if let Some(ts) = &explicit.ts {

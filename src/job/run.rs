@@ -10,6 +10,7 @@ use crate::engine::pipeline::{
     EditRequest, EditTask, GenerateRequest, edit, generate, interpolate,
 };
 use crate::engine::{EngineError, Result};
+use crate::outline_fill::fill_closed_outlines;
 use crate::picture::Rgb8;
 use crate::recipe::{Operation, Recipe, Sampler};
 use candle_core::{Device, Tensor};
@@ -144,6 +145,7 @@ fn run_pixel(
                 Some(x) => x,
                 None => embedded_picture(recipe, cfg.unet.image_size, batch, device)?,
             };
+            let images = sketch_as_drawn(op, images)?;
             let task = edit_task(op, recipe, opts.mask, device)?;
             let ts = recipe
                 .ts
@@ -257,6 +259,33 @@ fn embedded_picture(recipe: &Recipe, size: usize, batch: usize, device: &Device)
         ));
     }
     Ok(picture.repeat((batch, 1, 1, 1))?)
+}
+
+/// An edit's picture as the network gets it: for sketch → image with `fill_outlines`, each image's
+/// closed coloured outlines filled (`outline_fill`); an image without any is passed on untouched.
+pub(super) fn sketch_as_drawn(op: &Operation, images: Tensor) -> Result<Tensor> {
+    if !matches!(
+        op,
+        Operation::SdEdit {
+            fill_outlines: true,
+            ..
+        }
+    ) {
+        return Ok(images);
+    }
+    let filled = (0..images.dim(0)?)
+        .map(|i| {
+            let image = images.get(i)?;
+            let drawn = tensor_to_rgb8(&image)?;
+            let filled = fill_closed_outlines(&drawn);
+            Ok(if filled == drawn {
+                image
+            } else {
+                rgb8_to_tensor(&filled, images.device())?
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Tensor::stack(&filled, 0)?)
 }
 
 /// The recipe's embedded picture, [1, 3, H, W] in [−1, 1].
