@@ -8,6 +8,8 @@ sketch, the sketch first, then one image per seed — and prints, per set and st
   intended category (its classes.json); issue 27 asks ≥ 0.7 of the rough set at the default strength;
 - `kept_rms`: RMS distance of the output to the sketch blurred by 3×3 (how much of the drawing's shape
   and colour survives; 0 = the sketch itself) — the flat set must keep its shape;
+- `fill_outlines`: closed coloured outlines filled first (`edit sdedit --fill-outlines`), as the app
+  does by default (its "Fill closed outlines"); `--no-fill` runs the bare SDEdit;
 - `roughness`: mean absolute difference between neighbouring pixels, beside the real emoji's (smears
   and leftover noise raise it, flat blobs and bare outlines lower it).
 
@@ -65,6 +67,7 @@ def main():
     ap.add_argument("--data", default=DATA, help="the dataset the judge was trained on (real roughness)")
     ap.add_argument("--judge", default=JUDGE)
     ap.add_argument("--out", default=None, help="grid PNG prefix (default: beside the model, …_sketches)")
+    ap.add_argument("--no-fill", action="store_true", help="without --fill-outlines (the app's default is on)")
     ap.add_argument("--extra", nargs=argparse.REMAINDER, default=[], help="more cmpaint arguments")
     ap.add_argument("--cmpaint", default=os.path.join(ROOT, "target", "release", "cmpaint"))
     a = ap.parse_args()
@@ -72,6 +75,7 @@ def main():
     judge = load_judge(a.judge)
     d = load_dataset(a.data, 32)
     real_rough = roughness(d.x[d.train[:512]])
+    extra = a.extra + ([] if a.no_fill else ["--fill-outlines"])
     prefix = a.out or os.path.splitext(a.model)[0] + "_sketches"
     for set_name in a.sets:
         folder = SKETCHES[set_name]
@@ -82,14 +86,14 @@ def main():
             for name, cls in classes.items():
                 path = os.path.join(folder, f"{name}.png")
                 sketch = load_sketch(path)
-                x = run(a.cmpaint, a.model, path, cls, s, a.seeds, a.extra)
+                x = run(a.cmpaint, a.model, path, cls, s, a.seeds, extra)
                 hits.append((judge(x).argmax(1) == cls).float().mean().item())
                 blurred = F.avg_pool2d(sketch[None], 3, 1, 1, count_include_pad=False)
                 kept.append(((x - blurred) ** 2).mean().sqrt().item())
                 rough.append(roughness(x))
                 rows.append(torch.cat([sketch[None], x]))
             print(json.dumps({"model": os.path.basename(a.model), "set": set_name, "strength": s,
-                              "judge_hits": round(float(np.mean(hits)), 3),
+                              "fill_outlines": not a.no_fill, "judge_hits": round(float(np.mean(hits)), 3),
                               "per_sketch": dict(zip(classes, [round(h, 2) for h in hits])),
                               "kept_rms": round(float(np.mean(kept)), 3),
                               "roughness": round(float(np.mean(rough)), 4), "roughness_real": round(real_rough, 4)}),
