@@ -25,6 +25,9 @@ const MAX_FILLED_SHARE: f64 = 0.6;
 /// one — a flat-colour sketch, a photo — comes back unchanged.
 pub fn fill_closed_outlines(img: &Rgb8) -> Rgb8 {
     let (w, h) = (img.width, img.height);
+    if w == 0 || h == 0 {
+        return img.clone();
+    }
     let pixel = |i: usize| &img.pixels[3 * i..3 * i + 3];
     let ink: Vec<bool> = (0..w * h)
         .map(|i| pixel(i).iter().any(|&c| 255 - c > INK_THRESHOLD))

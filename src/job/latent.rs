@@ -4,7 +4,7 @@
 
 use super::model::LatentLoaded;
 use super::run::{
-    RunOptions, interpolation_ends, invalid, recipe_mask, recipe_picture, sketch_as_drawn,
+    RunOptions, interpolation_ends, invalid, prepared_sketch, recipe_mask, recipe_picture,
 };
 use crate::engine::Result;
 use crate::engine::cm::edit::slerp;
@@ -49,7 +49,7 @@ pub(super) fn run(
         Operation::SdEdit { strength, .. } => {
             let picture = edit_picture(recipe, &opts, device)?;
             (
-                Some(sketch_as_drawn(&recipe.operation, picture)?),
+                Some(prepared_sketch(&recipe.operation, picture)?),
                 None,
                 *strength,
             )

@@ -145,7 +145,7 @@ fn run_pixel(
                 Some(x) => x,
                 None => embedded_picture(recipe, cfg.unet.image_size, batch, device)?,
             };
-            let images = sketch_as_drawn(op, images)?;
+            let images = prepared_sketch(op, images)?;
             let task = edit_task(op, recipe, opts.mask, device)?;
             let ts = recipe
                 .ts
@@ -263,7 +263,7 @@ fn embedded_picture(recipe: &Recipe, size: usize, batch: usize, device: &Device)
 
 /// An edit's picture as the network gets it: for sketch → image with `fill_outlines`, each image's
 /// closed coloured outlines filled (`outline_fill`); an image without any is passed on untouched.
-pub(super) fn sketch_as_drawn(op: &Operation, images: Tensor) -> Result<Tensor> {
+pub(super) fn prepared_sketch(op: &Operation, images: Tensor) -> Result<Tensor> {
     if !matches!(
         op,
         Operation::SdEdit {
