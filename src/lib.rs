@@ -3,7 +3,8 @@
 //! Layers: `app` (egui; feature `app`, on by default) → `paint` (document, strokes, project files) and
 //! `worker` (thread, owns the model) → `job` (a recipe planned and run) → `engine` (tensors in,
 //! tensors out); `cli` → `job` (and `engine` for `info` and `convert`). `recipe` is the plain-data
-//! description of one result;
+//! description of one result; `outline_fill` (pixels in, pixels out) fills a sketch's closed outlines
+//! for `job`;
 //! `picture` (pixels: decode, resize, PNG/GIF), `file_io` (bounded reads of a user's files, atomic
 //! writes) and `labels` (class names) are leaves every layer may use. `tests/layering.rs` holds the
 //! arrows allowed.

@@ -12,10 +12,22 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("labels", &[]),
     ("picture", &["file_io"]),
     ("recipe", &["picture", "file_io"]),
+    // pixels in, pixels out: a sketch's closed outlines filled before the model sees it
+    ("outline_fill", &["picture"]),
     // tensors in, tensors out: nothing above it
     ("engine", &["file_io", "picture"]),
     // a recipe planned and run
-    ("job", &["engine", "recipe", "picture", "file_io", "labels"]),
+    (
+        "job",
+        &[
+            "engine",
+            "recipe",
+            "picture",
+            "file_io",
+            "labels",
+            "outline_fill",
+        ],
+    ),
     // the thread the app talks to
     ("worker", &["job", "engine", "recipe", "picture", "file_io"]),
     // documents and projects: plain data, no tensors
