@@ -6,6 +6,7 @@ sketch, the sketch first, then one image per seed — and prints, per set and st
 
 - `judge_hits`: the share of outputs that the judge (training/classifier.py) puts in the sketch's
   intended category (its classes.json); issue 27 asks ≥ 0.7 of the rough set at the default strength;
+  `judged_as` lists the category the judge gave each output (seed by seed);
 - `kept_rms`: RMS distance of the output to the sketch blurred by 3×3 (how much of the drawing's shape
   and colour survives; 0 = the sketch itself) — the flat set must keep its shape;
 - `fill_outlines`: closed coloured outlines filled first (`edit sdedit --fill-outlines`), as the app
@@ -82,12 +83,14 @@ def main():
         classes = json.load(open(os.path.join(folder, "classes.json")))
         rows = []
         for s in a.strengths:
-            hits, kept, rough = [], [], []
+            hits, kept, rough, judged = [], [], [], []
             for name, cls in classes.items():
                 path = os.path.join(folder, f"{name}.png")
                 sketch = load_sketch(path)
                 x = run(a.cmpaint, a.model, path, cls, s, a.seeds, extra)
-                hits.append((judge(x).argmax(1) == cls).float().mean().item())
+                said = judge(x).argmax(1)
+                hits.append((said == cls).float().mean().item())
+                judged.append(said.tolist())
                 blurred = F.avg_pool2d(sketch[None], 3, 1, 1, count_include_pad=False)
                 kept.append(((x - blurred) ** 2).mean().sqrt().item())
                 rough.append(roughness(x))
@@ -95,6 +98,7 @@ def main():
             print(json.dumps({"model": os.path.basename(a.model), "set": set_name, "strength": s,
                               "fill_outlines": not a.no_fill, "judge_hits": round(float(np.mean(hits)), 3),
                               "per_sketch": dict(zip(classes, [round(h, 2) for h in hits])),
+                              "judged_as": dict(zip(classes, judged)),
                               "kept_rms": round(float(np.mean(kept)), 3),
                               "roughness": round(float(np.mean(rough)), 4), "roughness_real": round(real_rough, 4)}),
                   flush=True)
