@@ -2120,22 +2120,44 @@ fn file_dialogs_never_block_and_a_path_field_stands_in_where_none_can_open() {
 #[test]
 fn a_model_with_styles_offers_a_style_picker_and_results_record_their_style() {
     let dir = tempfile::tempdir().unwrap();
+    let mut classes = 0;
+    let unstyled = common::builtin_with(dir.path(), "unstyled.safetensors", |config| {
+        config.styles.clear();
+        classes = config.unet.num_classes.unwrap() / 2;
+    });
+    let opened = |name: &'static str| {
+        move |a: &App| {
+            a.model
+                .as_ref()
+                .is_some_and(|m| m.file.as_ref().is_some_and(|f| f.ends_with(name)))
+        }
+    };
     let model = common::builtin_with(dir.path(), "styled.safetensors", |config| {
         config.styles = vec!["plain".into(), "fancy".into()];
     });
     let script = Scripted::default();
     let mut h = harness(script.clone());
+    script.push(unstyled);
+    h.get_by_label("Open file…").click();
+    h.step();
+    wait_until(
+        &mut h,
+        "the unstyled model loads",
+        opened("unstyled.safetensors"),
+    );
     assert!(
         h.query_by_label("Style").is_none(),
-        "the built-in model has no styles"
+        "a model without styles has no Style picker"
     );
     script.push(model);
     h.get_by_label("Open file…").click();
     h.step();
-    wait_until(&mut h, "the styled model loads", |a| {
-        a.model.as_ref().is_some_and(|m| m.styles.len() == 2)
-    });
-    h.get_by_label_contains("5 classes × 2 styles");
+    wait_until(
+        &mut h,
+        "the styled model loads",
+        opened("styled.safetensors"),
+    );
+    h.get_by_label_contains(&format!("{classes} classes × 2 styles"));
     h.get_by_label("Style").click();
     h.run();
     h.get_by_label("fancy").click();

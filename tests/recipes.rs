@@ -377,7 +377,10 @@ fn the_cli_and_the_app_plan_a_strength_alike() {
 #[test]
 fn a_style_is_a_second_label_beside_the_class() {
     let dir = tempfile::tempdir().unwrap();
-    // the built-in model's 10 labels, read as 5 classes × 2 styles
+    // the built-in network's label table read without styles, and as classes × 2 styles
+    let unstyled = builtin_with(dir.path(), "unstyled.safetensors", |config| {
+        config.styles.clear();
+    });
     let model = builtin_with(dir.path(), "styled.safetensors", |config| {
         config.styles = vec!["plain".into(), "fancy".into()];
     });
@@ -401,7 +404,11 @@ fn a_style_is_a_second_label_beside_the_class() {
         ],
         &a,
     );
-    run(&["--class", "3", "--seed", "3"], &b); // label 1·2 + 1
+    // the same label read without styles: 1·2 + 1
+    run(
+        &["--model", s(&unstyled), "--class", "3", "--seed", "3"],
+        &b,
+    );
     assert_eq!(pixels(&a), pixels(&b));
     let recipe = read_recipe(&std::fs::read(&a).unwrap()).unwrap();
     assert_eq!((recipe.class, recipe.style), (Some(1), Some(1)));
@@ -421,7 +428,19 @@ fn a_style_is_a_second_label_beside_the_class() {
         ],
         &c,
     );
-    run(&["--class", "4,5", "--batch", "2", "--seed", "4"], &d);
+    run(
+        &[
+            "--model",
+            s(&unstyled),
+            "--class",
+            "4,5",
+            "--batch",
+            "2",
+            "--seed",
+            "4",
+        ],
+        &d,
+    );
     assert_eq!(pixels(&c), pixels(&d));
     let grid = read_grid(&std::fs::read(&c).unwrap()).unwrap();
     let styles: Vec<Option<u32>> = grid.recipes().iter().map(|r| r.style).collect();
@@ -432,6 +451,8 @@ fn a_style_is_a_second_label_beside_the_class() {
 
     let (ok, _, err) = cmpaint(&[
         "generate",
+        "--model",
+        s(&unstyled),
         "--style",
         "fancy",
         "--device",
